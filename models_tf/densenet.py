@@ -14,6 +14,7 @@ from bench.specs import DEFAULTS, DenseNetSpec, keras_name
 from models_tf.common import bn_layer, bn_relu, conv, conv_layer, head, inputs
 
 
+@keras.saving.register_keras_serializable("twinbench")
 class ConcatBNReLUConv(keras.layers.Layer):
     """conv1(relu(bn1(concat(feats)))); with ``memory_efficient`` the segment is rematerialised."""
 

@@ -35,3 +35,33 @@ def cifar_dir(tmp_path_factory) -> Path:
     target = ROOT / "data"
     subprocess.run([sys.executable, str(SHARED_BUILD), str(target)], check=True)
     return target
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("twinbench", "TwinBench step benchmarks (tests/test_benchmarks.py)")
+    g.addoption("--bench-models", default=None,
+                help="comma-separated models or patterns (default: resnet20_v1,resnet56_v1,densenet_bc100_k12 "
+                     "on a GPU; resnet20_v1,densenet_bc100_k12 on a CPU)")
+    g.addoption("--bench-frameworks", default="torch,keras", help="torch,keras (default: both)")
+    g.addoption("--bench-batch-size", type=int, default=None, help="batch size (default: 128 on a GPU, 8 on a CPU)")
+    g.addoption("--bench-precision", default=None, help="fp32 | bf16 | fp16 (default: bf16 on a GPU, fp32 on a CPU)")
+    g.addoption("--bench-rounds", type=int, default=None, help="timed rounds (default: 40 on a GPU, 5 on a CPU)")
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_case" not in metafunc.fixturenames:
+        return
+    from bench.models import list_models
+    gpu = _has_gpu()
+    opt = metafunc.config.getoption
+    default = "resnet20_v1,resnet56_v1,densenet_bc100_k12" if gpu else "resnet20_v1,densenet_bc100_k12"
+    models = [m for p in (opt("--bench-models") or default).split(",") for m in (list_models(p.strip()) or [p.strip()])]
+    frameworks = [f.strip() for f in opt("--bench-frameworks").split(",") if f.strip()]
+    cases = [(m, fw, meas) for m in models for fw in frameworks for meas in ("train", "infer")]
+    ids = [f"{m}-{fw}-{os.environ['KERAS_BACKEND'] if fw == 'keras' else 'torch'}-{meas}" for m, fw, meas in cases]
+    metafunc.parametrize("bench_case", cases, ids=ids)
+
+
+def _has_gpu() -> bool:
+    from bench.env import nvml_info
+    return bool(nvml_info())

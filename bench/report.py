@@ -1,0 +1,394 @@
+"""``python -m bench.report [RUN_ID | --latest] [--compare OTHER_RUN_ID]``: results/<run_id>/ -> reports/<run_id>/.
+
+Writes ``index.html`` (self-contained: figures embedded, opens from disk with no network),
+``index.md`` (readable on a code host), and every figure as PNG and SVG. Each section renders from
+whatever the run has; a missing kind of data (a CPU-only run, OOM rows) is said, not hidden.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.schema import FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = (0.5, 0.8, 0.9)  # test accuracies for the time-to-accuracy table
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (file stem, caption)
+
+
+def load_run(run_dir: Path) -> dict:
+    """{'meta': dict, 'throughput'|'memory'|'epochs': DataFrame or None}."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no results directory {run_dir}")
+    meta_path = run_dir / "run_meta.json"
+    out = {"meta": json.loads(meta_path.read_text()) if meta_path.exists() else {}, "dir": run_dir}
+    for kind in ("throughput", "memory", "epochs"):
+        p = run_dir / FILES[kind]
+        out[kind] = pd.read_csv(p) if p.exists() and p.stat().st_size else None
+    return out
+
+
+def _label(df: pd.DataFrame) -> pd.Series:
+    return np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str))
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def _save(fig, out: Path, stem: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=110)
+    fig.savefig(out / f"{stem}.svg")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return stem
+
+
+def section_environment(run: dict) -> Section:
+    m = run["meta"]
+    s = Section("Environment")
+    v = m.get("versions", {})
+    rows = [("run id", m.get("run_id")), ("suite", m.get("suite")), ("command", m.get("command")),
+            ("git commit", f"{m.get('git_commit')}{' (dirty)' if m.get('git_dirty') else ''}"),
+            ("device", m.get("gpu_name") or f"CPU: {m.get('cpu')} ({m.get('cpu_count')} threads)"),
+            ("GPU driver / CUDA / cuDNN", f"{m.get('gpu_driver')} / {m.get('cuda')} / {m.get('cudnn')}"),
+            ("python", m.get("python")), ("torch", v.get("torch")), ("keras", v.get("keras")),
+            ("keras backend", m.get("keras_backend")), ("tensorflow", v.get("tensorflow")), ("jax", v.get("jax"))]
+    s.tables.append(("", pd.DataFrame(rows, columns=["", "value"])))
+    if m.get("device") == "cpu":
+        s.text.append("This run had no GPU: allocator peaks and NVML figures are empty, with the reason in each row.")
+    return s
+
+
+def _explode_steps(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per timed step, with images/s of that step (for median + IQR error bars)."""
+    rows = []
+    for r in df.itertuples():
+        for t in str(r.step_times_ms).split():
+            rows.append({"model": r.model, "impl": r.impl, "measurement": r.measurement, "precision": r.precision,
+                         "batch_size": r.batch_size, "input": r.input, "images_per_s": r.batch_size / (float(t) / 1e3)})
+    return pd.DataFrame(rows)
+
+
+def section_throughput(run: dict, out: Path) -> Section:
+    s = Section("Throughput")
+    df = run["throughput"]
+    if df is None or not len(df):
+        s.text.append("No throughput data in this run.")
+        return s
+    ok = df[df.status == "ok"].copy()
+    if not len(ok):
+        s.text.append("Every throughput job failed; see 'Errors and OOM'.")
+        return s
+    plt, sns = _plt()
+    ok["impl"] = _label(ok)
+    steps = _explode_steps(ok[ok.input == "synthetic"])
+    for (meas, prec, bs), g in steps.groupby(["measurement", "precision", "batch_size"]):
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * g.model.nunique() + 3), 4))
+        sns.barplot(data=g, x="model", y="images_per_s", hue="impl", estimator=np.median, errorbar=("pi", 50), ax=ax)
+        ax.set_title(f"{meas} throughput, {prec}, batch {bs} (median, IQR bars; synthetic input on the device)")
+        ax.set_ylabel("images/s")
+        ax.tick_params(axis="x", rotation=30)
+        stem = _save(fig, out, f"throughput_{meas}_{prec}_b{bs}")
+        s.figures.append((stem, f"{meas} images/s, {prec}, batch {bs}"))
+    piv = ok.pivot_table(index=["model", "measurement", "precision", "batch_size", "input"], columns="impl",
+                         values="images_per_s", aggfunc="median")
+    kcols = [c for c in piv.columns if c.startswith("keras")]
+    if "torch" in piv.columns:
+        for c in kcols:
+            piv[f"{c} / torch"] = piv[c] / piv["torch"]
+    s.tables.append(("images/s (median step) and the Keras / PyTorch ratio", piv.round(2).reset_index()))
+    real = ok[ok.input == "real"]
+    if len(real):
+        s.text.append("'real' rows run the CIFAR-10 pipeline (augmentation included) in the timed step; compare "
+                      "them with the synthetic rows of the same batch.")
+    s.tables.append(("first step (compile / trace / autotune), seconds",
+                     ok.pivot_table(index=["model", "measurement"], columns="impl", values="first_step_s",
+                                    aggfunc="max").round(2).reset_index()))
+    return s
+
+
+def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float | None:
+    """Analytic size of the concatenated inputs a naive DenseNet stores per image (quadratic in block depth)."""
+    from bench.models import get_spec
+    spec = get_spec(model, **options)
+    if spec.family != "densenet":
+        return None
+    total = 0.0
+    for b, ((cin, _), n) in enumerate(zip(spec.channel_plan(), spec.blocks)):
+        area = (spec.input_size / 2 ** b) ** 2
+        total += sum(cin + i * spec.growth_rate for i in range(n)) * area  # layer i reads cin + i*k channels
+    return total * dtype_bytes
+
+
+def section_memory(run: dict, out: Path) -> Section:
+    s = Section("Memory")
+    df = run["memory"]
+    if df is None or not len(df):
+        s.text.append("No memory data in this run.")
+        return s
+    ok = df[(df.status == "ok") & df.peak_alloc_mib.notna()].copy()
+    if not len(ok):
+        reasons = sorted(set(df.null_reason.dropna().astype(str)))
+        s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
+        return s
+    plt, sns = _plt()
+    ok["impl"] = _label(ok)
+    ok["variant"] = np.where(ok.model.str.endswith("_memeff"), "memory-efficient", "naive")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    sns.lineplot(data=ok, x="batch_size", y="peak_alloc_mib", hue="model", style="impl", markers=True, ax=ax)
+    for m in sorted(ok.model.unique()):
+        per_img = concat_bytes_per_image(m)
+        if per_img and not m.endswith("_memeff"):
+            b = np.array(sorted(ok[ok.model == m].batch_size.unique()))
+            ax.plot(b, per_img * b / 2**20, ls=":", color="gray")
+            ax.annotate(f"{m}: analytic concat cost", (b[-1], per_img * b[-1] / 2**20), fontsize=7, color="gray")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="allocator peak (MiB)",
+           title="Peak training memory vs batch size (dotted: analytic naive-concat storage)")
+    s.figures.append((_save(fig, out, "memory_vs_batch"), "peak memory vs batch size"))
+    from bench.models import get_spec
+    ok["depth"] = [get_spec(m).depth for m in ok.model]
+    b_common = ok.groupby("batch_size").model.nunique().idxmax()
+    at = ok[ok.batch_size == b_common]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.scatterplot(data=at, x="depth", y="peak_alloc_mib", hue="model", style="impl", s=80, ax=ax)
+    ax.set(title=f"Peak training memory vs depth, batch {b_common}", ylabel="allocator peak (MiB)")
+    s.figures.append((_save(fig, out, "memory_vs_depth"), f"peak memory vs depth at batch {b_common}"))
+    pairs = []
+    for m in sorted(ok.model.unique()):
+        if m.endswith("_memeff"):
+            continue
+        eff = ok[ok.model == m + "_memeff"]
+        for r in ok[ok.model == m].itertuples():
+            e = eff[(eff.impl == r.impl) & (eff.batch_size == r.batch_size)]
+            if len(e):
+                e = e.iloc[0]
+                pairs.append({"model": m, "impl": r.impl, "batch_size": r.batch_size, "naive_mib": r.peak_alloc_mib,
+                              "memeff_mib": e.peak_alloc_mib, "memory_saved_pct": 100 * (1 - e.peak_alloc_mib / r.peak_alloc_mib),
+                              "time_cost_pct": 100 * (e.step_ms_median / r.step_ms_median - 1)})
+    if pairs:
+        s.tables.append(("memory-efficient DenseNet: memory saved and time it costs", pd.DataFrame(pairs).round(1)))
+    else:
+        s.text.append("No naive / memory-efficient DenseNet pair at the same batch size in this run.")
+    return s
+
+
+def section_accuracy(run: dict, out: Path) -> Section:
+    from bench.anchors import PAPER_ERRORS
+    s = Section("Accuracy")
+    df = run["epochs"]
+    if df is None or not len(df) or not (df.status == "ok").any():
+        s.text.append("No training in this run.")
+        return s
+    plt, sns = _plt()
+    ok = df[df.status == "ok"].copy()
+    ok["impl"] = _label(ok)
+    long = ok.melt(id_vars=["model", "impl", "epoch"], value_vars=["train_acc", "test_acc"], var_name="split",
+                   value_name="accuracy")
+    g = sns.relplot(data=long, x="epoch", y="accuracy", hue="impl", style="split", col="model", col_wrap=3,
+                    kind="line", markers=True, height=3.2, facet_kws={"sharey": False})
+    g.figure.suptitle("Accuracy per epoch (Keras and PyTorch overlaid)", y=1.02)
+    s.figures.append((_save(g.figure, out, "accuracy_per_epoch"), "train and test accuracy per epoch"))
+    deg = ok[ok.model.isin(["plain20", "plain56", "resnet20_v1", "resnet56_v1"])].copy()
+    if deg.model.nunique() >= 2:
+        deg["train_error_pct"] = 100 * (1 - deg.train_acc)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        sns.lineplot(data=deg, x="epoch", y="train_error_pct", hue="model", style="impl", ax=ax)
+        ax.set(title="Degradation: plain-20/56 vs ResNet-20/56 training error", ylabel="training error (%)")
+        s.figures.append((_save(fig, out, "degradation"), "the degradation experiment"))
+    last = ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]).tail(1).copy()
+    from bench.models import get_entry
+    last["params_m"] = [(_params(m) or 0) / 1e6 for m in last.model]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.scatterplot(data=last, x="params_m", y="test_acc", hue="model", style="impl", s=80, ax=ax)
+    refs = [(p, 1 - e / 100, m) for m, (e, p, _) in PAPER_ERRORS.items() if get_entry(m)]
+    ax.scatter([r[0] for r in refs], [r[1] for r in refs], marker="x", color="black", label="published (reference)")
+    for p, a, m in refs:
+        ax.annotate(m, (p, a), fontsize=6, color="gray")
+    ax.set(xlabel="trainable params (M)", ylabel="final test accuracy", title="Parameters vs final accuracy")
+    ax.legend(fontsize=7)
+    s.figures.append((_save(fig, out, "params_vs_accuracy"), "parameters vs final accuracy; x = published"))
+    cols = ["model", "impl", "recipe", "precision", "epoch", "epochs_total", "test_acc", "train_acc",
+            "train_images_per_s"]
+    tbl = last[cols].copy()
+    tbl["published_acc (reference)"] = [1 - PAPER_ERRORS[m][0] / 100 if m in PAPER_ERRORS else None for m in tbl.model]
+    s.tables.append(("final epoch", tbl.round(4)))
+    tta = []
+    for (m, impl, rec, prec), g in ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]):
+        wall = g.epoch_s.cumsum()
+        row = {"model": m, "impl": impl, "recipe": rec, "precision": prec}
+        for t in TARGETS:
+            hit = g.test_acc.values >= t
+            row[f"s_to_{int(t * 100)}%"] = round(float(wall.values[hit.argmax()]), 1) if hit.any() else "not reached"
+        tta.append(row)
+    s.tables.append(("time to a target test accuracy (training seconds, evaluation excluded)", pd.DataFrame(tta)))
+    if ok.epochs_total.max() > ok.epoch.max():
+        s.text.append("Some trainings are unfinished (epoch < epochs_total): resume the run to complete them.")
+    return s
+
+
+def _params(model: str) -> int | None:
+    try:
+        from bench.counts import torch_param_counts
+        from bench.models import build
+        return torch_param_counts(build(model, "torch"))[0]
+    except ImportError:
+        return None
+
+
+def section_errors(run: dict) -> Section:
+    s = Section("Errors and OOM")
+    frames = []
+    for kind in ("throughput", "memory", "epochs"):
+        df = run[kind]
+        if df is not None and len(df):
+            bad = df[df.status != "ok"]
+            if len(bad):
+                frames.append(bad.assign(csv=kind)[["csv", "job_id", "status", "error", "null_reason"]])
+    if frames:
+        s.tables.append(("rows that are not ok (kept in the CSVs)", pd.concat(frames)))
+    else:
+        s.text.append("Every job finished ok.")
+    return s
+
+
+def section_compare(run: dict, other: dict, out: Path) -> Section:
+    s = Section(f"Compared with {other['meta'].get('run_id', other['dir'].name)}")
+    keys = ["model", "framework", "backend", "measurement", "precision", "batch_size", "input"]
+    a, b = run["throughput"], other["throughput"]
+    if a is None or b is None:
+        s.text.append("One of the runs has no throughput data.")
+        return s
+    a, b = a[a.status == "ok"], b[b.status == "ok"]
+    m = a.merge(b, on=keys, suffixes=("", "_other"))[keys + ["images_per_s", "images_per_s_other"]]
+    if not len(m):
+        s.text.append("No throughput job in common.")
+        return s
+    m["ratio"] = m.images_per_s / m.images_per_s_other
+    s.tables.append(("images/s, this run / the other (1.0 = same)", m.round(3)))
+    plt, sns = _plt()
+    m["job"] = m.model + " " + m.framework + " " + m.measurement + " b" + m.batch_size.astype(str)
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(m))))
+    sns.barplot(data=m, y="job", x="ratio", ax=ax, color="steelblue")
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
+    s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))
+    return s
+
+
+def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Path:
+    """Render the report of ``run_dir`` into ``out_dir``; returns the path of index.html."""
+    run = load_run(run_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [section_environment(run), section_throughput(run, out_dir), section_memory(run, out_dir),
+                section_accuracy(run, out_dir), section_errors(run)]
+    if compare_dir is not None:
+        sections.append(section_compare(run, load_run(compare_dir), out_dir))
+    title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
+    (out_dir / "index.md").write_text(_markdown(title, sections))
+    (out_dir / "index.html").write_text(_html(title, sections, out_dir))
+    return out_dir / "index.html"
+
+
+def _markdown(title: str, sections: list[Section]) -> str:
+    lines = [f"# {title}", ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        lines += [t + "\n" for t in s.text]
+        for stem, cap in s.figures:
+            lines += [f"![{cap}]({stem}.png)", f"*{cap}* ([SVG]({stem}.svg))", ""]
+        for cap, df in s.tables:
+            if cap:
+                lines.append(f"**{cap}**\n")
+            lines += [df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```",
+                      ""]
+    return "\n".join(lines)
+
+
+def _has_tabulate() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("tabulate") is not None
+
+
+def _html(title: str, sections: list[Section], out_dir: Path) -> str:
+    css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
+           "padding:3px 7px;text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
+           "figure{margin:1em 0}figcaption{color:#555;font-size:13px}")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
+        for stem, cap in s.figures:
+            data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode()
+            parts.append(f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(cap)} (<a href='{stem}.svg'>SVG</a>)</figcaption></figure>")
+        for cap, df in s.tables:
+            if cap:
+                parts.append(f"<p><b>{html.escape(cap)}</b></p>")
+            parts.append(df.to_html(index=False, na_rep="", border=0))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def latest_run(results: Path) -> Path:
+    runs = sorted(p for p in results.iterdir() if (p / "run_meta.json").exists()) if results.exists() else []
+    if not runs:
+        raise FileNotFoundError(f"no runs under {results}: run `python -m bench.run --suite smoke` first")
+    return max(runs, key=lambda p: p.stat().st_mtime)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.report", description="Render results/<run_id>/ into reports/<run_id>/.")
+    ap.add_argument("run_id", nargs="?", help="run id under --results, or a path to a results directory")
+    ap.add_argument("--latest", action="store_true", help="the most recent run")
+    ap.add_argument("--compare", metavar="OTHER_RUN_ID", help="a second run to compare with (ratios, side by side)")
+    ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
+    ap.add_argument("--out", default=str(ROOT / "reports"), help="reports root (default: reports/)")
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+
+    def resolve(r: str) -> Path:
+        p = Path(r)
+        return p if p.is_dir() else results / r
+
+    try:
+        run_dir = latest_run(results) if (args.latest or not args.run_id) else resolve(args.run_id)
+        other = resolve(args.compare) if args.compare else None
+        for d in filter(None, (run_dir, other)):
+            if not d.is_dir():
+                raise FileNotFoundError(f"no results directory {d}")
+        path = render(run_dir, Path(args.out) / run_dir.name, other)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

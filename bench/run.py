@@ -1,0 +1,328 @@
+"""``python -m bench.run --suite NAME``: expand a suite into jobs, run each in a fresh process, keep every row.
+
+Results land in ``results/<run_id>/`` (``throughput.csv``, ``memory.csv``, ``epochs.csv``,
+``nvml.csv``, ``run_meta.json``, ``logs/``); the report is rendered into ``reports/<run_id>/`` at the
+end. A crashed, killed or timed-out job becomes a row with its error and the suite goes on;
+``--resume RUN_ID`` skips jobs already done; Ctrl-C stops cleanly (resume later).
+
+Examples::
+
+    python -m bench.run --suite smoke                      # CPU-friendly, a few minutes
+    python -m bench.run --suite throughput --models 'resnet*_v1' --frameworks torch --dry-run
+    python -m bench.run --suite memory --models densenet_bc100_k12,densenet_bc100_k12_memeff
+    python -m bench.run --resume 20261124-101500-smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.schema import FILES, KINDS, append_row
+from bench.suites import SUITES, Job, Options, estimate_seconds, expand
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a TwinBench suite: every job in its own process, every figure in results/<run_id>/*.csv.",
+        epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
+               "  python -m bench.run --suite cifar10-full --keras-backend jax\n"
+               "  python -m bench.run --suite memory --models 'densenet*' --dry-run\n"
+               "  python -m bench.run --resume RUN_ID")
+    ap.add_argument("--suite", choices=None, metavar="NAME", help="suite to run (see below)")
+    ap.add_argument("--list", action="store_true", help="list suites and their jobs, then exit")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan with an estimated time, run nothing")
+    ap.add_argument("--models", metavar="M[,M...]", help="model names or fnmatch patterns (default: the suite's)")
+    ap.add_argument("--frameworks", default="torch,keras", metavar="F[,F]", help="torch, keras (default: both)")
+    ap.add_argument("--keras-backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+                    choices=("tensorflow", "jax", "torch"), help="backend of the Keras twins (default: tensorflow)")
+    ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
+    ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
+    ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
+    ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
+    ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                    help="where jobs run (default: auto = the GPU if there is one)")
+    ap.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 location (default: $TWINBENCH_DATA_DIR, ./data)")
+    ap.add_argument("--out", default=str(ROOT / "results"), metavar="DIR", help="results root (default: results/)")
+    ap.add_argument("--reports", default=str(ROOT / "reports"), metavar="DIR", help="reports root (default: reports/)")
+    ap.add_argument("--resume", metavar="RUN_ID", help="continue a run: skip the jobs it already finished")
+    ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
+                    help="seconds before a job is killed (default: 1800; epochs jobs: none)")
+    ap.add_argument("--no-report", action="store_true", help="do not render reports/<run_id>/ at the end")
+    args = ap.parse_args(argv)
+    if not (args.suite or args.list or args.resume):
+        ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
+    if args.suite and args.suite not in SUITES:
+        ap.error(f"unknown suite {args.suite!r}; choose from: {', '.join(SUITES)}")
+    bad = set(_csv(args.frameworks)) - {"torch", "keras"}
+    if bad:
+        ap.error(f"unknown framework(s) {sorted(bad)}; choose from torch, keras")
+    if args.precision and set(_csv(args.precision)) - {"fp32", "bf16", "fp16"}:
+        ap.error(f"--precision takes fp32, bf16, fp16; got {args.precision!r}")
+    try:
+        args.batch_sizes_t = tuple(int(b) for b in _csv(args.batch_sizes)) if args.batch_sizes else None
+    except ValueError:
+        ap.error(f"--batch-sizes must be integers, got {args.batch_sizes!r}")
+    if args.batch_sizes_t and min(args.batch_sizes_t) < 1:
+        ap.error("--batch-sizes must be positive")
+    if args.epochs is not None and args.epochs < 1:
+        ap.error("--epochs must be >= 1")
+    if args.recipe:
+        from bench.recipes import RECIPES
+        if args.recipe not in RECIPES:
+            ap.error(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
+    return args
+
+
+def _csv(s: str | None) -> list[str]:
+    return [x.strip() for x in (s or "").split(",") if x.strip()]
+
+
+def gpu_available() -> bool:
+    from bench.env import nvml_info
+    return bool(nvml_info())
+
+
+def options_from(args: argparse.Namespace, gpu: bool) -> Options:
+    return Options(models=tuple(_csv(args.models)) if args.models else None,
+                   frameworks=tuple(_csv(args.frameworks)), keras_backend=args.keras_backend,
+                   precisions=tuple(_csv(args.precision)) if args.precision else None,
+                   batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe, gpu=gpu)
+
+
+def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
+    """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
+    import csv
+    done, oom_sweeps = set(), set()
+    for kind in KINDS:
+        path = out / FILES[kind]
+        if kind == "nvml" or not path.exists():
+            continue
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["status"] in ("ok", "oom", "skipped"):
+                    done.add(row["job_id"])
+                if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
+                    done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
+                if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
+                    done.add(row["job_id"])
+                if row["status"] == "oom":
+                    oom_sweeps.add(sweep_tag(row["job_id"]))
+    return done, oom_sweeps
+
+
+def sweep_tag(job_id: str) -> str:
+    """A job id without its batch size: the jobs of one memory sweep share it."""
+    parts = job_id.split("/")
+    return "/".join(parts[:4] + parts[5:])
+
+
+def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: float | None) -> tuple[str, str]:
+    """Run one job in a child process; returns (status, message). Records crashes and timeouts itself."""
+    from bench.worker import base_row
+    log_path = out / "logs" / (job.job_id.replace("/", "_") + ".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.worker", "--out", str(out), "--run-id", run_id,
+           "--job", json.dumps(job.to_dict())] + (["--data-dir", data_dir] if data_dir else [])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    before = _rows_for(out, job)
+    with open(log_path, "w") as log:
+        # training jobs show their per-epoch progress bars on the terminal; other jobs log to a file
+        stderr = None if (job.kind == "epochs" and sys.stderr.isatty()) else log
+        proc = subprocess.Popen(cmd, stdout=log, stderr=stderr, env=env, cwd=ROOT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            _record_failure(job, out, run_id, "timeout", f"killed after {timeout:.0f} s (--job-timeout)", base_row)
+            return "timeout", f"timed out after {timeout:.0f} s"
+        except KeyboardInterrupt:
+            _kill(proc)
+            raise
+    if _rows_for(out, job) > before:
+        return ("ok" if rc == 0 else "oom" if _last_status(out, job) == "oom" else "error"), f"exit {rc}"
+    tail = log_path.read_text(errors="replace")[-400:].strip().replace("\n", " | ")
+    msg = f"worker died with exit code {rc} and wrote no row; log: {log_path.name}: {tail}"
+    _record_failure(job, out, run_id, "error", msg, base_row)
+    return "error", msg
+
+
+def _rows_for(out: Path, job: Job) -> int:
+    path = out / FILES[job.kind]
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if f",{job.job_id}," in line)
+
+
+def _last_status(out: Path, job: Job) -> str | None:
+    import csv
+    with open(out / FILES[job.kind], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["job_id"] == job.job_id]
+    return rows[-1]["status"] if rows else None
+
+
+def _record_failure(job: Job, out: Path, run_id: str, status: str, msg: str, base_row) -> None:
+    row = {**base_row(job, run_id), "status": status, "error": msg, "null_reason": "job failed"}
+    if job.kind == "memory":
+        row["oom"] = False
+    append_row(out / FILES[job.kind], job.kind, row)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def print_plan(jobs: list[Job], done: set[str], file=sys.stdout) -> None:
+    total = 0.0
+    for j in jobs:
+        est = estimate_seconds(j)
+        mark = "done" if j.job_id in done else f"~{est:6.0f} s"
+        if j.job_id not in done:
+            total += est
+        print(f"  {mark:>10}  {j.job_id}", file=file)
+    print(f"{len(jobs)} jobs ({len([j for j in jobs if j.job_id in done])} done); estimated time for the rest: "
+          f"{total / 60:.1f} min (rough: FLOPs at an assumed device speed + process start)", file=file)
+
+
+def summary_table(out: Path) -> str:
+    """One screen: per model x framework, the key figures of this run."""
+    import pandas as pd
+    lines = []
+    tp = out / FILES["throughput"]
+    if tp.exists():
+        df = pd.read_csv(tp)
+        ok = df[df.status == "ok"]
+        if len(ok):
+            piv = ok.pivot_table(index=["model", "batch_size", "precision"], columns=["framework", "measurement", "input"],
+                                 values="images_per_s", aggfunc="median")
+            lines += ["throughput (images/s, median step):", piv.round(0).to_string(), ""]
+    mem = out / FILES["memory"]
+    if mem.exists():
+        df = pd.read_csv(mem)
+        show = df[["model", "framework", "batch_size", "status", "peak_alloc_mib", "null_reason"]].copy()
+        lines += ["memory:", show.to_string(index=False, max_colwidth=50), ""]
+    ep = out / FILES["epochs"]
+    if ep.exists():
+        df = pd.read_csv(ep)
+        ok = df[df.status == "ok"]
+        if len(ok):
+            last = ok.sort_values("epoch").groupby(["model", "framework", "backend", "recipe"]).tail(1)
+            lines += ["training (last epoch):",
+                      last[["model", "framework", "backend", "recipe", "epoch", "test_acc", "train_images_per_s"]]
+                      .to_string(index=False), ""]
+    failed = []
+    for kind in ("throughput", "memory", "epochs"):
+        p = out / FILES[kind]
+        if p.exists():
+            df = pd.read_csv(p)
+            failed += [f"  {r.status:<8} {r.job_id}: {str(r.error)[:110]}" for r in df[df.status != "ok"].itertuples()]
+    if failed:
+        lines += [f"{len(failed)} job(s) not ok:"] + failed
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.list:
+        gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
+        for name, desc in SUITES.items():
+            jobs = expand(name, options_from(args, gpu))
+            print(f"{name:<14} {len(jobs):>4} jobs  {desc}")
+            if args.suite == name:
+                print_plan(jobs, set())
+        return 0
+    if args.resume:
+        out = Path(args.out) / args.resume
+        meta_path = out / "run_meta.json"
+        if not meta_path.exists():
+            print(f"error: no run to resume at {out} (run_meta.json missing)", file=sys.stderr)
+            return 2
+        meta = json.loads(meta_path.read_text())
+        args = parse_args(meta["argv"])  # the original plan, exactly
+        run_id = meta["run_id"]
+        gpu = meta["gpu"]
+    else:
+        gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
+        run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
+        out = Path(args.out) / run_id
+    if args.device == "cuda" and not gpu_available():
+        print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
+              file=sys.stderr)
+        return 2
+    try:
+        jobs = expand(args.suite, options_from(args, gpu))
+    except (ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    done, _ = done_jobs(out) if out.exists() else (set(), set())
+    if args.dry_run:
+        print(f"suite {args.suite} on {'GPU' if gpu else 'CPU'}: run id would be {run_id}")
+        print_plan(jobs, done)
+        return 0
+    if not gpu:
+        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
+              "a reason in their rows.", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        from bench.env import run_meta, write_json_atomic
+        write_json_atomic(out / "run_meta.json", {"run_id": run_id, "argv": argv, "gpu": gpu,
+                                                  **run_meta(argv, args.suite, {"device": "cuda" if gpu else "cpu",
+                                                                               "keras_backend": args.keras_backend})})
+    from tqdm.auto import tqdm
+    todo = [j for j in jobs if j.job_id not in done]
+    print(f"run {run_id}: {len(todo)} of {len(jobs)} jobs to run -> {out}", file=sys.stderr)
+    counts: dict[str, int] = {}
+    bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
+    try:
+        for job in todo:
+            bar.set_postfix_str(job.job_id[-60:])
+            _, oom_sweeps = done_jobs(out)
+            if job.kind == "memory" and sweep_tag(job.job_id) in oom_sweeps:
+                from bench.worker import base_row
+                append_row(out / FILES["memory"], "memory", {
+                    **base_row(job, run_id), "status": "skipped", "oom": None,
+                    "null_reason": "not tried: a smaller batch of this sweep was already out of memory"})
+                status = "skipped"
+            else:
+                timeout = args.job_timeout or (None if job.kind == "epochs" else 1800.0)
+                status, _msg = run_job(job, out, run_id, args.data_dir, timeout)
+            counts[status] = counts.get(status, 0) + 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: finished rows are kept in {out}. Continue with: python -m bench.run --resume {run_id}",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    print(summary_table(out))
+    print(f"\nresults: {out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")
+    if not args.no_report:
+        try:
+            from bench.report import render
+            path = render(out, Path(args.reports) / run_id)
+            print(f"report:  {path}")
+        except ImportError as e:
+            print(f"report not rendered ({e}); install the [report] extra", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""One train or inference step of a twin, ready to time: ``make_step(...) -> StepRunner``.
+
+A ``StepRunner`` holds a built model, its input already on the device (synthetic) or the real
+CIFAR-10 pipeline (dataset resident on the device for PyTorch, host augmentation for Keras), and
+two callables: ``step()`` runs one step, ``sync()`` waits for the device (PyTorch:
+``torch.cuda.synchronize``; Keras: the step returns a value read back to the host, so it is
+synchronous already). Used by ``bench.worker`` (the suites) and ``tests/test_benchmarks.py``
+(pytest-benchmark), so both time exactly the same code.
+
+Training step = forward + backward + optimizer (SGD, momentum 0.9, lr 0.1, as in ANCHORS.md §3).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MEASUREMENTS = ("train", "infer")
+INPUTS = ("synthetic", "real")
+
+
+@dataclass
+class StepRunner:
+    step: Callable[[], None]
+    sync: Callable[[], None]
+    env: dict
+    exec_mode: str
+    channels_last: bool | None
+    params: tuple[int, int]
+    extra: dict = field(default_factory=dict)
+
+
+def make_step(model: str, framework: str, measurement: str = "train", batch_size: int = 32,
+              precision: str = "fp32", input: str = "synthetic", device: str | None = None,
+              exec_mode: str | None = None, channels_last: bool | None = None, data_dir: str | None = None,
+              seed: int = 0) -> StepRunner:
+    """Build the ``framework`` twin of ``model`` and return its step, ready to time.
+
+    Args:
+        model: registry name.
+        framework: torch | keras (Keras uses the backend of this process).
+        measurement: train | infer.
+        batch_size: examples per step.
+        precision: fp32 | bf16 | fp16.
+        input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
+        device: cuda | cpu | None (GPU when there is one).
+        exec_mode: torch: eager | compile; keras: jit | nojit. Default: torch eager; keras jit on a
+            GPU, nojit on a CPU (measured: XLA on the CPU doubles DenseNet-BC's first step, 71 s vs
+            37 s, for no faster steps, and with remat takes minutes).
+        channels_last: torch memory format (default: on for GPU).
+        data_dir: CIFAR-10 location for input=real.
+    """
+    if measurement not in MEASUREMENTS:
+        raise ValueError(f"measurement must be one of {MEASUREMENTS}, got {measurement!r}")
+    if input not in INPUTS:
+        raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if framework == "torch":
+        return _torch_step(model, measurement, batch_size, precision, input, device, exec_mode or "eager",
+                           channels_last, data_dir, seed)
+    if framework == "keras":
+        return _keras_step(model, measurement, batch_size, precision, input, device, exec_mode, data_dir, seed)
+    raise ValueError(f"unknown framework {framework!r}")
+
+
+def default_keras_exec_mode(device: str) -> str:
+    """XLA (jit) on a GPU; plain graph mode on a CPU, where XLA only adds compile time."""
+    return "jit" if device == "cuda" else "nojit"
+
+
+def _real_batches(data_dir: str | None, batch_size: int, seed: int):
+    from bench.data import EpochSampler, load_cifar10, normalize, pad_images
+    data = load_cifar10(data_dir)
+    sampler = EpochSampler(len(data.y_train), batch_size, seed)
+    return pad_images(normalize(data.x_train)), data.y_train, sampler
+
+
+def _torch_step(model, measurement, batch, precision, input, device, mode, channels_last, data_dir, seed):
+    import torch
+    import torch.nn.functional as F
+
+    from bench.counts import torch_param_counts
+    from bench.env import framework_env
+    from bench.models import build
+
+    if mode not in ("eager", "compile"):
+        raise ValueError(f"torch exec_mode must be eager or compile, got {mode!r}")
+    env = framework_env("torch", device)
+    dev = env["device"]
+    if dev == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+    cl = (dev == "cuda") if channels_last is None else channels_last
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    net = build(model, "torch").to(dev).to(memory_format=fmt)
+    params = torch_param_counts(net)
+    run = torch.compile(net) if mode == "compile" else net
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    state = {"x": x, "y": y, "epoch": 0, "plans": iter(())}
+    if input == "real":
+        from bench.data import augment_torch
+        xpad_np, ytr, sampler = _real_batches(data_dir, batch, seed)
+        xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
+        ytr_d = torch.from_numpy(ytr).to(dev)
+
+        def next_batch():
+            plan = next(state["plans"], None)
+            if plan is None:
+                state["plans"] = iter(sampler.epoch(state["epoch"]))
+                state["epoch"] += 1
+                plan = next(state["plans"])
+            state["x"] = augment_torch(xpad, plan).contiguous(memory_format=fmt)
+            state["y"] = ytr_d[torch.as_tensor(plan.index, device=dev)]
+    else:
+        def next_batch():
+            pass
+
+    ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
+    if measurement == "train":
+        net.train()
+
+        def step():
+            next_batch()
+            with ctx():
+                loss = F.cross_entropy(run(state["x"]).float(), state["y"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+    else:
+        net.eval()
+
+        def step():
+            next_batch()
+            with torch.inference_mode(), ctx():
+                run(state["x"])
+
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    return StepRunner(step, sync, env, mode, cl, params)
+
+
+def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed):
+    import keras
+
+    from bench.counts import keras_param_counts
+    from bench.env import framework_env
+    from bench.models import build
+
+    env = framework_env("keras", device)
+    mode = mode or default_keras_exec_mode(env["device"])
+    if mode not in ("jit", "nojit"):
+        raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
+    keras.utils.set_random_seed(seed)
+    keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision])
+    net = build(model, "keras")
+    net.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
+    params = keras_param_counts(net)
+    rng = np.random.default_rng(seed)
+    x_host = rng.standard_normal((batch, 32, 32, 3)).astype("float32")
+    y_host = rng.integers(0, 10, batch)
+    # synthetic input is converted once, so it sits on the device before timing starts
+    state = {"x": keras.ops.convert_to_tensor(x_host), "y": keras.ops.convert_to_tensor(y_host)}
+    if input == "real":
+        from bench.data import augment_numpy
+        xpad, ytr, sampler = _real_batches(data_dir, batch, seed)
+        it = {"epoch": 0, "plans": iter(())}
+
+        def next_batch():
+            plan = next(it["plans"], None)
+            if plan is None:
+                it["plans"] = iter(sampler.epoch(it["epoch"]))
+                it["epoch"] += 1
+                plan = next(it["plans"])
+            state["x"], state["y"] = augment_numpy(xpad, plan), ytr[plan.index]
+    else:
+        def next_batch():
+            pass
+
+    if measurement == "train":
+        def step():
+            next_batch()
+            net.train_on_batch(state["x"], state["y"])  # returns the loss as a host value: synchronous
+    else:
+        def step():
+            next_batch()
+            net.predict_on_batch(state["x"])  # returns host numpy: synchronous
+
+    return StepRunner(step, lambda: None, env, mode, None, params,
+                      extra={"jit_compile": bool(getattr(net, "jit_compile", False))})

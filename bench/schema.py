@@ -1,0 +1,169 @@
+"""The CSV schema of ``results/<run_id>/``, defined once, with a version number.
+
+Every CSV kind has the ``COMMON`` columns (who, where, with what), then its own. Units are in the
+column names. A figure that cannot be measured is left empty and ``null_reason`` says why; a failed
+job is a row with ``status`` != ``ok`` and its ``error``. ``python -m bench.schema`` prints the
+columns with their meaning; each column's producer is named there too, so a reader can go from a CSV
+column to the code that fills it in one step.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+# (column, meaning, produced by)
+COMMON = (
+    ("schema_version", "version of this schema", "bench.schema"),
+    ("run_id", "results/<run_id>/ this row belongs to", "bench.run"),
+    ("job_id", "the job within the suite (model/framework/measurement/precision/batch)", "bench.suites.Job.job_id"),
+    ("timestamp", "UTC ISO time the row was written", "bench.schema.append_row"),
+    ("status", "ok | error | oom | timeout | skipped", "bench.worker"),
+    ("error", "error message of a failed job (empty when ok)", "bench.worker"),
+    ("null_reason", "why some figure of this row is empty (e.g. 'no GPU: allocator peak not defined')", "bench.worker"),
+    ("model", "registry name (bench.models)", "bench.suites"),
+    ("framework", "torch | keras", "bench.suites"),
+    ("backend", "torch, or the Keras backend: tensorflow | jax | torch", "bench.env.framework_env"),
+    ("framework_version", "torch or keras version", "bench.env.framework_env"),
+    ("backend_version", "version of the backend library (tensorflow, jax, torch)", "bench.env.framework_env"),
+    ("exec_mode", "torch: eager | compile; keras: jit | nojit", "bench.runners"),
+    ("device", "cuda | cpu (where the step ran)", "bench.env.framework_env"),
+    ("device_name", "GPU or CPU model name", "bench.env.framework_env"),
+    ("precision", "fp32 | bf16 | fp16 (mixed)", "bench.suites"),
+    ("batch_size", "examples per step", "bench.suites"),
+)
+
+KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "throughput": (
+        ("measurement", "train (forward+backward+optimizer) | infer (forward, inference mode)", "bench.runners"),
+        ("input", "synthetic (already on the device) | real (CIFAR-10 pipeline, augmentation included)", "bench.runners"),
+        ("channels_last", "torch memory format (keras twins are always NHWC)", "bench.runners"),
+        ("warmup_steps", "untimed steps run before timing (until step time was stable, >= 10)", "bench.timing.warmup"),
+        ("timed_steps", "timed steps", "bench.runners"),
+        ("first_step_s", "wall time of the first step: compilation / tracing / autotuning", "bench.runners"),
+        ("step_ms_median", "median step time, device synchronised at every clock read", "bench.timing.summarize"),
+        ("step_ms_iqr", "interquartile range of step times", "bench.timing.summarize"),
+        ("step_ms_mean", "mean step time", "bench.timing.summarize"),
+        ("step_ms_std", "standard deviation of step times", "bench.timing.summarize"),
+        ("step_ms_min", "fastest step", "bench.timing.summarize"),
+        ("step_ms_max", "slowest step", "bench.timing.summarize"),
+        ("images_per_s", "batch_size / median step time", "bench.timing.summarize"),
+        ("params_trainable", "trainable parameters (bench.counts convention)", "bench.counts"),
+        ("params_total", "trainable + BN moving statistics", "bench.counts"),
+        ("fwd_mflops_per_image", "forward MFLOPs per image (torch FlopCounter on the torch twin)", "bench.counts.flops_per_image"),
+        ("step_times_ms", "every timed step, space separated", "bench.runners"),
+    ),
+    "memory": (
+        ("measurement", "train | infer", "bench.runners"),
+        ("oom", "true when the batch did not fit (the batch tried is batch_size)", "bench.runners"),
+        ("peak_alloc_mib", "allocator peak over the measured steps (torch max_memory_allocated, TF get_memory_info peak, JAX peak_bytes_in_use)", "bench.memory.peak_bytes"),
+        ("peak_alloc_source", "which allocator counter gave peak_alloc_mib", "bench.memory.peak_bytes"),
+        ("nvml_peak_used_mib", "peak device memory used seen by the NVML sampler (whole device)", "bench.nvml.Sampler"),
+        ("nvml_mean_util_pct", "mean GPU utilisation during the measured steps", "bench.nvml.Sampler"),
+        ("nvml_max_power_w", "peak board power", "bench.nvml.Sampler"),
+        ("nvml_mean_sm_clock_mhz", "mean SM clock", "bench.nvml.Sampler"),
+        ("nvml_samples", "NVML samples taken (rate >= 20 Hz)", "bench.nvml.Sampler"),
+        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost)", "bench.timing.summarize"),
+        ("images_per_s", "batch_size / median step time", "bench.timing.summarize"),
+        ("params_trainable", "trainable parameters", "bench.counts"),
+    ),
+    "epochs": (
+        ("recipe", "training recipe name (bench.recipes)", "bench.recipes"),
+        ("epoch", "1-based epoch number", "bench.train"),
+        ("epochs_total", "epochs the recipe runs", "bench.recipes"),
+        ("lr", "learning rate at the last step of the epoch", "bench.recipes.Recipe.lr_at"),
+        ("train_loss", "mean training cross-entropy over the epoch", "bench.train"),
+        ("train_acc", "training accuracy over the epoch (augmented batches)", "bench.train"),
+        ("test_loss", "cross-entropy on the test set (inference mode)", "bench.train"),
+        ("test_acc", "test accuracy", "bench.train"),
+        ("epoch_s", "wall seconds of the training part of the epoch", "bench.train"),
+        ("train_images_per_s", "training images / epoch_s", "bench.train"),
+        ("peak_mem_mib", "allocator peak during the epoch", "bench.memory.peak_bytes"),
+        ("train_examples", "examples per epoch (a subset when asked)", "bench.train"),
+        ("seed", "sampler and init seed", "bench.train"),
+        ("data_source", "official (md5-verified) or a copy such as the JPEG stand-in", "bench.data.data_kind"),
+    ),
+    "nvml": (
+        ("t_s", "seconds since the sampler started", "bench.nvml.Sampler"),
+        ("mem_used_mib", "device memory used", "bench.nvml.Sampler"),
+        ("util_pct", "GPU utilisation", "bench.nvml.Sampler"),
+        ("power_w", "board power", "bench.nvml.Sampler"),
+        ("sm_clock_mhz", "SM clock", "bench.nvml.Sampler"),
+    ),
+}
+
+FILES = {kind: f"{kind}.csv" for kind in KINDS}
+
+
+def columns(kind: str) -> list[str]:
+    """Ordered column names of a CSV kind."""
+    if kind not in KINDS:
+        raise KeyError(f"unknown CSV kind {kind!r}; kinds: {', '.join(KINDS)}")
+    return [c[0] for c in COMMON + KINDS[kind]]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
+    """Append one row to ``path`` as a single write + fsync (the header first when the file is new).
+
+    Raises:
+        KeyError: a key that is not a column of ``kind`` (the schema is the contract).
+    """
+    cols = columns(kind)
+    extra = sorted(set(row) - set(cols))
+    if extra:
+        raise KeyError(f"columns {extra} are not in the {kind} schema (bench/schema.py)")
+    row = {"schema_version": SCHEMA_VERSION, **row}
+    if not row.get("timestamp"):
+        import datetime
+        row["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    new = not path.exists() or path.stat().st_size == 0
+    if new:
+        w.writerow(cols)
+    w.writerow([_fmt(row.get(c)) for c in cols])
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, buf.getvalue().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_csv(path: str | os.PathLike, kind: str):
+    """Read a results CSV into a pandas DataFrame; checks the header against the schema."""
+    import pandas as pd
+    df = pd.read_csv(path)
+    missing = [c for c in columns(kind) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (schema_version {SCHEMA_VERSION})")
+    return df
+
+
+def describe() -> str:
+    lines = [f"TwinBench CSV schema v{SCHEMA_VERSION}", ""]
+    for kind in KINDS:
+        lines.append(f"## {FILES[kind]}")
+        for name, meaning, producer in COMMON + KINDS[kind]:
+            lines.append(f"  {name:<24} {meaning}  [{producer}]")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(describe())

@@ -1,0 +1,232 @@
+"""Named suites: each expands into jobs (model x framework x precision x batch x measurement).
+
+Suites are code, with a comment on each value. A job is frozen data and runs in its own process
+(``bench.worker``). Sizes adapt to the device: a CPU gets small batches and few steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bench.models import list_models
+
+SUITES = {
+    "smoke": "a few small models, both frameworks, tiny batches: minutes on a 2-core CPU (run this first)",
+    "cifar10-quick": "every model: throughput and memory, plus the fast recipe for 5 models: minutes on one GPU",
+    "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training: hours on a GPU",
+    "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
+    "memory": "peak memory, batch-size sweep up to the largest batch that fits, train step",
+}
+KINDS = ("throughput", "memory", "epochs")
+MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
+SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
+QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement, run in a fresh process.
+
+    Attributes:
+        kind: throughput | memory | epochs (the CSV it writes to).
+        model: registry name.
+        framework: torch | keras.
+        keras_backend: tensorflow | jax | torch for Keras jobs, None for torch jobs.
+        precision: fp32 | bf16 | fp16.
+        batch_size: examples per step (for epochs jobs: the recipe's batch).
+        measurement: train | infer (throughput, memory).
+        input: synthetic | real (throughput).
+        exec_mode: torch eager | compile; keras jit | nojit.
+        steps: timed steps (throughput) or measured steps (memory).
+        max_warmup: cap on warm-up steps (warm-up runs until stable, at least 10).
+        recipe: training recipe (epochs jobs).
+        epochs: epochs override (None: the recipe's).
+        train_subset / test_subset: first N examples only (smoke).
+        device: cuda | cpu.
+    """
+
+    kind: str
+    model: str
+    framework: str
+    keras_backend: str | None
+    precision: str
+    batch_size: int
+    measurement: str = "train"
+    input: str = "synthetic"
+    exec_mode: str | None = None
+    steps: int = 40
+    max_warmup: int = 100
+    recipe: str | None = None
+    epochs: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    device: str = "cuda"
+
+    @property
+    def job_id(self) -> str:
+        fw = self.framework if self.framework == "torch" else f"keras-{self.keras_backend}"
+        parts = [self.kind, self.model, fw, self.precision, f"b{self.batch_size}"]
+        if self.kind == "epochs":
+            parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else ""]
+        else:
+            parts += [self.measurement, self.exec_mode or "default"]
+            if self.kind == "throughput":
+                parts.append(self.input)
+        return "/".join(p for p in parts if p)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Narrowing options from the command line (None: the suite's default)."""
+
+    models: tuple[str, ...] | None = None
+    frameworks: tuple[str, ...] = ("torch", "keras")
+    keras_backend: str = "tensorflow"
+    precisions: tuple[str, ...] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    epochs: int | None = None
+    recipe: str | None = None
+    gpu: bool = True
+
+
+def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
+    if opts.models is None:
+        return list(default)
+    return [m for pattern in opts.models for m in list_models(pattern)]
+
+
+def _fw(opts: Options):
+    for fw in opts.frameworks:
+        yield fw, (opts.keras_backend if fw == "keras" else None)
+
+
+def _throughput(opts: Options, models, precisions, batches, steps, real_batch, max_warmup=100,
+                real_models=None) -> list[Job]:
+    dev = "cuda" if opts.gpu else "cpu"
+    jobs = []
+    for m in models:
+        for fw, be in _fw(opts):
+            for p in opts.precisions or precisions:
+                for b in opts.batch_sizes or batches:
+                    for meas in ("train", "infer"):
+                        jobs.append(Job("throughput", m, fw, be, p, b, meas, "synthetic", steps=steps,
+                                        max_warmup=max_warmup, device=dev))
+                # the real CIFAR-10 pipeline (augmentation included), next to the synthetic figure
+                if real_models is None or m in real_models:
+                    rb = (opts.batch_sizes or (real_batch,))[0]
+                    jobs.append(Job("throughput", m, fw, be, p, rb, "train", "real", steps=steps,
+                                    max_warmup=max_warmup, device=dev))
+    return jobs
+
+
+def _memory(opts: Options, models, sweep, steps) -> list[Job]:
+    dev = "cuda" if opts.gpu else "cpu"
+    return [Job("memory", m, fw, be, p, b, "train", steps=steps, device=dev)
+            for m in models for fw, be in _fw(opts) for p in (opts.precisions or ("fp32",))
+            for b in (opts.batch_sizes or sweep)]
+
+
+def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
+            batch=None) -> list[Job]:
+    from bench.models import get_spec
+    from bench.recipes import recipe_for
+    dev = "cuda" if opts.gpu else "cpu"
+    jobs = []
+    for m in models:
+        r = recipe_for(opts.recipe or recipe, get_spec(m).family)
+        for fw, be in _fw(opts):
+            for p in opts.precisions or (("bf16",) if opts.gpu else ("fp32",)):
+                jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0], recipe=r.name,
+                                epochs=opts.epochs or epochs, train_subset=train_subset, test_subset=test_subset,
+                                device=dev))
+    return jobs
+
+
+def expand(suite: str, opts: Options) -> list[Job]:
+    """The jobs of ``suite`` under ``opts``.
+
+    Raises:
+        ValueError: unknown suite, or a model pattern that matches nothing.
+    """
+    if suite not in SUITES:
+        import difflib
+        close = difflib.get_close_matches(suite, SUITES, n=3)
+        raise ValueError(f"unknown suite {suite!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                         + f"; suites: {', '.join(SUITES)}")
+    if opts.models is not None:
+        for pattern in opts.models:
+            if not list_models(pattern):
+                from bench.models import get_entry
+                get_entry(pattern)  # raises KeyError with close matches
+    every = list_models()
+    gpu = opts.gpu
+    if suite == "smoke":
+        models = _models(opts, SMOKE_MODELS)
+        return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
+                + _memory(opts, models, (8,), 3)
+                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], "fast", epochs=opts.epochs or 1,
+                          train_subset=1024, test_subset=500, batch=64))
+    if suite == "throughput":
+        return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
+                           (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
+    if suite == "memory":
+        return _memory(opts, _models(opts, every), MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+    if suite == "cifar10-quick":
+        models = _models(opts, every)
+        return (_throughput(opts, models, ("bf16",) if gpu else ("fp32",), (512,) if gpu else (32,), 40 if gpu else 10,
+                            512 if gpu else 32)
+                + _memory(opts, models, MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+                + _epochs(opts, [m for m in QUICK_TRAIN_MODELS if m in models] or models[:1], "fast"))
+    # cifar10-full
+    models = _models(opts, every)
+    return (_throughput(opts, models, ("fp32", "bf16") if gpu else ("fp32",), (128, 512) if gpu else (32,),
+                        40 if gpu else 10, 128 if gpu else 32)
+            + _memory(opts, models, MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+            + _epochs(opts, models, "paper"))
+
+
+def estimate_seconds(job: Job) -> float:
+    """A rough wall-time estimate for --dry-run: process start + FLOPs / an assumed device speed.
+
+    Assumed sustained speed: 15 GFLOP/s on a CPU, 20 TFLOP/s on a GPU (small CIFAR nets run far
+    below peak). An estimate for planning, never a result.
+    """
+    from bench.models import get_spec
+    spec = get_spec(job.model)
+    mflops = _approx_mflops(spec)
+    speed = 20e12 if job.device == "cuda" else 15e9
+    per_image = mflops * 1e6 * (3 if job.measurement == "train" or job.kind == "epochs" else 1)
+    if job.kind == "epochs":
+        from bench.recipes import recipe_for
+        r = recipe_for(job.recipe, spec.family)
+        n = (job.train_subset or 50000) * (job.epochs or r.epochs)
+        return 20 + n * per_image / speed
+    steps = job.steps + 15
+    return (20 if job.framework == "keras" else 10) + steps * job.batch_size * per_image / speed
+
+
+def _approx_mflops(spec) -> float:
+    """Forward MFLOPs per image from the spec alone (no framework import): convolutions only."""
+    if spec.family == "resnet":
+        n, hw = spec.blocks_per_stage, spec.input_size ** 2
+        total = 2 * 9 * 3 * spec.stem_width * hw
+        cin = spec.stem_width
+        for s, c in enumerate(spec.stage_widths):
+            area = hw / 4 ** s
+            if spec.version == 1:
+                total += 2 * 9 * c * c * area * 2 * n
+            else:
+                w = spec.bottleneck_width(s)
+                total += 2 * (cin * w + 9 * w * w + w * c) * area * n
+            cin = c
+        return total / 1e6
+    hw, total, k = spec.input_size ** 2, 0.0, spec.growth_rate
+    for b, ((cin, _), n) in enumerate(zip(spec.channel_plan(), spec.blocks)):
+        area = hw / 4 ** b
+        for i in range(n):
+            c = cin + i * k
+            total += 2 * area * ((c * 4 * k + 9 * 4 * k * k) if spec.bottleneck else 9 * c * k)
+    return total / 1e6

@@ -1,0 +1,245 @@
+"""Training a twin on CIFAR-10 with a recipe: one CSV row per epoch, checkpoint/resume, progress bars.
+
+Both frameworks train from the same :class:`bench.data.EpochSampler` plan (order, crops, flips), the
+same learning-rate formula (:meth:`bench.recipes.Recipe.lr_at`) and the same coupled weight decay.
+PyTorch keeps the whole (normalised, padded) dataset on the device and augments there; Keras
+augments the same plan on the host with NumPy and feeds ``model.fit`` one epoch at a time.
+
+Each epoch's row is appended (one write + fsync) to ``epochs.csv`` as the epoch ends, after the
+checkpoint of that epoch is in place, so a killed run loses at most the running epoch and resumes
+from its checkpoint when started again with the same checkpoint path.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import Cifar10, EpochSampler, augment_numpy, augment_torch, normalize, pad_images
+from bench.recipes import Recipe
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+        model: registry name.
+        recipe: resolved recipe.
+        precision: fp32 | bf16 | fp16 (mixed precision for the latter two).
+        seed: init and sampler seed.
+        device: cuda | cpu | None (auto).
+        train_subset / test_subset: use only the first N examples (tests, smoke runs).
+        channels_last: torch memory format (default: on for GPU).
+        checkpoint: path stem for the per-epoch checkpoint (None: no checkpoint).
+        progress: show a progress bar per epoch.
+    """
+
+    model: str
+    recipe: Recipe
+    precision: str = "fp32"
+    seed: int = 0
+    device: str | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    channels_last: bool | None = None
+    checkpoint: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+def _subset(data: Cifar10, cfg: TrainConfig):
+    ntr = cfg.train_subset or len(data.y_train)
+    nte = cfg.test_subset or len(data.y_test)
+    return data.x_train[:ntr], data.y_train[:ntr], data.x_test[:nte], data.y_test[:nte]
+
+
+def _bar(cfg: TrainConfig, total: int, desc: str):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not cfg.progress, dynamic_ncols=True)
+
+
+def _atomic_save(save: Callable[[str], None], path: str) -> None:
+    base, ext = os.path.splitext(path)
+    tmp = f"{base}.tmp{ext}"
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None]) -> list[dict]:
+    """Train the PyTorch twin; calls ``on_epoch(row)`` after each epoch; returns the rows."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench.memory import peak_bytes, reset_peak
+    from bench.models import build
+
+    dev = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    r = cfg.recipe
+    xtr, ytr, xte, yte = _subset(data, cfg)
+    cl = (dev == "cuda") if cfg.channels_last is None else cfg.channels_last
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    # the whole dataset lives on the device, normalised and padded once; not part of the epoch time
+    xpad = torch.from_numpy(pad_images(normalize(xtr))).permute(0, 3, 1, 2).contiguous().to(dev)
+    ytr_d = torch.from_numpy(ytr).to(dev)
+    xte_d = torch.from_numpy(normalize(xte)).permute(0, 3, 1, 2).contiguous().to(dev).to(memory_format=fmt)
+    yte_d = torch.from_numpy(yte).to(dev)
+    model = build(cfg.model, "torch").to(dev).to(memory_format=fmt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if r.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    scaler = torch.amp.GradScaler(dev, enabled=cfg.precision == "fp16")
+    sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
+    spe = sampler.steps_per_epoch
+    start = 0
+    if cfg.checkpoint and os.path.exists(cfg.checkpoint):
+        ck = torch.load(cfg.checkpoint, map_location=dev, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        scaler.load_state_dict(ck["scaler"])
+        start = ck["epoch"]
+    rows = []
+    for epoch in range(start, r.epochs):
+        model.train()
+        reset_peak("torch", "torch")
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        bar = _bar(cfg, spe, f"{cfg.model} torch epoch {epoch + 1}/{r.epochs}")
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i, plan in enumerate(sampler.epoch(epoch)):
+            lr = r.lr_at(epoch * spe + i, spe)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = augment_torch(xpad, plan).contiguous(memory_format=fmt)
+            y = ytr_d[torch.as_tensor(plan.index, device=dev)]
+            with torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            if cfg.progress and (i % 20 == 0 or i == spe - 1):
+                seen = (i + 1) * r.batch_size
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.update(1)
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        epoch_s = time.perf_counter() - t0
+        bar.close()
+        peak, why = peak_bytes("torch", "torch")
+        test_loss, test_acc = _eval_torch(model, xte_d, yte_d, amp_dtype, dev)
+        n = spe * r.batch_size
+        row = {"epoch": epoch + 1, "epochs_total": r.epochs, "lr": lr, "train_loss": loss_sum.item() / n,
+               "train_acc": correct.item() / n, "test_loss": test_loss, "test_acc": test_acc, "epoch_s": epoch_s,
+               "train_images_per_s": n / epoch_s, "peak_mem_mib": None if peak is None else peak / 2**20,
+               "null_reason": None if peak is not None else why, "train_examples": n, "seed": cfg.seed}
+        if cfg.checkpoint:
+            ck = {"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
+                  "epoch": epoch + 1}
+            _atomic_save(lambda p: torch.save(ck, p), cfg.checkpoint)
+        rows.append(row)
+        on_epoch(row)
+    return rows
+
+
+def _eval_torch(model, x, y, amp_dtype, dev: str, batch: int = 1000) -> tuple[float, float]:
+    import torch
+    import torch.nn.functional as F
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad(), torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        for i in range(0, len(y), batch):
+            logits = model(x[i:i + batch]).float()
+            loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+            correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return loss / len(y), correct / len(y)
+
+
+def keras_optimizer(recipe: Recipe, steps_per_epoch: int):
+    """Keras optimizer with the recipe's schedule and coupled weight decay (see bench.train_keras)."""
+    from bench.train_keras import CoupledAdam, CoupledSGD, RecipeSchedule
+    sched = RecipeSchedule(recipe, steps_per_epoch)
+    if recipe.optimizer == "sgd":
+        return CoupledSGD(learning_rate=sched, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                          l2=recipe.weight_decay)
+    return CoupledAdam(learning_rate=sched, l2=recipe.weight_decay)
+
+
+def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None]) -> list[dict]:
+    """Train the Keras twin on the current backend; calls ``on_epoch(row)`` after each epoch."""
+    import keras
+
+    from bench.env import framework_env
+    from bench.memory import peak_bytes, reset_peak
+    from bench.models import build
+    from bench.runners import default_keras_exec_mode
+    from bench.train_keras import PlanDataset, ProgressCallback, custom_objects
+
+    r = cfg.recipe
+    backend = keras.backend.backend()
+    keras.utils.set_random_seed(cfg.seed)
+    keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[cfg.precision])
+    xtr, ytr, xte, yte = _subset(data, cfg)
+    xpad = pad_images(normalize(xtr))
+    xte_n = normalize(xte)
+    sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
+    spe = sampler.steps_per_epoch
+    start = 0
+    on_gpu = framework_env("keras", cfg.device)["device"] == "cuda"
+    jit = default_keras_exec_mode("cuda" if on_gpu else "cpu") == "jit"
+    if cfg.checkpoint and os.path.exists(cfg.checkpoint):
+        model = keras.models.load_model(cfg.checkpoint, custom_objects=custom_objects())  # optimizer state too
+        model = _compile_keras(model, model.optimizer, jit)
+        start = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // spe
+    else:
+        model = _compile_keras(build(cfg.model, "keras"), keras_optimizer(r, spe), jit)
+    rows = []
+    for epoch in range(start, r.epochs):
+        reset_peak("keras", backend)
+        ds = PlanDataset(xpad, ytr, sampler.epoch(epoch))
+        cb = ProgressCallback(cfg.progress, spe, f"{cfg.model} keras/{backend} epoch {epoch + 1}/{r.epochs}", r.batch_size)
+        t0 = time.perf_counter()
+        hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[cb], shuffle=False)
+        epoch_s = time.perf_counter() - t0
+        peak, why = peak_bytes("keras", backend) if on_gpu else (None, "no GPU: allocator peak not defined on the CPU")
+        ev = model.evaluate(xte_n, yte, batch_size=1000, verbose=0, return_dict=True)
+        n = spe * r.batch_size
+        row = {"epoch": epoch + 1, "epochs_total": r.epochs, "lr": r.lr_at((epoch + 1) * spe - 1, spe),
+               "train_loss": float(hist.history["loss"][-1]), "train_acc": float(hist.history["accuracy"][-1]),
+               "test_loss": float(ev["loss"]), "test_acc": float(ev["accuracy"]), "epoch_s": epoch_s,
+               "train_images_per_s": n / epoch_s, "peak_mem_mib": None if peak is None else peak / 2**20,
+               "null_reason": None if peak is not None else why, "train_examples": n, "seed": cfg.seed}
+        if cfg.checkpoint:
+            _atomic_save(model.save, cfg.checkpoint)
+        rows.append(row)
+        on_epoch(row)
+    return rows
+
+
+def _compile_keras(model, optimizer, jit: bool):
+    import keras
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=jit)
+    return model
+
+
+def checkpoint_path(directory: Path, model: str, framework: str, backend: str, precision: str, recipe: str) -> str:
+    ext = ".pt" if framework == "torch" else ".keras"
+    return str(directory / f"{model}-{framework}-{backend}-{precision}-{recipe}{ext}")

@@ -1,0 +1,168 @@
+"""Child process of ``bench.run``: runs one job and appends its rows to ``results/<run_id>/*.csv``.
+
+``python -m bench.worker --out DIR --run-id ID --job JSON``. The environment (KERAS_BACKEND,
+preallocation off, CPU-only when asked) is set here *before* any framework import, which is why each
+job gets its own process (as timm's bulk_runner does). A Python exception becomes a row with
+``status=error`` (or ``oom``); a crash that leaves no row is recorded by the parent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from bench.schema import FILES, append_row
+from bench.suites import Job
+
+
+def configure_env(job: Job) -> None:
+    from bench.memory import PREALLOC_OFF
+    os.environ.update(PREALLOC_OFF)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if job.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    if job.framework == "keras":
+        os.environ["KERAS_BACKEND"] = job.keras_backend or "tensorflow"
+        if job.keras_backend == "torch":
+            import torch  # noqa: F401  (Keras wants torch imported first on its torch backend)
+
+
+def base_row(job: Job, run_id: str) -> dict:
+    return {"run_id": run_id, "job_id": job.job_id, "model": job.model, "framework": job.framework,
+            "backend": job.keras_backend if job.framework == "keras" else "torch", "exec_mode": job.exec_mode,
+            "device": job.device, "precision": job.precision, "batch_size": job.batch_size}
+
+
+def _mflops(model: str) -> float | None:
+    try:
+        from bench.counts import flops_per_image
+        from bench.models import build
+        return flops_per_image(build(model, "torch"))[0] / 1e6
+    except ImportError:
+        return None
+
+
+def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
+    import time
+
+    from bench.runners import make_step
+    from bench.timing import summarize, timed, warmup
+    r = make_step(job.model, job.framework, job.measurement, job.batch_size, job.precision, job.input,
+                  job.device, job.exec_mode, data_dir=data_dir)
+    row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
+               params_trainable=r.params[0], params_total=sum(r.params))
+    t0 = time.perf_counter()
+    r.sync()
+    r.step()
+    r.sync()
+    first = time.perf_counter() - t0
+    n_warm, _ = warmup(r.step, r.sync, max_steps=job.max_warmup)
+    times = [timed(r.step, r.sync) for _ in range(job.steps)]
+    row.update(summarize(times, job.batch_size), first_step_s=first, warmup_steps=n_warm + 1,
+               timed_steps=len(times), step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
+               fwd_mflops_per_image=_mflops(job.model))
+    append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})
+
+
+def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
+    from bench.memory import is_oom, peak_bytes, reset_peak
+    from bench.nvml import Sampler
+    from bench.runners import make_step
+    from bench.timing import summarize, timed
+    backend = row["backend"]
+    row["oom"] = False
+    try:
+        r = make_step(job.model, job.framework, job.measurement, job.batch_size, job.precision, "synthetic",
+                      job.device, job.exec_mode)
+        row.update(r.env, exec_mode=r.exec_mode, params_trainable=r.params[0])
+        r.step()  # compile / autotune outside the measured steps
+        r.sync()
+        reset_peak(job.framework, backend)
+        with Sampler() as sampler:
+            times = [timed(r.step, r.sync) for _ in range(job.steps)]
+        peak, source = peak_bytes(job.framework, backend)
+    except Exception as e:
+        if not is_oom(e):
+            raise
+        row.update(oom=True, status="oom", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                   null_reason="out of memory at this batch size")
+        append_row(out / FILES["memory"], "memory", row)
+        return
+    reasons = []
+    if peak is None:
+        reasons.append(source)
+    if sampler.unavailable:
+        reasons.append(sampler.unavailable)
+    s = summarize(times, job.batch_size)
+    row.update(peak_alloc_mib=None if peak is None else peak / 2**20, peak_alloc_source=source if peak else None,
+               step_ms_median=s["step_ms_median"], images_per_s=s["images_per_s"], **sampler.summary(),
+               null_reason="; ".join(reasons) or None, status="ok")
+    append_row(out / FILES["memory"], "memory", row)
+    for smp in sampler.samples:
+        append_row(out / FILES["nvml"], "nvml", {**base_row(job, row["run_id"]), **{k: row[k] for k in (
+            "backend", "framework_version", "backend_version", "device", "device_name")}, **smp, "status": "ok"})
+
+
+def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
+    from bench.data import load_cifar10
+    from bench.env import framework_env
+    from bench.models import get_spec
+    from bench.recipes import recipe_for
+    from bench.train import TrainConfig, checkpoint_path, train_keras, train_torch
+    recipe = recipe_for(job.recipe, get_spec(job.model).family, epochs=job.epochs, batch_size=job.batch_size)
+    row.update(framework_env(job.framework, job.device), recipe=recipe.name)
+    data = load_cifar10(data_dir)
+    row["data_source"] = data.kind
+    ckdir = out / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(job.model, recipe, job.precision, device=job.device, train_subset=job.train_subset,
+                      test_subset=job.test_subset, progress=sys.stderr.isatty(),
+                      checkpoint=checkpoint_path(ckdir, job.model, job.framework, row["backend"], job.precision,
+                                                 f"{recipe.name}-{job.job_id.replace('/', '_')}"))
+    on_epoch = lambda r: append_row(out / FILES["epochs"], "epochs", {**row, **r, "status": "ok"})  # noqa: E731
+    (train_torch if job.framework == "torch" else train_keras)(cfg, data, on_epoch)
+
+
+RUNNERS = {"throughput": run_throughput, "memory": run_memory, "epochs": run_epochs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.worker", description="Run one TwinBench job (internal).")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--run-id", required=True)
+    ap.add_argument("--job", required=True, help="the job as JSON (bench.suites.Job fields)")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    job = Job(**json.loads(args.job))
+    out = Path(args.out)
+    configure_env(job)
+    row = base_row(job, args.run_id)
+    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>"
+    faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
+    try:
+        if (job.job_id, "crash") in faults:
+            os._exit(3)  # dies like a segfault would: no row, the parent records it
+        if (job.job_id, "oom") in faults:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
+        RUNNERS[job.kind](job, out, row, args.data_dir)
+    except Exception as e:
+        from bench.data import DataError
+        from bench.memory import is_oom
+        status = "oom" if is_oom(e) else "error"
+        msg = f"{type(e).__name__}: {e}" if isinstance(e, DataError) else f"{type(e).__name__}: {str(e)[:500]}"
+        if not isinstance(e, DataError):
+            traceback.print_exc()
+        extra = {"oom": True} if job.kind == "memory" else {}
+        append_row(out / FILES[job.kind], job.kind, {**row, **extra, "status": status, "error": msg,
+                                                     "null_reason": "job failed" if status == "error" else
+                                                     "out of memory at this batch size"})
+        return 0 if status == "oom" else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

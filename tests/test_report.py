@@ -1,0 +1,140 @@
+"""Reports render from fixture CSVs (GPU-like, CPU-only, OOM, failures) and open in a real browser."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from bench.env import write_json_atomic
+from bench.report import concat_bytes_per_image, main, render
+from bench.schema import append_row
+
+
+def _env(fw):
+    return {"framework": fw, "backend": "torch" if fw == "torch" else "tensorflow", "device": "cuda",
+            "device_name": "Fixture GPU", "precision": "bf16"}
+
+
+def make_run(root, run_id="fixture-gpu", gpu=True, seed=0):
+    """A results directory shaped like a GPU run: figures drawn from a fixed-seed generator."""
+    rng = np.random.default_rng(seed)
+    d = root / run_id
+    d.mkdir(parents=True)
+    write_json_atomic(d / "run_meta.json", {"run_id": run_id, "suite": "fixture", "device": "cuda" if gpu else "cpu",
+                                           "versions": {"torch": "x"}, "gpu_name": "Fixture GPU" if gpu else None})
+    for m in ("resnet20_v1", "densenet_bc100_k12", "densenet_bc100_k12_memeff"):
+        for fw in ("torch", "keras"):
+            for meas in ("train", "infer"):
+                times = rng.uniform(5, 6, 20)
+                append_row(d / "throughput.csv", "throughput", {
+                    **_env(fw), "run_id": run_id, "job_id": f"t/{m}/{fw}/{meas}", "status": "ok", "model": m,
+                    "batch_size": 128, "measurement": meas, "input": "synthetic", "first_step_s": 1.0,
+                    "step_ms_median": float(np.median(times)), "images_per_s": 128 / (np.median(times) / 1e3),
+                    "step_times_ms": " ".join(f"{t:.3f}" for t in times)})
+            for b in (64, 128, 256):
+                peak = None if not gpu else (b * (40 if "densenet" in m else 8) * (0.4 if "memeff" in m else 1))
+                append_row(d / "memory.csv", "memory", {
+                    **_env(fw), "run_id": run_id, "job_id": f"m/{m}/{fw}/b{b}", "status": "ok", "model": m,
+                    "batch_size": b, "measurement": "train", "oom": False, "peak_alloc_mib": peak,
+                    "step_ms_median": 10.0 * (1.2 if "memeff" in m else 1), "null_reason": None if gpu else "no GPU"})
+        if gpu:
+            append_row(d / "memory.csv", "memory", {**_env("torch"), "run_id": run_id, "job_id": f"m/{m}/torch/b4096",
+                                                    "status": "oom", "oom": True, "model": m, "batch_size": 4096,
+                                                    "error": "CUDA out of memory", "null_reason": "out of memory"})
+    for m in ("plain20", "resnet20_v1"):
+        for fw in ("torch", "keras"):
+            for e in range(1, 6):
+                acc = 0.3 + 0.1 * e + rng.uniform(0, 0.02)
+                append_row(d / "epochs.csv", "epochs", {
+                    **_env(fw), "run_id": run_id, "job_id": f"e/{m}/{fw}", "status": "ok", "model": m, "batch_size": 128,
+                    "recipe": "fast", "epoch": e, "epochs_total": 5, "lr": 0.1, "train_loss": 1 / e, "train_acc": acc,
+                    "test_loss": 1 / e, "test_acc": acc - 0.02, "epoch_s": 2.0, "train_images_per_s": 25000.0})
+    append_row(d / "throughput.csv", "throughput", {**_env("keras"), "run_id": run_id, "job_id": "t/broken",
+                                                    "status": "error", "model": "resnet20_v1", "batch_size": 128,
+                                                    "error": "worker died with exit code 3"})
+    return d
+
+
+def _images(html):
+    return re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+
+
+def test_render_full_run(tmp_path):
+    run = make_run(tmp_path / "results")
+    index = render(run, tmp_path / "reports" / run.name)
+    out = index.parent
+    html, md = index.read_text(), (out / "index.md").read_text()
+    stems = re.findall(r"!\[[^\]]*\]\(([^)]+)\.png\)", md)
+    for expected in ("memory_vs_batch", "memory_vs_depth", "accuracy_per_epoch", "degradation", "params_vs_accuracy"):
+        assert expected in stems
+    assert any(s.startswith("throughput_train") for s in stems)
+    for s in stems:
+        assert (out / f"{s}.png").stat().st_size > 1000 and (out / f"{s}.svg").exists()
+    assert len(_images(html)) == len(stems)
+    assert "http://" not in html and "https://" not in html  # opens from disk with no network
+    assert "worker died with exit code 3" in html and "out of memory" in html  # failures listed, not hidden
+    assert "memory saved" in html and "keras/tensorflow / torch" in html
+    assert "Fixture GPU" in md
+
+
+def test_render_cpu_only_run_says_what_is_missing(tmp_path):
+    run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
+    (run / "epochs.csv").unlink()
+    index = render(run, tmp_path / "reports" / run.name)
+    text = index.read_text()
+    assert "No allocator peak was measured in this run: no GPU" in text
+    assert "No training in this run." in text
+    assert "throughput_train" in text
+
+
+def test_compare_two_runs(tmp_path):
+    a = make_run(tmp_path / "results", "run-a", seed=0)
+    b = make_run(tmp_path / "results", "run-b", seed=1)
+    assert main([a.name, "--compare", b.name, "--results", str(tmp_path / "results"),
+                 "--out", str(tmp_path / "reports")]) == 0
+    html = (tmp_path / "reports" / "run-a" / "index.html").read_text()
+    assert "Compared with run-b" in html and "this run / the other" in html
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    assert main(["nope", "--results", str(tmp_path)]) == 2
+    assert "no results directory" in capsys.readouterr().err
+    assert main(["--latest", "--results", str(tmp_path)]) == 2
+
+
+def test_analytic_concat_cost_is_quadratic_in_block_depth():
+    c40 = concat_bytes_per_image("densenet40_k12")
+    assert concat_bytes_per_image("resnet20_v1") is None
+    # DenseNet-40, block 1: 12 layers reading 16 + 12 i channels at 32x32, fp32
+    first_block = sum(16 + 12 * i for i in range(12)) * 32 * 32 * 4
+    assert c40 > first_block
+    # exactly quadratic in layers per block n (depth 3n+4): constant, positive second difference
+    c = [concat_bytes_per_image("densenet40_k12", depth=3 * n + 4) for n in range(4, 9)]
+    d2 = np.diff(c, 2)
+    assert (d2 > 0).all() and np.allclose(d2, d2[0])
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    run = make_run(tmp_path / "results")
+    index = render(run, tmp_path / "reports" / run.name)
+    n_images = len(_images(index.read_text()))
+    # the same page plus a probe that counts images the browser failed to decode
+    probe = index.with_name("probe.html")
+    probe.write_text(index.read_text().replace("</body>", (
+        "<script>window.onload=()=>{const im=[...document.images];document.title='images='+im.length+"
+        "' broken='+im.filter(i=>!(i.complete&&i.naturalWidth>0)).length;}</script></body>")))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f"<title>images={n_images} broken=0</title>" in dom, dom[:300]
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,2000", index.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+    shutil.copy(shot, index.parent / "screenshot.png")

@@ -1,0 +1,127 @@
+"""bench.run end to end on the CPU: schema of every CSV, an injected crash and OOM, resume, bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.schema import columns
+
+ROOT = Path(__file__).resolve().parents[1]
+INFER = "throughput/resnet20_v1/torch/fp32/b8/infer/default/synthetic"
+MEMORY = "memory/resnet20_v1/torch/fp32/b8/train/default"
+ARGS = ["--suite", "smoke", "--models", "resnet20_v1", "--frameworks", "torch", "--no-report"]
+
+
+def _run(args, out, **env):
+    return subprocess.run([sys.executable, "-m", "bench.run", *args, "--out", str(out)], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory, cifar_dir):
+    out = tmp_path_factory.mktemp("results")
+    p = _run(ARGS + ["--data-dir", str(cifar_dir)], out, TWINBENCH_INJECT_FAULT=f"crash:{INFER};oom:{MEMORY}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    return out, run_dir, p
+
+
+def test_every_csv_follows_the_schema_and_carries_its_environment(faulty_run):
+    _, run_dir, _ = faulty_run
+    for kind in ("throughput", "memory", "epochs"):
+        path = run_dir / f"{kind}.csv"
+        with open(path, newline="") as f:
+            assert next(csv.reader(f)) == columns(kind)
+        for row in _rows(path):
+            assert row["run_id"] == run_dir.name and row["schema_version"] == "1"
+            for col in ("model", "framework", "backend", "device", "precision", "batch_size", "status"):
+                assert row[col], (kind, col, row["job_id"])
+    meta = json.loads((run_dir / "run_meta.json").read_text())
+    for key in ("git_commit", "git_dirty", "command", "suite", "python", "versions", "cuda"):
+        assert key in meta
+    assert meta["suite"] == "smoke" and meta["versions"]["torch"]
+
+
+def test_ok_rows_hold_real_measurements(faulty_run):
+    _, run_dir, _ = faulty_run
+    train = [r for r in _rows(run_dir / "throughput.csv") if r["status"] == "ok" and r["input"] == "synthetic"][0]
+    times = [float(t) for t in train["step_times_ms"].split()]
+    assert len(times) == int(train["timed_steps"]) >= 10
+    assert float(train["step_ms_min"]) <= float(train["step_ms_median"]) <= float(train["step_ms_max"])
+    assert abs(float(train["images_per_s"]) - 8 / (float(train["step_ms_median"]) / 1e3)) < 1e-3 * float(train["images_per_s"])
+    assert int(train["warmup_steps"]) >= 10 and int(train["params_trainable"]) == 272378
+    epochs = _rows(run_dir / "epochs.csv")
+    assert [r["epoch"] for r in epochs] == ["1"] and 0 <= float(epochs[0]["test_acc"]) <= 1
+
+
+def test_injected_crash_becomes_an_error_row_and_the_suite_goes_on(faulty_run):
+    _, run_dir, p = faulty_run
+    rows = {r["job_id"]: r for r in _rows(run_dir / "throughput.csv")}
+    assert rows[INFER]["status"] == "error" and "exit code 3" in rows[INFER]["error"]
+    assert rows[INFER]["images_per_s"] == ""  # no invented figure
+    assert sum(r["status"] == "ok" for r in rows.values()) == 2
+    assert "not ok" in p.stdout
+
+
+def test_injected_oom_is_a_recorded_result(faulty_run):
+    _, run_dir, _ = faulty_run
+    (row,) = [r for r in _rows(run_dir / "memory.csv") if r["job_id"] == MEMORY]
+    assert row["status"] == "oom" and row["oom"] == "true" and row["batch_size"] == "8"
+    assert row["peak_alloc_mib"] == ""
+
+
+def test_cpu_memory_rows_are_null_with_a_reason(tmp_path):
+    # (the injected OOM replaced the memory job above, so run one real CPU memory job here)
+    p = _run(["--suite", "memory", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
+              "--no-report"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (row,) = _rows(next(tmp_path.iterdir()) / "memory.csv")
+    assert row["status"] == "ok" and row["peak_alloc_mib"] == "" and "no GPU" in row["null_reason"]
+    assert float(row["step_ms_median"]) > 0
+
+
+def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
+    out, run_dir, _ = faulty_run
+    before = {k: len(_rows(run_dir / f"{k}.csv")) for k in ("throughput", "memory", "epochs")}
+    p = _run(["--resume", run_dir.name, "--no-report"], out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "1 of 5 jobs to run" in p.stderr
+    rows = _rows(run_dir / "throughput.csv")
+    assert len(rows) == before["throughput"] + 1 and rows[-1]["job_id"] == INFER and rows[-1]["status"] == "ok"
+    assert len(_rows(run_dir / "memory.csv")) == before["memory"]  # the OOM is a result, not retried
+    assert len(_rows(run_dir / "epochs.csv")) == before["epochs"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--suite", "smoek"], "unknown suite 'smoek'"),
+    (["--suite", "smoke", "--models", "resnet20v1"], "resnet20_v1"),
+    (["--suite", "smoke", "--frameworks", "mxnet"], "unknown framework"),
+    (["--suite", "smoke", "--batch-sizes", "a,b"], "--batch-sizes must be integers"),
+    (["--resume", "no-such-run"], "no run to resume"),
+    ([], "give --suite"),
+])
+def test_bad_input_is_a_clear_error(args, message, tmp_path):
+    p = _run(args, tmp_path)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_dry_run_and_list(tmp_path):
+    p = _run(["--suite", "cifar10-full", "--dry-run", "--device", "cuda", "--models", "resnet20_v1"], tmp_path)
+    # no GPU here: asking for cuda is refused clearly
+    assert p.returncode == 2 and "no NVIDIA GPU" in p.stderr
+    p = _run(["--suite", "cifar10-full", "--dry-run", "--models", "resnet20_v1"], tmp_path)
+    assert p.returncode == 0 and "estimated time" in p.stdout and "epochs/resnet20_v1" in p.stdout
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    p = _run(["--list"], tmp_path)
+    for suite in ("smoke", "cifar10-quick", "cifar10-full", "throughput", "memory"):
+        assert suite in p.stdout

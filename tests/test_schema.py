@@ -1,0 +1,46 @@
+"""The CSV schema is code: columns, units, round trip, rejection of unknown columns."""
+import csv
+
+import pytest
+
+from bench.schema import COMMON, KINDS, SCHEMA_VERSION, append_row, columns, describe, read_csv
+
+
+def test_every_kind_starts_with_the_environment_columns():
+    common = [c[0] for c in COMMON]
+    for kind in KINDS:
+        assert columns(kind)[: len(common)] == common
+    for col in ("run_id", "device", "framework", "backend", "precision", "batch_size"):
+        assert col in common
+
+
+def test_units_in_column_names():
+    names = {c for kind in KINDS for c in columns(kind)}
+    assert "step_ms_median" in names and "peak_alloc_mib" in names and "epoch_s" in names
+    assert not {"step_time", "memory", "time"} & names
+
+
+def test_round_trip_and_append(tmp_path):
+    p = tmp_path / "r" / "memory.csv"
+    append_row(p, "memory", {"run_id": "r1", "model": "m", "status": "ok", "peak_alloc_mib": 12.5, "oom": False})
+    append_row(p, "memory", {"run_id": "r1", "model": "m", "status": "oom", "oom": True, "peak_alloc_mib": None})
+    rows = list(csv.DictReader(open(p)))
+    assert [r["oom"] for r in rows] == ["false", "true"]
+    assert rows[0]["peak_alloc_mib"] == "12.5" and rows[1]["peak_alloc_mib"] == ""
+    assert rows[0]["schema_version"] == str(SCHEMA_VERSION) and rows[0]["timestamp"]
+    df = read_csv(p, "memory")
+    assert len(df) == 2 and list(df.columns) == columns("memory")
+
+
+def test_unknown_column_or_kind_is_rejected(tmp_path):
+    with pytest.raises(KeyError, match="not in the memory schema"):
+        append_row(tmp_path / "m.csv", "memory", {"peak_mb": 3})
+    with pytest.raises(KeyError, match="unknown CSV kind"):
+        columns("latency")
+
+
+def test_describe_names_a_producer_for_every_column():
+    text = describe()
+    for kind in KINDS:
+        for name, _, producer in COMMON + KINDS[kind]:
+            assert name in text and producer.startswith("bench.")

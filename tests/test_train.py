@@ -1,0 +1,87 @@
+"""Recipes and short real trainings of a small twin in both frameworks."""
+import csv
+
+import numpy as np
+import pytest
+
+from bench.recipes import RECIPES, recipe_for
+
+
+def test_recipes_by_name_and_overrides():
+    assert set(RECIPES) == {"paper", "keras-example", "slides", "fast"}
+    p = recipe_for("paper")
+    assert (p.optimizer, p.lr, p.batch_size, p.epochs, p.weight_decay) == ("sgd", 0.1, 128, 164, 1e-4)
+    d = recipe_for("paper", "densenet")
+    assert d.nesterov and d.batch_size == 64 and d.epochs == 300
+    assert recipe_for("fast", epochs=3).epochs == 3
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_for("papr")
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        recipe_for("paper", momentun=0.5)
+
+
+def test_paper_schedule_steps_at_half_and_three_quarters():
+    r = recipe_for("paper", epochs=8)
+    lrs = [r.lr_at(e * 10, 10) for e in range(8)]
+    assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
+
+
+def test_keras_example_schedule():
+    r = recipe_for("keras-example")
+    assert r.lr_at(80 * 5, 5) == pytest.approx(1e-3) and r.lr_at(81 * 5, 5) == pytest.approx(1e-4)
+    assert r.lr_at(181 * 5, 5) == pytest.approx(5e-7)
+
+
+@pytest.mark.parametrize("name", ["paper", "keras-example", "slides", "fast"])
+def test_keras_schedule_equals_python_formula(name):
+    import keras
+
+    from bench.train_keras import RecipeSchedule
+    r = recipe_for(name, epochs=12)
+    sched = RecipeSchedule(r, steps_per_epoch=7)
+    steps = np.arange(0, 12 * 7)
+    got = keras.ops.convert_to_numpy(sched(keras.ops.convert_to_tensor(steps)))
+    np.testing.assert_allclose(got, [r.lr_at(int(s), 7) for s in steps], rtol=1e-5)
+
+
+def test_coupled_weight_decay_matches_torch_sgd():
+    """One SGD step with weight decay and momentum gives the same weights in Keras and torch."""
+    import keras
+    import torch
+
+    from bench.train_keras import CoupledSGD
+    w0 = np.array([1.0, -2.0, 3.0], dtype="float32")
+    g = np.array([0.1, 0.2, -0.3], dtype="float32")
+    tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = torch.optim.SGD([tw], lr=0.1, momentum=0.9, weight_decay=0.01)
+    kv = keras.Variable(w0.copy())
+    kopt = CoupledSGD(learning_rate=0.1, momentum=0.9, l2=0.01)
+    for _ in range(3):
+        tw.grad = torch.from_numpy(g.copy())
+        topt.step()
+        kopt.apply([keras.ops.convert_to_tensor(g)], [kv])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kv), tw.detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_short_training_rises_above_chance(framework, cifar_dir, tmp_path):
+    """resnet20_v1, 2 epochs on 2,048 real images: test accuracy well above 10%, rows and resume work."""
+    from bench.data import load_cifar10
+    from bench.train import TrainConfig, train_keras, train_torch
+    data = load_cifar10(cifar_dir, download=False)
+    r = recipe_for("fast", epochs=2, batch_size=64, lr=0.1)
+    ck = str(tmp_path / ("ck.pt" if framework == "torch" else "ck.keras"))
+    rows = []
+    cfg = TrainConfig("resnet20_v1", r, train_subset=2048, test_subset=1000, progress=False, checkpoint=ck)
+    train = train_torch if framework == "torch" else train_keras
+    train(cfg, data, rows.append)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert rows[-1]["test_acc"] > 0.2 and rows[-1]["train_acc"] > 0.2
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[0]["null_reason"]  # CPU: no allocator peak, and it says why
+    # a finished run resumes to nothing; a longer recipe resumes from epoch 3
+    more = []
+    train(TrainConfig("resnet20_v1", recipe_for("fast", epochs=3, batch_size=64, lr=0.1), train_subset=2048,
+                      test_subset=1000, progress=False, checkpoint=ck), data, more.append)
+    assert [row["epoch"] for row in more] == [3]
