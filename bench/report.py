@@ -105,10 +105,11 @@ def section_throughput(run: dict, out: Path) -> Section:
     plt, sns = _plt()
     ok["impl"] = _label(ok)
     steps = _explode_steps(ok[ok.input == "synthetic"])
-    for (meas, prec, bs), g in steps.groupby(["measurement", "precision", "batch_size"]):
+    groups = steps.groupby(["measurement", "precision", "batch_size"]) if len(steps) else []
+    for (meas, prec, bs), g in groups:
         fig, ax = plt.subplots(figsize=(max(6, 0.7 * g.model.nunique() + 3), 4))
         sns.barplot(data=g, x="model", y="images_per_s", hue="impl", estimator=np.median, errorbar=("pi", 50), ax=ax)
-        ax.set_title(f"{meas} throughput, {prec}, batch {bs} (median, IQR bars; synthetic input on the device)")
+        ax.set_title(f"{meas}, {prec}, batch {bs}: median images/s, IQR bars")
         ax.set_ylabel("images/s")
         ax.tick_params(axis="x", rotation=30)
         stem = _save(fig, out, f"throughput_{meas}_{prec}_b{bs}")
@@ -119,14 +120,15 @@ def section_throughput(run: dict, out: Path) -> Section:
     if "torch" in piv.columns:
         for c in kcols:
             piv[f"{c} / torch"] = piv[c] / piv["torch"]
+    piv.columns.name = None
     s.tables.append(("images/s (median step) and the Keras / PyTorch ratio", piv.round(2).reset_index()))
     real = ok[ok.input == "real"]
     if len(real):
         s.text.append("'real' rows run the CIFAR-10 pipeline (augmentation included) in the timed step; compare "
                       "them with the synthetic rows of the same batch.")
-    s.tables.append(("first step (compile / trace / autotune), seconds",
-                     ok.pivot_table(index=["model", "measurement"], columns="impl", values="first_step_s",
-                                    aggfunc="max").round(2).reset_index()))
+    first = ok.pivot_table(index=["model", "measurement"], columns="impl", values="first_step_s", aggfunc="max")
+    first.columns.name = None
+    s.tables.append(("first step (compile / trace / autotune), seconds", first.round(2).reset_index()))
     return s
 
 

@@ -149,10 +149,14 @@ def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: flo
         except KeyboardInterrupt:
             _kill(proc)
             raise
-    if _rows_for(out, job) > before:
-        return ("ok" if rc == 0 else "oom" if _last_status(out, job) == "oom" else "error"), f"exit {rc}"
+    last = _last_status(out, job) if _rows_for(out, job) > before else None
+    if rc == 0 and last is not None:
+        return last, "exit 0"
+    if rc != 0 and last in ("error", "oom"):  # the worker recorded its own failure
+        return last, f"exit {rc}"
+    # died without saying why (segfault, kill, os._exit), possibly after some epoch rows
     tail = log_path.read_text(errors="replace")[-400:].strip().replace("\n", " | ")
-    msg = f"worker died with exit code {rc} and wrote no row; log: {log_path.name}: {tail}"
+    msg = f"worker died with exit code {rc} and wrote no error row; log {log_path.name}: {tail}"
     _record_failure(job, out, run_id, "error", msg, base_row)
     return "error", msg
 

@@ -32,9 +32,17 @@ def configure_env(job: Job) -> None:
 
 
 def base_row(job: Job, run_id: str) -> dict:
-    return {"run_id": run_id, "job_id": job.job_id, "model": job.model, "framework": job.framework,
-            "backend": job.keras_backend if job.framework == "keras" else "torch", "exec_mode": job.exec_mode,
-            "device": job.device, "precision": job.precision, "batch_size": job.batch_size}
+    """The columns a job knows before it runs (a failed job's row has at least these)."""
+    row = {"run_id": run_id, "job_id": job.job_id, "model": job.model, "framework": job.framework,
+           "backend": job.keras_backend if job.framework == "keras" else "torch", "exec_mode": job.exec_mode,
+           "device": job.device, "precision": job.precision, "batch_size": job.batch_size}
+    if job.kind in ("throughput", "memory"):
+        row["measurement"] = job.measurement
+    if job.kind == "throughput":
+        row["input"] = job.input
+    if job.kind == "epochs":
+        row["recipe"] = job.recipe
+    return row
 
 
 def _mflops(model: str) -> float | None:

@@ -37,10 +37,26 @@ class ConcatBNReLUConv(keras.layers.Layer):
         x = feats[0] if len(feats) == 1 else ops.concatenate(list(feats), axis=-1)
         return self.conv(ops.relu(self.bn(x, training=training)))
 
+    def _pure_segment(self, *feats):
+        """Training-mode segment without side effects (remat may run it twice): returns the batch moments
+        for the caller to fold into the moving statistics once, as BatchNormalization does."""
+        x = feats[0] if len(feats) == 1 else ops.concatenate(list(feats), axis=-1)
+        dtype = x.dtype
+        x32 = ops.cast(x, "float32") if dtype in ("float16", "bfloat16") else x
+        mean, var = ops.moments(x32, axes=[0, 1, 2])
+        y = ops.batch_normalization(x32, mean, var, axis=-1, offset=self.bn.beta, scale=self.bn.gamma,
+                                    epsilon=self.bn.epsilon)
+        return self.conv(ops.relu(ops.cast(y, dtype))), mean, var
+
     def call(self, feats, training=None):
         feats = list(feats) if isinstance(feats, (list, tuple)) else [feats]
         if self.memory_efficient and training:
-            return keras.remat(lambda *f: self._segment(*f, training=training))(*feats)
+            y, mean, var = keras.remat(self._pure_segment)(*feats)
+            m = self.bn.momentum
+            self.bn.moving_mean.assign(self.bn.moving_mean * m + ops.cast(mean, self.bn.moving_mean.dtype) * (1 - m))
+            self.bn.moving_variance.assign(
+                self.bn.moving_variance * m + ops.cast(var, self.bn.moving_variance.dtype) * (1 - m))
+            return y
         return self._segment(*feats, training=training)
 
     def compute_output_shape(self, input_shape):

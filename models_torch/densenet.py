@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from bench.specs import DenseNetSpec
@@ -33,15 +34,29 @@ class DenseLayer(nn.Module):
             self.conv1 = conv(cin, k, 3, d=d)
             self.bn2 = self.conv2 = None
         self.memory_efficient = spec.memory_efficient
+        self._recomputing = False
 
     def _concat_bn_relu_conv1(self, *feats: torch.Tensor) -> torch.Tensor:
-        return self.conv1(torch.relu(self.bn1(torch.cat(feats, 1))))
+        x = torch.cat(feats, 1)
+        if self._recomputing:
+            # the backward pass re-runs this segment: the same op on throw-away copies of the running
+            # statistics, so the output is the forward pass's and the real statistics move once per step
+            bn = self.bn1
+            x = F.batch_norm(x, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, True,
+                             bn.momentum, bn.eps)
+        else:
+            x = self.bn1(x)
+            self._recomputing = self.memory_efficient and self.training
+        return self.conv1(torch.relu(x))
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         if self.memory_efficient and torch.is_grad_enabled() and any(f.requires_grad for f in feats):
+            self._recomputing = False
             y = checkpoint(self._concat_bn_relu_conv1, *feats, use_reentrant=False)
         else:
+            self._recomputing = False
             y = self._concat_bn_relu_conv1(*feats)
+            self._recomputing = False
         if self.conv2 is not None:
             y = self.conv2(torch.relu(self.bn2(y)))
         return y

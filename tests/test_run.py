@@ -45,6 +45,9 @@ def test_every_csv_follows_the_schema_and_carries_its_environment(faulty_run):
             assert row["run_id"] == run_dir.name and row["schema_version"] == "1"
             for col in ("model", "framework", "backend", "device", "precision", "batch_size", "status"):
                 assert row[col], (kind, col, row["job_id"])
+            keys = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",)}
+            for col in keys[kind]:  # failed rows too: every row says what it measured
+                assert row[col], (kind, col, row["job_id"])
     meta = json.loads((run_dir / "run_meta.json").read_text())
     for key in ("git_commit", "git_dirty", "command", "suite", "python", "versions", "cuda"):
         assert key in meta
