@@ -242,6 +242,13 @@ class EpochSampler:
         return [BatchPlan(perm[i * b:(i + 1) * b], cy[i * b:(i + 1) * b], cx[i * b:(i + 1) * b],
                           flip[i * b:(i + 1) * b]) for i in range(steps)]
 
+    def forever(self, start_epoch: int = 0):
+        """Batch plans of epoch after epoch, without end (for timing loops that outlast an epoch)."""
+        epoch = start_epoch
+        while True:
+            yield from self.epoch(epoch)
+            epoch += 1
+
 
 def pad_images(x_nhwc: np.ndarray) -> np.ndarray:
     return np.pad(x_nhwc, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))

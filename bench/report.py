@@ -325,14 +325,20 @@ def _markdown(title: str, sections: list[Section]) -> str:
         for cap, df in s.tables:
             if cap:
                 lines.append(f"**{cap}**\n")
-            lines += [df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```",
-                      ""]
+            lines += [_md_table(df), ""]
     return "\n".join(lines)
 
 
-def _has_tabulate() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("tabulate") is not None
+def _md_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency); empty cells for nulls."""
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    cols = [str(c) for c in df.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(out)
 
 
 def _html(title: str, sections: list[Section], out_dir: Path) -> str:

@@ -103,19 +103,16 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
-    state = {"x": x, "y": y, "epoch": 0, "plans": iter(())}
+    state = {"x": x, "y": y}
     if input == "real":
         from bench.data import augment_torch
         xpad_np, ytr, sampler = _real_batches(data_dir, batch, seed)
         xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
         ytr_d = torch.from_numpy(ytr).to(dev)
+        plans = sampler.forever()
 
         def next_batch():
-            plan = next(state["plans"], None)
-            if plan is None:
-                state["plans"] = iter(sampler.epoch(state["epoch"]))
-                state["epoch"] += 1
-                plan = next(state["plans"])
+            plan = next(plans)
             state["x"] = augment_torch(xpad, plan).contiguous(memory_format=fmt)
             state["y"] = ytr_d[torch.as_tensor(plan.index, device=dev)]
     else:
@@ -171,14 +168,10 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
     if input == "real":
         from bench.data import augment_numpy
         xpad, ytr, sampler = _real_batches(data_dir, batch, seed)
-        it = {"epoch": 0, "plans": iter(())}
+        plans = sampler.forever()
 
         def next_batch():
-            plan = next(it["plans"], None)
-            if plan is None:
-                it["plans"] = iter(sampler.epoch(it["epoch"]))
-                it["epoch"] += 1
-                plan = next(it["plans"])
+            plan = next(plans)
             state["x"], state["y"] = augment_numpy(xpad, plan), ytr[plan.index]
     else:
         def next_batch():

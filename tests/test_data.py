@@ -89,6 +89,9 @@ def test_sampler_is_deterministic_and_covers_the_epoch():
     assert not all((p.index == q.index).all() for p, q in zip(a, s.epoch(1)))  # epochs differ
     flips = np.concatenate([p.flip for p in a])
     assert 0.35 < flips.mean() < 0.65
+    it = s.forever()  # the timing loops run past an epoch: epoch 0's plans, then epoch 1's
+    endless = [next(it) for _ in range(2 * s.steps_per_epoch)]
+    assert all((p.index == q.index).all() for p, q in zip(endless, a + s.epoch(1)))
 
 
 def test_same_seed_same_batches_in_both_frameworks(cifar):
