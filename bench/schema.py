@@ -59,7 +59,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "memory": (
         ("measurement", "train | infer", "bench.runners"),
         ("oom", "true when the batch did not fit (the batch tried is batch_size)", "bench.runners"),
-        ("peak_alloc_mib", "allocator peak over the measured steps (torch max_memory_allocated, TF get_memory_info peak, JAX peak_bytes_in_use)", "bench.memory.peak_bytes"),
+        ("peak_alloc_mib", "allocator peak over the measured steps (torch max_memory_allocated, "
+         "TF get_memory_info peak, JAX peak_bytes_in_use)", "bench.memory.peak_bytes"),
         ("peak_alloc_source", "which allocator counter gave peak_alloc_mib", "bench.memory.peak_bytes"),
         ("nvml_peak_used_mib", "peak device memory used seen by the NVML sampler (whole device)", "bench.nvml.Sampler"),
         ("nvml_mean_util_pct", "mean GPU utilisation during the measured steps", "bench.nvml.Sampler"),

@@ -17,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from bench.data import Cifar10, EpochSampler, augment_numpy, augment_torch, normalize, pad_images
+from bench.data import Cifar10, EpochSampler, augment_torch, normalize, pad_images
 from bench.recipes import Recipe
 
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -133,11 +133,12 @@ def _check_same_names(tl: dict, kl: dict) -> None:
 def parity(name: str, batch: int = 4, seed: int = 0, **options) -> dict:
     """Build both twins of ``name``, copy torch -> keras, compare eval-mode logits on one random batch.
 
-    BN statistics are calibrated first (one train-mode pass with momentum 1 sets them to the compared
-    batch's own statistics, so every layer stays normalised: with statistics of another batch, a deep
-    plain net amplifies float32 rounding to ~1e-3 in either framework alone) and BN affine parameters randomised, so the comparison exercises every BN
-    weight while activations stay at their natural scale.
-    Returns a dict with param counts of both sides, inventory equality and the max abs logit difference.
+    BN statistics are calibrated first: one train-mode pass with momentum 1 sets them to the compared
+    batch's own statistics, so every layer stays normalised (with another batch's statistics a deep
+    plain net amplifies float32 rounding to ~1e-3 in either framework alone). BN affine parameters
+    are randomised, so the comparison exercises every BN weight at the activations' natural scale.
+    Returns a dict with param counts of both sides, inventory equality, the max abs logit difference
+    and torch's own float32 error against float64 (``parity_tolerance``).
     """
     import keras
     import torch

@@ -5,7 +5,6 @@ statistics update there would count every step twice. One SGD step from the same
 same batch must leave naive and memory-efficient twins identical.
 """
 import numpy as np
-import pytest
 
 from bench.models import build
 

@@ -1,5 +1,4 @@
 """Recipes and short real trainings of a small twin in both frameworks."""
-import csv
 
 import numpy as np
 import pytest
