@@ -166,7 +166,8 @@ def section_memory(run: dict, out: Path) -> Section:
         if per_img and not m.endswith("_memeff"):
             b = np.array(sorted(ok[ok.model == m].batch_size.unique()))
             ax.plot(b, per_img * b / 2**20, ls=":", color="gray")
-            ax.annotate(f"{m}: analytic concat cost", (b[-1], per_img * b[-1] / 2**20), fontsize=7, color="gray")
+            ax.annotate(f"{m}: analytic concat cost", (b[-1], per_img * b[-1] / 2**20), fontsize=7, color="gray",
+                        ha="right", va="bottom")
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="allocator peak (MiB)",
            title="Peak training memory vs batch size (dotted: analytic naive-concat storage)")
     s.figures.append((_save(fig, out, "memory_vs_batch"), "peak memory vs batch size"))

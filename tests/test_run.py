@@ -104,6 +104,30 @@ def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
     assert len(_rows(run_dir / "epochs.csv")) == before["epochs"]
 
 
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+    args = ["--suite", "throughput", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
+            "--no-report", "--out", str(tmp_path)]
+    p = subprocess.Popen([sys.executable, "-m", "bench.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # interrupt once the second job's worker is running
+        logs = list(tmp_path.glob("*/logs/*.log"))
+        if len(logs) >= 2:
+            break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    (run_dir,) = tmp_path.iterdir()
+    done = _rows(run_dir / "throughput.csv")
+    assert len(done) == 1 and done[0]["status"] == "ok"  # the finished job is kept, the interrupted one left no row
+    r = _run(["--resume", run_dir.name, "--no-report"], tmp_path)
+    assert r.returncode == 0 and "2 of 3 jobs to run" in r.stderr, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--suite", "smoek"], "unknown suite 'smoek'"),
     (["--suite", "smoke", "--models", "resnet20v1"], "resnet20_v1"),
