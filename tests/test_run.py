@@ -152,3 +152,11 @@ def test_dry_run_and_list(tmp_path):
     p = _run(["--list"], tmp_path)
     for suite in ("smoke", "cifar10-quick", "cifar10-full", "throughput", "memory"):
         assert suite in p.stdout
+
+
+def test_harness_overhead_tool_compares_like_with_like():
+    """bench.overhead times the same network both ways; here only that it measures (CPU, tiny)."""
+    from bench.overhead import measure
+    r = measure("resnet20_v1", batch=2, precision="fp32", steps=5, repeats=1, device="cpu")
+    assert r["bare_images_per_s"] > 0 and r["harness_images_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["harness_images_per_s"] / r["bare_images_per_s"])
