@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
+    ap.add_argument("--exec-mode", metavar="M[,M]",
+                    help="execution modes: torch eager, compile; keras jit, nojit (default: torch eager; keras jit "
+                         "on a GPU, nojit on a CPU). Each mode applies to its own framework's jobs")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="where jobs run (default: auto = the GPU if there is one)")
     ap.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 location (default: $TWINBENCH_DATA_DIR, ./data)")
@@ -76,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--batch-sizes must be positive")
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be >= 1")
+    if args.exec_mode:
+        from bench.suites import KERAS_MODES, TORCH_MODES
+        bad = set(_csv(args.exec_mode)) - set(TORCH_MODES + KERAS_MODES)
+        if bad:
+            ap.error(f"unknown --exec-mode {sorted(bad)}; choose from {', '.join(TORCH_MODES + KERAS_MODES)}")
     if args.recipe:
         from bench.recipes import RECIPES
         if args.recipe not in RECIPES:
@@ -96,7 +104,8 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
     return Options(models=tuple(_csv(args.models)) if args.models else None,
                    frameworks=tuple(_csv(args.frameworks)), keras_backend=args.keras_backend,
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
-                   batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe, gpu=gpu)
+                   batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
+                   exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu)
 
 
 def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:

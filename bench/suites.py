@@ -20,6 +20,8 @@ SUITES = {
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
+TORCH_MODES = ("eager", "compile")
+KERAS_MODES = ("jit", "nojit")
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 
 
@@ -89,6 +91,7 @@ class Options:
     batch_sizes: tuple[int, ...] | None = None
     epochs: int | None = None
     recipe: str | None = None
+    exec_modes: tuple[str, ...] | None = None
     gpu: bool = True
 
 
@@ -103,6 +106,12 @@ def _fw(opts: Options):
         yield fw, (opts.keras_backend if fw == "keras" else None)
 
 
+def _modes(opts: Options, fw: str) -> list[str | None]:
+    """Execution modes asked for this framework (None: the runner's default for the device)."""
+    own = TORCH_MODES if fw == "torch" else KERAS_MODES
+    return [m for m in (opts.exec_modes or ()) if m in own] or [None]
+
+
 def _throughput(opts: Options, models, precisions, batches, steps, real_batch, max_warmup=100,
                 real_models=None) -> list[Job]:
     dev = "cuda" if opts.gpu else "cpu"
@@ -110,23 +119,24 @@ def _throughput(opts: Options, models, precisions, batches, steps, real_batch, m
     for m in models:
         for fw, be in _fw(opts):
             for p in opts.precisions or precisions:
-                for b in opts.batch_sizes or batches:
-                    for meas in ("train", "infer"):
-                        jobs.append(Job("throughput", m, fw, be, p, b, meas, "synthetic", steps=steps,
-                                        max_warmup=max_warmup, device=dev))
-                # the real CIFAR-10 pipeline (augmentation included), next to the synthetic figure
-                if real_models is None or m in real_models:
-                    rb = (opts.batch_sizes or (real_batch,))[0]
-                    jobs.append(Job("throughput", m, fw, be, p, rb, "train", "real", steps=steps,
-                                    max_warmup=max_warmup, device=dev))
+                for mode in _modes(opts, fw):
+                    for b in opts.batch_sizes or batches:
+                        for meas in ("train", "infer"):
+                            jobs.append(Job("throughput", m, fw, be, p, b, meas, "synthetic", exec_mode=mode,
+                                            steps=steps, max_warmup=max_warmup, device=dev))
+                    # the real CIFAR-10 pipeline (augmentation included), next to the synthetic figure
+                    if real_models is None or m in real_models:
+                        rb = (opts.batch_sizes or (real_batch,))[0]
+                        jobs.append(Job("throughput", m, fw, be, p, rb, "train", "real", exec_mode=mode,
+                                        steps=steps, max_warmup=max_warmup, device=dev))
     return jobs
 
 
 def _memory(opts: Options, models, sweep, steps) -> list[Job]:
     dev = "cuda" if opts.gpu else "cpu"
-    return [Job("memory", m, fw, be, p, b, "train", steps=steps, device=dev)
+    return [Job("memory", m, fw, be, p, b, "train", exec_mode=mode, steps=steps, device=dev)
             for m in models for fw, be in _fw(opts) for p in (opts.precisions or ("fp32",))
-            for b in (opts.batch_sizes or sweep)]
+            for mode in _modes(opts, fw) for b in (opts.batch_sizes or sweep)]
 
 
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,

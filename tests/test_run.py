@@ -134,6 +134,7 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     (["--suite", "smoke", "--frameworks", "mxnet"], "unknown framework"),
     (["--suite", "smoke", "--batch-sizes", "a,b"], "--batch-sizes must be integers"),
     (["--resume", "no-such-run"], "no run to resume"),
+    (["--suite", "smoke", "--exec-mode", "graph"], "unknown --exec-mode"),
     ([], "give --suite"),
 ])
 def test_bad_input_is_a_clear_error(args, message, tmp_path):
@@ -149,6 +150,11 @@ def test_dry_run_and_list(tmp_path):
     p = _run(["--suite", "cifar10-full", "--dry-run", "--models", "resnet20_v1"], tmp_path)
     assert p.returncode == 0 and "estimated time" in p.stdout and "epochs/resnet20_v1" in p.stdout
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    p = _run(["--suite", "throughput", "--dry-run", "--models", "resnet20_v1", "--exec-mode", "eager,compile,nojit"],
+             tmp_path)
+    ids = [line.split()[-1] for line in p.stdout.splitlines() if line.strip().startswith("~")]
+    assert any("/torch/" in i and "/compile/" in i for i in ids) and any("/torch/" in i and "/eager/" in i for i in ids)
+    assert all("/nojit/" in i for i in ids if "/keras-" in i) and not any("/default/" in i for i in ids)
     p = _run(["--list"], tmp_path)
     for suite in ("smoke", "cifar10-quick", "cifar10-full", "throughput", "memory"):
         assert suite in p.stdout
