@@ -1,7 +1,7 @@
 """One train or inference step of a twin, ready to time: ``make_step(...) -> StepRunner``.
 
 A ``StepRunner`` holds a built model, its input already on the device (synthetic) or the real
-CIFAR-10 pipeline (dataset resident on the device for PyTorch, host augmentation for Keras), and
+CIFAR-10 pipeline (the training set resident on the device, each batch cropped and flipped there), and
 two callables: ``step()`` runs one step, ``sync()`` waits for the device (PyTorch:
 ``torch.cuda.synchronize``; Keras: the step returns a value read back to the host, so it is
 synchronous already). Used by ``bench.worker`` (the suites) and ``tests/test_benchmarks.py``
@@ -46,10 +46,11 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
         device: cuda | cpu | None (GPU when there is one).
         exec_mode: torch: eager | compile; keras: jit | nojit. Default: torch eager; keras jit on a
-            GPU, nojit on a CPU, where XLA only adds compile time: `bench.run --suite throughput
-            --models densenet_bc100_k12 --frameworks keras --exec-mode jit,nojit --batch-sizes 8
-            --device cpu` on a 2-core CPU gave a first train step of 78.6 s (jit) vs 40.0 s (nojit)
-            for a median step of 623 vs 631 ms.
+            GPU and on JAX, nojit on a CPU otherwise. On a 2-core CPU, TensorFlow's XLA only adds
+            compile time (`bench.run --suite throughput --models densenet_bc100_k12 --frameworks keras
+            --exec-mode jit,nojit --batch-sizes 8 --device cpu`: first train step 78.6 s jit vs 40.0 s
+            nojit, median step 623 vs 631 ms), while JAX without jit runs op by op (the Keras case of
+            tests/test_train.py::test_short_training_rises_above_chance: 190 s nojit, 101 s jit).
         channels_last: torch memory format (default: on for GPU).
         data_dir: CIFAR-10 location for input=real.
     """
@@ -67,9 +68,10 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
     raise ValueError(f"unknown framework {framework!r}")
 
 
-def default_keras_exec_mode(device: str) -> str:
-    """XLA (jit) on a GPU; plain graph mode on a CPU, where XLA only adds compile time."""
-    return "jit" if device == "cuda" else "nojit"
+def default_keras_exec_mode(device: str, backend: str = "tensorflow") -> str:
+    """XLA (jit) on a GPU, and always on JAX (JAX without jit runs op by op); on a CPU, TensorFlow and
+    torch run without it (TensorFlow's graph mode; XLA there only adds compile time)."""
+    return "jit" if device == "cuda" or backend == "jax" else "nojit"
 
 
 def _real_batches(data_dir: str | None, batch_size: int, seed: int):
@@ -153,40 +155,43 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
     from bench.models import build
 
     env = framework_env("keras", device)
-    mode = mode or default_keras_exec_mode(env["device"])
+    mode = mode or default_keras_exec_mode(env["device"], keras.backend.backend())
     if mode not in ("jit", "nojit"):
         raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision])
     net = build(model, "keras")
-    net.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
     params = keras_param_counts(net)
     rng = np.random.default_rng(seed)
     x_host = rng.standard_normal((batch, 32, 32, 3)).astype("float32")
     y_host = rng.integers(0, 10, batch)
     # synthetic input is converted once, so it sits on the device before timing starts
     state = {"x": keras.ops.convert_to_tensor(x_host), "y": keras.ops.convert_to_tensor(y_host)}
+    run = net
     if input == "real":
-        from bench.data import augment_numpy
+        # the training set resident on the device, the batch gathered in-graph from the plan (as in bench.train)
+        from bench.train_keras import PlanModel, plan_array
         xpad, ytr, sampler = _real_batches(data_dir, batch, seed)
+        run = PlanModel(net, xpad)
         plans = sampler.forever()
 
         def next_batch():
             plan = next(plans)
-            state["x"], state["y"] = augment_numpy(xpad, plan), ytr[plan.index]
+            state["x"], state["y"] = plan_array(plan), ytr[plan.index]
     else:
         def next_batch():
             pass
 
+    run.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
     if measurement == "train":
         def step():
             next_batch()
-            net.train_on_batch(state["x"], state["y"])  # returns the loss as a host value: synchronous
+            run.train_on_batch(state["x"], state["y"])  # returns the loss as a host value: synchronous
     else:
         def step():
             next_batch()
-            net.predict_on_batch(state["x"])  # returns host numpy: synchronous
+            run.predict_on_batch(state["x"])  # returns host numpy: synchronous
 
     return StepRunner(step, lambda: None, env, mode, None, params,
-                      extra={"jit_compile": bool(getattr(net, "jit_compile", False))})
+                      extra={"jit_compile": bool(getattr(run, "jit_compile", False))})

@@ -2,8 +2,9 @@
 
 Both frameworks train from the same :class:`bench.data.EpochSampler` plan (order, crops, flips), the
 same learning-rate formula (:meth:`bench.recipes.Recipe.lr_at`) and the same coupled weight decay.
-PyTorch keeps the whole (normalised, padded) dataset on the device and augments there; Keras
-augments the same plan on the host with NumPy and feeds ``model.fit`` one epoch at a time.
+Both keep the whole (normalised, padded) training set on the device and augment there: PyTorch with
+``bench.data.augment_torch``, Keras in-graph through ``bench.train_keras.PlanAugment``, fed only the
+plan's integers by ``model.fit`` one epoch at a time.
 
 Each epoch's row is appended (one write + fsync) to ``epochs.csv`` as the epoch ends, after the
 checkpoint of that epoch is in place, so a killed run loses at most the running epoch and resumes
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from bench.data import Cifar10, EpochSampler, augment_torch, normalize, pad_images
 from bench.recipes import Recipe
@@ -188,36 +191,38 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     from bench.memory import peak_bytes, reset_peak
     from bench.models import build
     from bench.runners import default_keras_exec_mode
-    from bench.train_keras import PlanDataset, ProgressCallback, custom_objects
+    from bench.train_keras import PlanModel, ProgressCallback, load_checkpoint, plan_array, save_checkpoint
 
     r = cfg.recipe
     backend = keras.backend.backend()
     keras.utils.set_random_seed(cfg.seed)
     keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[cfg.precision])
     xtr, ytr, xte, yte = _subset(data, cfg)
-    xpad = pad_images(normalize(xtr))
     xte_n = normalize(xte)
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
     spe = sampler.steps_per_epoch
-    start = 0
     on_gpu = framework_env("keras", cfg.device)["device"] == "cuda"
-    jit = default_keras_exec_mode("cuda" if on_gpu else "cpu") == "jit"
+    jit = default_keras_exec_mode("cuda" if on_gpu else "cpu", backend) == "jit"
+    net = build(cfg.model, "keras")
+    # the whole (normalised, padded) training set lives on the device; each step gathers its batch
+    # in-graph from the shared plan, as the PyTorch loop does (bench.train_keras.PlanAugment)
+    trainer = _compile_keras(PlanModel(net, pad_images(normalize(xtr))), keras_optimizer(r, spe), jit)
+    _compile_keras(net, None, jit)  # evaluation on the plain test images
+    start = 0
     if cfg.checkpoint and os.path.exists(cfg.checkpoint):
-        model = keras.models.load_model(cfg.checkpoint, custom_objects=custom_objects())  # optimizer state too
-        model = _compile_keras(model, model.optimizer, jit)
-        start = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // spe
-    else:
-        model = _compile_keras(build(cfg.model, "keras"), keras_optimizer(r, spe), jit)
+        trainer.optimizer.build(trainer.trainable_variables)
+        start = load_checkpoint(cfg.checkpoint, net, trainer.optimizer)
     rows = []
     for epoch in range(start, r.epochs):
         reset_peak("keras", backend)
-        ds = PlanDataset(xpad, ytr, sampler.epoch(epoch))
+        plans = sampler.epoch(epoch)
         cb = ProgressCallback(cfg.progress, spe, f"{cfg.model} keras/{backend} epoch {epoch + 1}/{r.epochs}", r.batch_size)
         t0 = time.perf_counter()
-        hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[cb], shuffle=False)
+        hist = trainer.fit(plan_array(plans), np.concatenate([ytr[p.index] for p in plans]), batch_size=r.batch_size,
+                           epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[cb], shuffle=False)
         epoch_s = time.perf_counter() - t0
         peak, why = peak_bytes("keras", backend) if on_gpu else (None, "no GPU: allocator peak not defined on the CPU")
-        ev = model.evaluate(xte_n, yte, batch_size=1000, verbose=0, return_dict=True)
+        ev = net.evaluate(xte_n, yte, batch_size=1000, verbose=0, return_dict=True)
         n = spe * r.batch_size
         row = {"epoch": epoch + 1, "epochs_total": r.epochs, "lr": r.lr_at((epoch + 1) * spe - 1, spe),
                "train_loss": float(hist.history["loss"][-1]), "train_acc": float(hist.history["accuracy"][-1]),
@@ -225,7 +230,7 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
                "train_images_per_s": n / epoch_s, "peak_mem_mib": None if peak is None else peak / 2**20,
                "null_reason": None if peak is not None else why, "train_examples": n, "seed": cfg.seed}
         if cfg.checkpoint:
-            _atomic_save(model.save, cfg.checkpoint)
+            save_checkpoint(cfg.checkpoint, net, trainer.optimizer, epoch + 1)
         rows.append(row)
         on_epoch(row)
     return rows
@@ -233,11 +238,11 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
 
 def _compile_keras(model, optimizer, jit: bool):
     import keras
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    model.compile(optimizer=optimizer or "sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=jit)
     return model
 
 
 def checkpoint_path(directory: Path, model: str, framework: str, backend: str, precision: str, recipe: str) -> str:
-    ext = ".pt" if framework == "torch" else ".keras"
+    ext = ".pt" if framework == "torch" else ".npz"
     return str(directory / f"{model}-{framework}-{backend}-{precision}-{recipe}{ext}")

@@ -1,16 +1,19 @@
-"""Keras pieces of the training loop: the recipe's schedule in-graph, coupled weight decay, the plan feeder.
+"""Keras pieces of the training loop: the recipe's schedule in-graph, coupled weight decay, the dataset
+resident on the device with the augmentation in-graph, checkpoints.
 
 Imported only in processes that train a Keras twin (it imports keras, so KERAS_BACKEND must be set).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import keras
+import numpy as np
 from keras import ops
 
-from bench.data import augment_numpy
+from bench.data import BatchPlan
 from bench.recipes import Recipe
 
 
@@ -69,19 +72,73 @@ class CoupledAdam(_CoupledL2, keras.optimizers.Adam):
     pass
 
 
-class PlanDataset(keras.utils.PyDataset):
-    """Feeds ``model.fit`` the batches of one epoch's plan, augmented on the host with NumPy."""
+def plan_array(plans: BatchPlan | list[BatchPlan]) -> np.ndarray:
+    """Batch plans as one int32 array of rows (index, crop_y, crop_x, flip): what ``PlanAugment`` reads."""
+    plans = [plans] if isinstance(plans, BatchPlan) else plans
+    return np.concatenate([np.stack([p.index, p.crop_y, p.crop_x, p.flip], axis=1) for p in plans]).astype("int32")
 
-    def __init__(self, x_padded, y, plans, **kwargs) -> None:
+
+class PlanAugment(keras.layers.Layer):
+    """The padded training set as one non-trainable device variable; ``call(plan)`` gathers the batch.
+
+    The input is ``plan_array`` rows, so only 4 ints per example cross from the host; the crop and
+    the flip become one gather inside the compiled train step (``bench.data.augment_numpy`` is the
+    reference: same plan, same pixels, tested). The variable is float32 whatever the dtype policy;
+    the twin casts at its first layer, as it does for any float32 input.
+    """
+
+    def __init__(self, x_padded: np.ndarray, size: int = 32, **kwargs) -> None:
+        super().__init__(dtype="float32", **kwargs)
+        n, hp, wp, c = x_padded.shape
+        self.geometry = (hp, wp, size)
+        flat = np.ascontiguousarray(x_padded.reshape(n * hp * wp, c), dtype="float32")
+        self.pixels = self.add_weight(shape=flat.shape, initializer=lambda shape, dtype=None: flat,
+                                      trainable=False, name="pixels")
+
+    def call(self, plan):
+        hp, wp, size = self.geometry
+        plan = ops.cast(plan, "int32")
+        idx, cy, cx, flip = plan[:, 0], plan[:, 1], plan[:, 2], plan[:, 3]
+        ar = ops.arange(size, dtype="int32")
+        rows = cy[:, None] + ar[None, :]
+        cols = ops.where(flip[:, None] > 0, cx[:, None] + (size - 1) - ar[None, :], cx[:, None] + ar[None, :])
+        flat = idx[:, None, None] * (hp * wp) + rows[:, :, None] * wp + cols[:, None, :]
+        return ops.take(self.pixels, flat, axis=0)  # (B, size, size, C)
+
+
+class PlanModel(keras.Model):
+    """``net`` fed by ``PlanAugment``: ``fit(plan_array(plans), labels)`` trains ``net`` on the device-resident set."""
+
+    def __init__(self, net: keras.Model, x_padded: np.ndarray, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.x, self.y, self.plans = x_padded, y, plans
+        self.net = net
+        self.augment = PlanAugment(x_padded)
 
-    def __len__(self) -> int:
-        return len(self.plans)
+    def call(self, plan, training=False):
+        return self.net(self.augment(plan), training=training)
 
-    def __getitem__(self, i):
-        p = self.plans[i]
-        return augment_numpy(self.x, p), self.y[p.index]
+
+def save_checkpoint(path: str, net: keras.Model, optimizer, epoch: int) -> None:
+    """The twin's weights, the optimizer's variables and the epoch in one ``.npz``, replaced atomically."""
+    store: dict = {}
+    optimizer.save_own_variables(store)
+    arrays = {f"w{i}": keras.ops.convert_to_numpy(w) for i, w in enumerate(net.weights)}
+    arrays.update({f"o{k}": np.asarray(v) for k, v in store.items()})
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, epoch=np.int64(epoch), **arrays)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, net: keras.Model, optimizer) -> int:
+    """Restore what ``save_checkpoint`` wrote into a built ``net`` and an optimizer built on its variables."""
+    with np.load(path) as ck:
+        weights = [ck[f"w{i}"] for i in range(len(net.weights))]
+        store = {k[1:]: ck[k] for k in ck.files if k.startswith("o")}
+        epoch = int(ck["epoch"])
+    for v, w in zip(net.weights, weights):
+        v.assign(w)
+    optimizer.load_own_variables(store)
+    return epoch
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -106,9 +163,3 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
-
-
-def custom_objects() -> dict:
-    from models_tf.densenet import ConcatBNReLUConv
-    return {"RecipeSchedule": RecipeSchedule, "CoupledSGD": CoupledSGD, "CoupledAdam": CoupledAdam,
-            "ConcatBNReLUConv": ConcatBNReLUConv}

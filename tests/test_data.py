@@ -107,6 +107,36 @@ def test_same_seed_same_batches_in_both_frameworks(cifar):
     assert not np.array_equal(host, centre)
 
 
+_KERAS_AUGMENT_CHECK = """
+import numpy as np, keras
+from bench.data import EpochSampler, augment_numpy, normalize, pad_images
+from bench.train_keras import PlanAugment, plan_array
+x = pad_images(normalize(np.load({path!r})))
+layer = PlanAugment(x)
+for plan in EpochSampler(len(x), 128, seed=3).epoch(2):
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(plan_array(plan))), augment_numpy(x, plan))
+assert not layer.trainable_weights and len(layer.non_trainable_weights) == 1
+print("checked", keras.backend.backend())
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_keras_device_augmentation_equals_numpy(cifar, backend, tmp_path):
+    """Keras gathers each batch in-graph from the device-resident set: the same pixels as the host reference."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} not installed")
+    np.save(tmp_path / "x.npy", cifar.x_train[:512])
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    out = subprocess.run([sys.executable, "-c", _KERAS_AUGMENT_CHECK.format(path=str(tmp_path / "x.npy"))],
+                         env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"checked {backend}" in out.stdout
+
+
 def test_augment_numpy_crop_and_flip_semantics():
     x = np.arange(2 * 40 * 40).reshape(2, 40, 40, 1)
     from bench.data import BatchPlan
