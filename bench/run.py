@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile; keras jit, nojit (default: torch eager; keras jit "
-                         "on a GPU, nojit on a CPU). Each mode applies to its own framework's jobs")
+                         "on a GPU and on JAX, nojit on a CPU). Each mode applies to its own framework's jobs")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="where jobs run (default: auto = the GPU if there is one)")
     ap.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 location (default: $TWINBENCH_DATA_DIR, ./data)")
@@ -250,6 +250,19 @@ def summary_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+class Stop(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the running job is killed, finished rows are kept."""
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C / SIGINT and SIGTERM stop the suite cleanly, also where SIGINT was inherited as ignored
+    (a process started in the background by a non-interactive shell, e.g. under ``timeout -s INT``)."""
+    def on_term(signum, frame):
+        raise Stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -276,9 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
         out = Path(args.out) / run_id
     if args.device == "cuda" and not gpu_available():
-        print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
-              file=sys.stderr)
-        return 2
+        if not args.dry_run:
+            print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
+                  file=sys.stderr)
+            return 2
+        print("note: no NVIDIA GPU here; this is the plan a GPU run would follow", file=sys.stderr)
     try:
         jobs = expand(args.suite, options_from(args, gpu))
     except (ValueError, KeyError) as e:
@@ -299,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   **run_meta(argv, args.suite, {"device": "cuda" if gpu else "cpu",
                                                                                "keras_backend": args.keras_backend})})
     from tqdm.auto import tqdm
+    _stop_on_signals()
     todo = [j for j in jobs if j.job_id not in done]
     print(f"run {run_id}: {len(todo)} of {len(jobs)} jobs to run -> {out}", file=sys.stderr)
     counts: dict[str, int] = {}
@@ -318,11 +334,11 @@ def main(argv: list[str] | None = None) -> int:
                 status, _msg = run_job(job, out, run_id, args.data_dir, timeout)
             counts[status] = counts.get(status, 0) + 1
             bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         bar.close()
         print(f"\ninterrupted: finished rows are kept in {out}. Continue with: python -m bench.run --resume {run_id}",
               file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
     bar.close()
     print(summary_table(out))
     print(f"\nresults: {out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")

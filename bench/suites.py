@@ -16,6 +16,7 @@ SUITES = {
     "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training: hours on a GPU",
     "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
     "memory": "peak memory, batch-size sweep up to the largest batch that fits, train step",
+    "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
 }
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
@@ -184,6 +185,8 @@ def expand(suite: str, opts: Options) -> list[Job]:
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
     if suite == "memory":
         return _memory(opts, _models(opts, every), MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+    if suite == "train":
+        return _epochs(opts, _models(opts, every), "paper")
     if suite == "cifar10-quick":
         models = _models(opts, every)
         return (_throughput(opts, models, ("bf16",) if gpu else ("fp32",), (512,) if gpu else (32,), 40 if gpu else 10,

@@ -104,22 +104,29 @@ def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
     assert len(_rows(run_dir / "epochs.csv")) == before["epochs"]
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, signame):
+    """Ctrl-C (SIGINT) or SIGTERM: the running job is killed, finished rows are kept, --resume goes on.
+
+    The child starts with SIGINT ignored, as a background job of a non-interactive shell does: the
+    runner must still stop on it (``timeout -s INT`` in a script relies on that)."""
     import signal
     import time
+    sig = getattr(signal, signame)
     args = ["--suite", "throughput", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
             "--no-report", "--out", str(tmp_path)]
     p = subprocess.Popen([sys.executable, "-m", "bench.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.time() + 300
     while time.time() < deadline:  # interrupt once the second job's worker is running
         logs = list(tmp_path.glob("*/logs/*.log"))
         if len(logs) >= 2:
             break
         time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err[-2000:]
+    assert p.returncode == 128 + sig, err[-2000:]
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     (run_dir,) = tmp_path.iterdir()
     done = _rows(run_dir / "throughput.csv")
@@ -144,9 +151,12 @@ def test_bad_input_is_a_clear_error(args, message, tmp_path):
 
 
 def test_dry_run_and_list(tmp_path):
-    p = _run(["--suite", "cifar10-full", "--dry-run", "--device", "cuda", "--models", "resnet20_v1"], tmp_path)
-    # no GPU here: asking for cuda is refused clearly
+    # no GPU here: running on cuda is refused clearly, while planning a GPU run is allowed
+    p = _run(["--suite", "smoke", "--device", "cuda", "--models", "resnet20_v1"], tmp_path)
     assert p.returncode == 2 and "no NVIDIA GPU" in p.stderr
+    p = _run(["--suite", "cifar10-full", "--dry-run", "--device", "cuda", "--models", "resnet20_v1"], tmp_path)
+    assert p.returncode == 0 and "plan a GPU run would follow" in p.stderr
+    assert "b2048" in p.stdout  # the GPU memory sweep, not the CPU's single batch
     p = _run(["--suite", "cifar10-full", "--dry-run", "--models", "resnet20_v1"], tmp_path)
     assert p.returncode == 0 and "estimated time" in p.stdout and "epochs/resnet20_v1" in p.stdout
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
@@ -156,8 +166,19 @@ def test_dry_run_and_list(tmp_path):
     assert any("/torch/" in i and "/compile/" in i for i in ids) and any("/torch/" in i and "/eager/" in i for i in ids)
     assert all("/nojit/" in i for i in ids if "/keras-" in i) and not any("/default/" in i for i in ids)
     p = _run(["--list"], tmp_path)
-    for suite in ("smoke", "cifar10-quick", "cifar10-full", "throughput", "memory"):
+    for suite in ("smoke", "cifar10-quick", "cifar10-full", "throughput", "memory", "train"):
         assert suite in p.stdout
+
+
+def test_train_suite_is_the_published_recipe_alone():
+    from bench.suites import Options, expand
+    jobs = expand("train", Options(models=("resnet20_v1", "densenet_bc100_k12"), gpu=True))
+    assert {j.kind for j in jobs} == {"epochs"}
+    assert {(j.model, j.framework, j.batch_size, j.recipe, j.epochs) for j in jobs} == {
+        ("resnet20_v1", "torch", 128, "paper", None), ("resnet20_v1", "keras", 128, "paper", None),
+        ("densenet_bc100_k12", "torch", 64, "paper", None), ("densenet_bc100_k12", "keras", 64, "paper", None)}
+    assert {j.precision for j in expand("train", Options(models=("resnet20_v1",), precisions=("fp32", "bf16")))} == {
+        "fp32", "bf16"}
 
 
 def test_harness_overhead_tool_compares_like_with_like():
