@@ -263,16 +263,32 @@ def augment_numpy(x_padded: np.ndarray, plan: BatchPlan, size: int = 32) -> np.n
     return x_padded[plan.index[:, None, None], rows, cols]
 
 
-def augment_torch(x_padded, plan: BatchPlan, size: int = 32):
-    """Apply a plan to padded NCHW images already on the device (torch); returns (B, C, size, size)."""
+def plan_array(plans: BatchPlan | list[BatchPlan]) -> np.ndarray:
+    """Batch plans as one int32 array of rows (index, crop_y, crop_x, flip), ready to copy to a device once."""
+    plans = [plans] if isinstance(plans, BatchPlan) else plans
+    return np.concatenate([np.stack([p.index, p.crop_y, p.crop_x, p.flip], axis=1) for p in plans]).astype("int32")
+
+
+def augment_torch(x_padded, plan, size: int = 32):
+    """Apply a plan to padded NCHW images already on the device (torch); returns (B, C, size, size).
+
+    ``plan`` is a :class:`BatchPlan` or its ``plan_array`` rows already on the device. The training
+    loops copy a whole epoch's rows once and slice them, because a blocking host-to-device copy per
+    step would make the host wait for the GPU's queue to drain at every step.
+    """
     import torch
     dev = x_padded.device
-    idx = torch.as_tensor(plan.index, device=dev)
-    cy = torch.as_tensor(plan.crop_y, device=dev)
-    cx = torch.as_tensor(plan.crop_x, device=dev)
-    flip = torch.as_tensor(plan.flip, device=dev)
-    ar = torch.arange(size, device=dev)
-    rows = (cy[:, None] + ar)[:, None, :, None]
-    cols = torch.where(flip[:, None], cx[:, None] + size - 1 - ar, cx[:, None] + ar)[:, None, None, :]
+    if isinstance(plan, BatchPlan):
+        plan = torch.from_numpy(plan_array(plan)).to(dev)
+    idx, cy, cx, flip = plan[:, 0].long(), plan[:, 1], plan[:, 2], plan[:, 3]
+    ar = torch.arange(size, device=dev, dtype=plan.dtype)
+    rows = (cy[:, None] + ar)[:, None, :, None].long()
+    cols = torch.where(flip[:, None] > 0, cx[:, None] + size - 1 - ar, cx[:, None] + ar)[:, None, None, :].long()
     chans = torch.arange(x_padded.shape[1], device=dev)[None, :, None, None]
     return x_padded[idx[:, None, None, None], chans, rows, cols]
+
+
+def epoch_rows_torch(sampler: EpochSampler, epoch: int, device):
+    """One epoch's plan as device rows (one copy), and a view per step: ``rows[i * batch:(i + 1) * batch]``."""
+    import torch
+    return torch.from_numpy(plan_array(sampler.epoch(epoch))).to(device)

@@ -109,16 +109,24 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
     if input == "real":
-        from bench.data import augment_torch
+        from bench.data import augment_torch, epoch_rows_torch
         xpad_np, ytr, sampler = _real_batches(data_dir, batch, seed)
         xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
         ytr_d = torch.from_numpy(ytr).to(dev)
-        plans = sampler.forever()
+
+        def device_rows():  # each epoch's plan copied once (a copy per step would block on the GPU queue)
+            epoch = 0
+            while True:
+                rows_d = epoch_rows_torch(sampler, epoch, dev)
+                for i in range(sampler.steps_per_epoch):
+                    yield rows_d[i * batch:(i + 1) * batch]
+                epoch += 1
+        plans = device_rows()
 
         def next_batch():
-            plan = next(plans)
-            state["x"] = augment_torch(xpad, plan).contiguous(memory_format=fmt)
-            state["y"] = ytr_d[torch.as_tensor(plan.index, device=dev)]
+            rows = next(plans)
+            state["x"] = augment_torch(xpad, rows).contiguous(memory_format=fmt)
+            state["y"] = ytr_d[rows[:, 0].long()]
     else:
         def next_batch():
             pass
@@ -170,7 +178,8 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
     run = net
     if input == "real":
         # the training set resident on the device, the batch gathered in-graph from the plan (as in bench.train)
-        from bench.train_keras import PlanModel, plan_array
+        from bench.data import plan_array
+        from bench.train_keras import PlanModel
         xpad, ytr, sampler = _real_batches(data_dir, batch, seed)
         run = PlanModel(net, xpad)
         plans = sampler.forever()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import Cifar10, EpochSampler, augment_torch, normalize, pad_images
+from bench.data import Cifar10, EpochSampler, augment_torch, epoch_rows_torch, normalize, pad_images, plan_array
 from bench.recipes import Recipe
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -120,12 +120,14 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
         if dev == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        for i, plan in enumerate(sampler.epoch(epoch)):
+        rows_d = epoch_rows_torch(sampler, epoch, dev)  # one copy per epoch, none per step
+        for i in range(spe):
             lr = r.lr_at(epoch * spe + i, spe)
             for g in opt.param_groups:
                 g["lr"] = lr
+            plan = rows_d[i * r.batch_size:(i + 1) * r.batch_size]
             x = augment_torch(xpad, plan).contiguous(memory_format=fmt)
-            y = ytr_d[torch.as_tensor(plan.index, device=dev)]
+            y = ytr_d[plan[:, 0].long()]
             with torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
@@ -191,7 +193,7 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     from bench.memory import peak_bytes, reset_peak
     from bench.models import build
     from bench.runners import default_keras_exec_mode
-    from bench.train_keras import PlanModel, ProgressCallback, load_checkpoint, plan_array, save_checkpoint
+    from bench.train_keras import PlanModel, ProgressCallback, load_checkpoint, save_checkpoint
 
     r = cfg.recipe
     backend = keras.backend.backend()

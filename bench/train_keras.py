@@ -13,7 +13,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from bench.data import BatchPlan
 from bench.recipes import Recipe
 
 
@@ -70,12 +69,6 @@ class CoupledSGD(_CoupledL2, keras.optimizers.SGD):
 @keras.saving.register_keras_serializable("twinbench")
 class CoupledAdam(_CoupledL2, keras.optimizers.Adam):
     pass
-
-
-def plan_array(plans: BatchPlan | list[BatchPlan]) -> np.ndarray:
-    """Batch plans as one int32 array of rows (index, crop_y, crop_x, flip): what ``PlanAugment`` reads."""
-    plans = [plans] if isinstance(plans, BatchPlan) else plans
-    return np.concatenate([np.stack([p.index, p.crop_y, p.crop_x, p.flip], axis=1) for p in plans]).astype("int32")
 
 
 class PlanAugment(keras.layers.Layer):

@@ -5,8 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.data import (DataError, EpochSampler, augment_numpy, augment_torch, load_cifar10, normalize,
-                        pad_images)
+from bench.data import DataError, EpochSampler, augment_numpy, augment_torch, epoch_rows_torch, load_cifar10, normalize, pad_images
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +25,9 @@ def test_real_data_shapes_classes_and_means(cifar):
 def test_copy_is_told_apart_from_official_files(cifar):
     # the CI copy is the JPEG stand-in: its md5 values differ from the official ones
     assert cifar.kind.startswith("copy") or cifar.kind == "official"
-    from bench.data import OFFICIAL_MD5, data_kind
     import hashlib
+
+    from bench.data import OFFICIAL_MD5, data_kind
     official = all(hashlib.md5((cifar.source / f).read_bytes()).hexdigest() == m for f, m in OFFICIAL_MD5.items())
     assert (data_kind(cifar.source) == "official") == official
 
@@ -102,6 +102,11 @@ def test_same_seed_same_batches_in_both_frameworks(cifar):
     host = augment_numpy(x, plan)
     dev = augment_torch(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), plan).permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(host, dev)
+    # the training loops' form: a whole epoch's rows copied once, sliced per step
+    rows = epoch_rows_torch(EpochSampler(512, 128, seed=0), 0, "cpu")
+    assert rows.dtype == torch.int32 and rows.shape == (512, 4)
+    sliced = augment_torch(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), rows[128:256])
+    np.testing.assert_array_equal(host, sliced.permute(0, 2, 3, 1).numpy())
     # the crop and flip really happened: a plain centre crop differs
     centre = x[plan.index, 4:36, 4:36]
     assert not np.array_equal(host, centre)
@@ -110,7 +115,8 @@ def test_same_seed_same_batches_in_both_frameworks(cifar):
 _KERAS_AUGMENT_CHECK = """
 import numpy as np, keras
 from bench.data import EpochSampler, augment_numpy, normalize, pad_images
-from bench.train_keras import PlanAugment, plan_array
+from bench.data import plan_array
+from bench.train_keras import PlanAugment
 x = pad_images(normalize(np.load({path!r})))
 layer = PlanAugment(x)
 for plan in EpochSampler(len(x), 128, seed=3).epoch(2):
