@@ -170,6 +170,20 @@ def test_dry_run_and_list(tmp_path):
         assert suite in p.stdout
 
 
+def test_quick_suite_sweeps_only_where_it_tells():
+    from bench.suites import QUICK_MEMORY_SWEEP, QUICK_TRAIN_MODELS, Options, expand
+    jobs = expand("cifar10-quick", Options(gpu=True))
+    mem = {}
+    for j in jobs:
+        if j.kind == "memory":
+            mem.setdefault((j.model, j.framework), []).append(j.batch_size)
+    assert mem[("densenet_bc100_k12_memeff", "keras")] == list(QUICK_MEMORY_SWEEP)
+    assert mem[("resnet110_v1", "torch")] == list(QUICK_MEMORY_SWEEP) and mem[("plain20", "torch")] == [512]
+    trained = {(j.model, j.epochs, j.recipe) for j in jobs if j.kind == "epochs"}
+    assert trained == {(m, 15, "fast") for m in QUICK_TRAIN_MODELS}
+    assert {j.model for j in jobs if j.kind == "throughput" and j.input == "real"} == set(QUICK_TRAIN_MODELS)
+
+
 def test_train_suite_is_the_published_recipe_alone():
     from bench.suites import Options, expand
     jobs = expand("train", Options(models=("resnet20_v1", "densenet_bc100_k12"), gpu=True))
