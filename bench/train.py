@@ -83,6 +83,8 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     from bench.models import build
 
     dev = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels, as the runners do
     torch.manual_seed(cfg.seed)
     r = cfg.recipe
     xtr, ytr, xte, yte = _subset(data, cfg)
