@@ -28,7 +28,7 @@ class StepRunner:
     exec_mode: str
     channels_last: bool | None
     params: tuple[int, int]
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "weights": () -> the twin's trainable weights as numpy (tests)
 
 
 def make_step(model: str, framework: str, measurement: str = "train", batch_size: int = 32,
@@ -152,7 +152,8 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
                 run(state["x"])
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    return StepRunner(step, sync, env, mode, cl, params)
+    weights = lambda: [p.detach().float().cpu().numpy() for p in net.parameters()]  # noqa: E731
+    return StepRunner(step, sync, env, mode, cl, params, extra={"weights": weights})
 
 
 def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed):
@@ -203,4 +204,5 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
             run.predict_on_batch(state["x"])  # returns host numpy: synchronous
 
     return StepRunner(step, lambda: None, env, mode, None, params,
-                      extra={"jit_compile": bool(getattr(run, "jit_compile", False))})
+                      extra={"jit_compile": bool(getattr(run, "jit_compile", False)),
+                             "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]})
