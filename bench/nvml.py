@@ -20,7 +20,7 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._nvml = None
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         try:
             import pynvml
             pynvml.nvmlInit()

@@ -125,10 +125,15 @@ def save_checkpoint(path: str, net: keras.Model, optimizer, epoch: int) -> None:
 def load_checkpoint(path: str, net: keras.Model, optimizer) -> int:
     """Restore what ``save_checkpoint`` wrote into a built ``net`` and an optimizer built on its variables."""
     with np.load(path) as ck:
-        weights = [ck[f"w{i}"] for i in range(len(net.weights))]
+        stored = sorted((k for k in ck.files if k.startswith("w")), key=lambda k: int(k[1:]))
+        shapes = [tuple(ck[k].shape) for k in stored]
+        if shapes != [tuple(v.shape) for v in net.weights]:
+            raise ValueError(f"checkpoint {path} holds {len(stored)} weights that do not match {net.name} "
+                             f"({len(net.weights)} weights): a checkpoint of another model? Delete it to start over.")
+        weights = [ck[k] for k in stored]
         store = {k[1:]: ck[k] for k in ck.files if k.startswith("o")}
         epoch = int(ck["epoch"])
-    for v, w in zip(net.weights, weights):
+    for v, w in zip(net.weights, weights, strict=True):
         v.assign(w)
     optimizer.load_own_variables(store)
     return epoch

@@ -4,6 +4,7 @@ import csv
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ SCRIPT = ROOT / "scripts" / "gpu_session.sh"
 def _session(args, root, out, cifar_dir, deadline, tmp_path):
     env = {**os.environ, "GPU_SESSION_ROOT": str(root), "OUT": str(out), "GPU_SESSION_DEADLINE_S": str(deadline),
            "GPU_SESSION_RESULTS": str(tmp_path / "results"), "TWINBENCH_DATA_DIR": str(cifar_dir),
+           "PYTHON": sys.executable,
            "GPU_SESSION_ARGS": "--device cpu --models resnet20_v1 --frameworks torch --batch-sizes 4,8"}
     return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600,
                           check=False)

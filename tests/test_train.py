@@ -84,3 +84,29 @@ def test_short_training_rises_above_chance(framework, cifar_dir, tmp_path):
     train(TrainConfig("resnet20_v1", recipe_for("fast", epochs=3, batch_size=64, lr=0.1), train_subset=2048,
                       test_subset=1000, progress=False, checkpoint=ck), data, more.append)
     assert [row["epoch"] for row in more] == [3]
+
+
+def test_keras_checkpoint_round_trip_and_wrong_model(tmp_path):
+    """save_checkpoint/load_checkpoint restore weights and optimizer state; another model's file is refused."""
+    import keras
+
+    from bench.models import build
+    from bench.train_keras import CoupledSGD, load_checkpoint, save_checkpoint
+    net = build("resnet20_v1", "keras")
+    opt = CoupledSGD(learning_rate=0.1, momentum=0.9)
+    opt.build(net.trainable_variables)
+    opt.iterations.assign(7)
+    path = str(tmp_path / "ck.npz")
+    save_checkpoint(path, net, opt, epoch=3)
+    other = build("resnet20_v1", "keras")
+    opt2 = CoupledSGD(learning_rate=0.1, momentum=0.9)
+    opt2.build(other.trainable_variables)
+    assert load_checkpoint(path, other, opt2) == 3
+    assert int(keras.ops.convert_to_numpy(opt2.iterations)) == 7
+    for a, b in zip(net.weights, other.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    wrong = build("plain20", "keras")
+    opt3 = CoupledSGD(learning_rate=0.1)
+    opt3.build(wrong.trainable_variables)
+    with pytest.raises(ValueError, match="another model"):
+        load_checkpoint(path, wrong, opt3)
