@@ -238,6 +238,11 @@ def section_accuracy(run: dict, out: Path) -> Section:
     tbl = last[cols].copy()
     tbl["published_acc (reference)"] = [1 - PAPER_ERRORS[m][0] / 100 if m in PAPER_ERRORS else None for m in tbl.model]
     s.tables.append(("final epoch", tbl.round(4)))
+    standin = standin_check(last)
+    if standin is not None:
+        s.tables.append(("resnet20_v1, paper recipe, on the stand-in data: against the reference script "
+                         "(../shared/anchors/train_resnet20.py, H100, ANCHORS.md; run it on the same machine for "
+                         "the figure that counts)", standin))
     tta = []
     for (m, impl, rec, prec), g in ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]):
         wall = g.epoch_s.cumsum()
@@ -250,6 +255,24 @@ def section_accuracy(run: dict, out: Path) -> Section:
     if ok.epochs_total.max() > ok.epoch.max():
         s.text.append("Some trainings are unfinished (epoch < epochs_total): resume the run to complete them.")
     return s
+
+
+def standin_check(last: pd.DataFrame) -> pd.DataFrame | None:
+    """The paper-recipe ResNet-20 rows trained on a copy of CIFAR-10 (not the official files), next to the
+    reference script's accuracy on that copy, and whether they reach it minus 0.5 point (issue #6)."""
+    from bench.anchors import STANDIN_RESNET20
+    if "data_source" not in last:
+        return None
+    rows = last[(last.model == "resnet20_v1") & (last.recipe == "paper") & last.precision.isin(list(STANDIN_RESNET20))
+                & last.data_source.notna() & (last.data_source.astype(str) != "official")]
+    if not len(rows):
+        return None
+    out = rows[["impl", "precision", "epoch", "epochs_total", "test_acc"]].copy()
+    out["reference_acc"] = [STANDIN_RESNET20[p] for p in out.precision]
+    out["reaches_reference_minus_0.5pt"] = [
+        ("yes" if a >= r - 0.005 else "no") if e >= t else "unfinished"
+        for a, r, e, t in zip(out.test_acc, out.reference_acc, out.epoch, out.epochs_total)]
+    return out.round(4)
 
 
 def _params(model: str) -> int | None:

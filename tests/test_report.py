@@ -50,6 +50,12 @@ def make_run(root, run_id="fixture-gpu", gpu=True, seed=0):
                     **_env(fw), "run_id": run_id, "job_id": f"e/{m}/{fw}", "status": "ok", "model": m, "batch_size": 128,
                     "recipe": "fast", "epoch": e, "epochs_total": 5, "lr": 0.1, "train_loss": 1 / e, "train_acc": acc,
                     "test_loss": 1 / e, "test_acc": acc - 0.02, "epoch_s": 2.0, "train_images_per_s": 25000.0})
+    for fw, acc in (("torch", 0.8801), ("keras", 0.8701)):  # a finished paper-recipe ResNet-20 on the stand-in
+        append_row(d / "epochs.csv", "epochs", {
+            **_env(fw), "run_id": run_id, "job_id": f"e/resnet20_v1/{fw}/paper", "status": "ok", "model": "resnet20_v1",
+            "batch_size": 128, "precision": "bf16", "recipe": "paper", "epoch": 164, "epochs_total": 164, "lr": 0.001,
+            "train_loss": 0.1, "train_acc": 0.97, "test_loss": 0.4, "test_acc": acc, "epoch_s": 1.0,
+            "train_images_per_s": 50000.0, "data_source": "copy (md5 differs from the official files)"})
     append_row(d / "throughput.csv", "throughput", {**_env("keras"), "run_id": run_id, "job_id": "t/broken",
                                                     "status": "error", "model": "resnet20_v1", "batch_size": 128,
                                                     "error": "worker died with exit code 3"})
@@ -73,6 +79,9 @@ def test_render_full_run(tmp_path):
         assert (out / f"{s}.png").stat().st_size > 1000 and (out / f"{s}.svg").exists()
     assert len(_images(html)) == len(stems)
     assert "http://" not in html and "https://" not in html  # opens from disk with no network
+    # the paper-recipe ResNet-20 on the stand-in data is held against the reference script's 88.13% (bf16)
+    line = lambda impl: next(ln for ln in md.splitlines() if "0.8813" in ln and impl in ln)  # noqa: E731
+    assert "| yes" in line("torch") and "| no" in line("keras")
     assert "worker died with exit code 3" in html and "out of memory" in html  # failures listed, not hidden
     assert "memory saved" in html and "keras/tensorflow / torch" in html
     assert "Fixture GPU" in md
