@@ -110,3 +110,29 @@ def test_keras_checkpoint_round_trip_and_wrong_model(tmp_path):
     opt3.build(wrong.trainable_variables)
     with pytest.raises(ValueError, match="another model"):
         load_checkpoint(path, wrong, opt3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_training_runs(framework, precision, cifar_dir):
+    """bf16 and fp16 (mixed: torch autocast + GradScaler, Keras mixed policies + loss scaling) train and give finite rows."""
+    import math
+
+    from bench.data import load_cifar10
+    from bench.train import TrainConfig, train_keras, train_torch
+    data = load_cifar10(cifar_dir, download=False)
+    rows = []
+    cfg = TrainConfig("resnet20_v1", recipe_for("fast", epochs=1, batch_size=64), precision=precision,
+                      train_subset=256, test_subset=100, progress=False)
+    if framework == "torch":
+        train_torch(cfg, data, rows.append)
+    else:
+        import keras
+        try:
+            train_keras(cfg, data, rows.append)
+            assert keras.config.dtype_policy().name == {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
+        finally:
+            keras.config.set_dtype_policy("float32")  # the policy is global: leave it as the other tests expect
+    assert len(rows) == 1 and math.isfinite(rows[0]["train_loss"]) and math.isfinite(rows[0]["test_loss"])
+    assert 0.0 <= rows[0]["test_acc"] <= 1.0
