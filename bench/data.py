@@ -289,6 +289,6 @@ def augment_torch(x_padded, plan, size: int = 32):
 
 
 def epoch_rows_torch(sampler: EpochSampler, epoch: int, device):
-    """One epoch's plan as device rows (one copy), and a view per step: ``rows[i * batch:(i + 1) * batch]``."""
+    """One epoch's plan as ``plan_array`` rows on the device, copied once; step i is ``rows[i * batch:(i + 1) * batch]``."""
     import torch
     return torch.from_numpy(plan_array(sampler.epoch(epoch))).to(device)

@@ -18,6 +18,14 @@ import numpy as np
 
 MEASUREMENTS = ("train", "infer")
 INPUTS = ("synthetic", "real")
+PRECISIONS = ("fp32", "bf16", "fp16")  # bf16 / fp16: mixed precision (float32 weights) in both frameworks
+KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def torch_amp_dtype(precision: str):
+    """The autocast dtype of a precision (None for fp32: no autocast)."""
+    import torch
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
 @dataclass
@@ -58,8 +66,8 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         raise ValueError(f"measurement must be one of {MEASUREMENTS}, got {measurement!r}")
     if input not in INPUTS:
         raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if framework == "torch":
         return _torch_step(model, measurement, batch_size, precision, input, device, exec_mode or "eager",
                            channels_last, data_dir, seed)
@@ -101,7 +109,7 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     net = build(model, "torch").to(dev).to(memory_format=fmt)
     params = torch_param_counts(net)
     run = torch.compile(net) if mode == "compile" else net
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    amp = torch_amp_dtype(precision)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -168,7 +176,7 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
     if mode not in ("jit", "nojit"):
         raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
     keras.utils.set_random_seed(seed)
-    keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision])
+    keras.config.set_dtype_policy(KERAS_POLICY[precision])
     net = build(model, "keras")
     params = keras_param_counts(net)
     rng = np.random.default_rng(seed)

@@ -22,8 +22,7 @@ import numpy as np
 
 from bench.data import Cifar10, EpochSampler, augment_torch, epoch_rows_torch, normalize, pad_images, plan_array
 from bench.recipes import Recipe
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from bench.runners import KERAS_POLICY, PRECISIONS, torch_amp_dtype
 
 
 @dataclass
@@ -101,7 +100,7 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
         opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
     else:
         opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    amp_dtype = torch_amp_dtype(cfg.precision)
     scaler = torch.amp.GradScaler(dev, enabled=cfg.precision == "fp16")
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
     spe = sampler.steps_per_epoch
@@ -200,7 +199,7 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     r = cfg.recipe
     backend = keras.backend.backend()
     keras.utils.set_random_seed(cfg.seed)
-    keras.config.set_dtype_policy({"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[cfg.precision])
+    keras.config.set_dtype_policy(KERAS_POLICY[cfg.precision])
     xtr, ytr, xte, yte = _subset(data, cfg)
     xte_n = normalize(xte)
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
