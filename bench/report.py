@@ -45,7 +45,13 @@ def load_run(run_dir: Path) -> dict:
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
-    return np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str))
+    """The implementation of a row: torch | keras/<backend>, plus the exec mode where a run holds several
+    modes of one implementation (e.g. ``--exec-mode jit,nojit``), so they are never pooled."""
+    base = pd.Series(np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str)), index=df.index)
+    if "exec_mode" not in df or not len(df):
+        return base
+    several = df.groupby(base).exec_mode.transform("nunique") > 1
+    return base.where(~several, base + " " + df.exec_mode.astype(str))
 
 
 def _plt():
@@ -117,9 +123,10 @@ def section_throughput(run: dict, out: Path) -> Section:
     piv = ok.pivot_table(index=["model", "measurement", "precision", "batch_size", "input"], columns="impl",
                          values="images_per_s", aggfunc="median")
     kcols = [c for c in piv.columns if c.startswith("keras")]
-    if "torch" in piv.columns:
+    ref = next((c for c in ("torch", "torch eager") if c in piv.columns), None)
+    if ref:
         for c in kcols:
-            piv[f"{c} / torch"] = piv[c] / piv["torch"]
+            piv[f"{c} / {ref}"] = piv[c] / piv[ref]
     piv.columns.name = None
     s.tables.append(("images/s (median step) and the Keras / PyTorch ratio", piv.round(2).reset_index()))
     real = ok[ok.input == "real"]

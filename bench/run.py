@@ -222,7 +222,8 @@ def summary_table(out: Path) -> str:
         df = pd.read_csv(tp)
         ok = df[df.status == "ok"]
         if len(ok):
-            piv = ok.pivot_table(index=["model", "batch_size", "precision"], columns=["framework", "measurement", "input"],
+            piv = ok.pivot_table(index=["model", "batch_size", "precision"],
+                                 columns=["framework", "exec_mode", "measurement", "input"],
                                  values="images_per_s", aggfunc="median")
             lines += ["throughput (images/s, median step):", piv.round(0).to_string(), ""]
     mem = out / FILES["memory"]

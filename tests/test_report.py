@@ -147,3 +147,22 @@ def test_report_opens_in_headless_chromium(tmp_path):
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 10_000
     shutil.copy(shot, index.parent / "screenshot.png")
+
+
+def test_exec_modes_of_one_framework_are_never_pooled(tmp_path):
+    """A run with --exec-mode jit,nojit shows each mode on its own, in the report and the summary table."""
+    from bench.run import summary_table
+    d = tmp_path / "results" / "modes"
+    d.mkdir(parents=True)
+    write_json_atomic(d / "run_meta.json", {"run_id": "modes", "suite": "throughput", "device": "cpu"})
+    for mode, ms in (("jit", 50.0), ("nojit", 500.0)):
+        append_row(d / "throughput.csv", "throughput", {
+            **_env("keras"), "run_id": "modes", "job_id": f"t/{mode}", "status": "ok", "model": "resnet20_v1",
+            "batch_size": 8, "measurement": "train", "input": "synthetic", "exec_mode": mode, "first_step_s": 1.0,
+            "step_ms_median": ms, "images_per_s": 8 / (ms / 1e3), "step_times_ms": f"{ms} {ms} {ms}"})
+    md = (render(d, tmp_path / "reports" / "modes").parent / "index.md").read_text()
+    assert "keras/tensorflow jit" in md and "keras/tensorflow nojit" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| resnet20_v1 | train"))
+    assert "160" in row and "16" in row.replace("160", "")  # 8 / 50 ms and 8 / 500 ms, side by side
+    table = summary_table(d)
+    assert "nojit" in table and "160" in table and "16" in table.replace("160", "")
