@@ -29,6 +29,8 @@ MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+NUM_CLASSES = 10
 # per-channel statistics of the official training set, in [0, 1]
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
@@ -112,16 +114,44 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
-def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Cifar10:
-    """Load (and if needed download) CIFAR-10.
+def _read_meta(path: Path) -> list[str]:
+    """The label names of ``batches.meta``; exactly the 10 CIFAR-10 classes, else a DataError."""
+    if not path.exists():
+        raise DataError(f"CIFAR-10 file missing: {path}. The folder {path.parent} is incomplete: delete it and "
+                        f"download again, or rebuild it with {OFFLINE_HINT}.")
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        names = d.get(b"label_names", d.get("label_names"))
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    except Exception as e:
+        raise DataError(f"CIFAR-10 file {path} is truncated or corrupt, or has no label_names "
+                        f"({type(e).__name__}: {e}). Delete {path.parent} and download again, or rebuild it with "
+                        f"{OFFLINE_HINT}.") from None
+    if len(names) != NUM_CLASSES:
+        raise DataError(f"CIFAR-10 file {path} lists {len(names)} label names, expected the {NUM_CLASSES} classes of "
+                        f"CIFAR-10: this is another data set or a damaged copy; delete {path.parent} and download "
+                        f"again, or rebuild it with {OFFLINE_HINT}.")
+    return names
 
-    Args:
-        data_dir: folder holding (or to receive) ``cifar-10-batches-py/``; default: the candidates above.
-        download: fetch the official archive when nothing is found.
+
+def _refuse_file(data_dir: str | os.PathLike | None) -> None:
+    """A data directory that is a regular file is a mistake to name, not a place to download into."""
+    for d, what in ((data_dir, "--data-dir"), (os.environ.get("TWINBENCH_DATA_DIR"), "$TWINBENCH_DATA_DIR")):
+        if d and Path(d).expanduser().is_file():
+            raise DataError(f"{what} {d} is a file, not a directory: point it at the folder that holds "
+                            f"{FOLDER}/ (or at that folder itself).")
+        if data_dir:
+            return  # --data-dir given: the environment variable is not used
+
+
+def locate_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The folder holding ``cifar-10-batches-py/``, downloaded (or the offline stand-in built) when absent.
 
     Raises:
-        DataError: nothing found and no download possible, or a file is corrupt or malformed.
+        DataError: the data directory is a file, or nothing found and no download possible.
     """
+    _refuse_file(data_dir)
     root = find_cifar10(data_dir)
     if root is None:
         target = candidate_dirs(data_dir)[0]
@@ -134,14 +164,50 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = Tru
             if not STANDIN_BUILD.exists():
                 raise
             root = build_standin(target)
-    b = root / FOLDER
+    return root
+
+
+def _check_counts(b: Path, n_train: int, n_test: int) -> None:
+    if n_train != 50000 or n_test != 10000:
+        raise DataError(f"CIFAR-10 in {b} has {n_train} train / {n_test} test images, expected 50000 / 10000: "
+                        f"delete {b} and download again, or rebuild it with {OFFLINE_HINT}.")
+
+
+def check_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Everything :func:`load_cifar10` checks, without keeping the images or hashing them (``bench.run``'s
+    precondition pass, once before any job starts): every file present, unpicklable, with (N, 3072) uint8
+    images and labels in 0..9, 50000 / 10000 images, ``batches.meta`` with the 10 class names.
+
+    Returns:
+        The ``cifar-10-batches-py`` folder.
+
+    Raises:
+        DataError: one sentence naming the directory or file and what to do.
+    """
+    b = locate_cifar10(data_dir, download) / FOLDER
+    _read_meta(b / META_FILE)
+    n_train = sum(_read_batch(b / f)[1].shape[0] for f in TRAIN_FILES)
+    _check_counts(b, n_train, _read_batch(b / TEST_FILE)[1].shape[0])
+    return b
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Cifar10:
+    """Load (and if needed download) CIFAR-10.
+
+    Args:
+        data_dir: folder holding (or to receive) ``cifar-10-batches-py/``; default: the candidates above.
+        download: fetch the official archive when nothing is found.
+
+    Raises:
+        DataError: nothing found and no download possible, or a file is corrupt or malformed.
+    """
+    b = locate_cifar10(data_dir, download) / FOLDER
+    _read_meta(b / META_FILE)
     parts = [_read_batch(b / f) for f in TRAIN_FILES]
     x_test, y_test = _read_batch(b / TEST_FILE)
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
-    if x_train.shape[0] != 50000 or x_test.shape[0] != 10000:
-        raise DataError(f"CIFAR-10 in {b} has {x_train.shape[0]} train / {x_test.shape[0]} test images, "
-                        "expected 50000 / 10000.")
+    _check_counts(b, x_train.shape[0], x_test.shape[0])
     return Cifar10(x_train, y_train, x_test, y_test, b, data_kind(b))
 
 

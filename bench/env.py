@@ -117,6 +117,10 @@ def _cuda_versions() -> dict:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON into ``path`` atomically.
+
+    Raises:
+        bench.writes.ResultsWriteError: disk full or not writable (no temporary file is left behind).
+    """
+    from bench.writes import write_text_atomic
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))

@@ -341,8 +341,9 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Pat
     if compare_dir is not None:
         sections.append(section_compare(run, load_run(compare_dir), out_dir))
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
-    (out_dir / "index.md").write_text(_markdown(title, sections))
-    (out_dir / "index.html").write_text(_html(title, sections, out_dir))
+    from bench.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
+    write_text_atomic(out_dir / "index.md", _markdown(title, sections))
+    write_text_atomic(out_dir / "index.html", _html(title, sections, out_dir))
     return out_dir / "index.html"
 
 
@@ -421,10 +422,18 @@ def main(argv: list[str] | None = None) -> int:
         for d in filter(None, (run_dir, other)):
             if not d.is_dir():
                 raise FileNotFoundError(f"no results directory {d}")
-        path = render(run_dir, Path(args.out) / run_dir.name, other)
+            if not (d / "run_meta.json").is_file():
+                raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
+                                        "results/<run_id>/ folder written by python -m bench.run")
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        path = render(run_dir, Path(args.out) / run_dir.name, other)
+    except OSError as e:  # disk full / not writable: one sentence, not a traceback
+        print(f"error: could not write the report into {Path(args.out) / run_dir.name} "
+              f"({e.strerror or e}): free space or give --out elsewhere", file=sys.stderr)
+        return 3
     print(path)
     return 0
 

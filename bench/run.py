@@ -23,6 +23,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from bench.preflight import EXIT_STATUS_HELP
 from bench.schema import FILES, KINDS, append_row
 from bench.suites import SUITES, Job, Options, estimate_seconds, expand
 
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
                "  python -m bench.run --suite cifar10-full --keras-backend jax\n"
                "  python -m bench.run --suite memory --models 'densenet*' --dry-run\n"
-               "  python -m bench.run --resume RUN_ID")
+               "  python -m bench.run --resume RUN_ID\n\n" + EXIT_STATUS_HELP)
     ap.add_argument("--suite", choices=None, metavar="NAME", help="suite to run (see below)")
     ap.add_argument("--list", action="store_true", help="list suites and their jobs, then exit")
     ap.add_argument("--dry-run", action="store_true", help="print the plan with an estimated time, run nothing")
@@ -264,7 +265,7 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.list:
@@ -308,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     if not gpu:
         print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
               "a reason in their rows.", file=sys.stderr)
+    from bench import preflight
+    if preflight.check([j for j in jobs if j.job_id not in done], out, args.data_dir,
+                       None if args.no_report else Path(args.reports)):
+        return preflight.EXIT_BAD_INPUT
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         from bench.env import run_meta, write_json_atomic
@@ -343,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     print(summary_table(out))
     print(f"\nresults: {out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")
+    status = preflight.exit_status(counts)
     if not args.no_report:
         try:
             from bench.report import render
@@ -350,7 +356,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report:  {path}")
         except ImportError as e:
             print(f"report not rendered ({e}); install the [report] extra", file=sys.stderr)
-    return 0
+        except OSError as e:
+            print(f"error: report not rendered ({e}); free space, then: python -m bench.report {out}", file=sys.stderr)
+            status = status or preflight.EXIT_WRITE_FAILED
+    if status == preflight.EXIT_JOBS_FAILED:
+        print(f"exit status 1: {counts.get('error', 0) + counts.get('timeout', 0)} job(s) ended in error or timeout "
+              f"(see above); python -m bench.run --resume {run_id} runs them again", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.run``; returns the exit status (see ``--help`` and ``bench.preflight``)."""
+    from bench.writes import ResultsWriteError
+    try:
+        return _main(argv)
+    except ResultsWriteError as e:  # disk full / not writable while the suite ran: every CSV is intact
+        from bench.preflight import write_failed
+        return write_failed(e)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
 
     Raises:
         KeyError: a key that is not a column of ``kind`` (the schema is the contract).
+        bench.writes.ResultsWriteError: disk full or not writable; the file is left as it was (a header
+            is never written without its row), so every CSV still parses.
     """
     cols = columns(kind)
     extra = sorted(set(row) - set(cols))
@@ -131,19 +133,14 @@ def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
         import datetime
         row["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     new = not path.exists() or path.stat().st_size == 0
     if new:
         w.writerow(cols)
     w.writerow([_fmt(row.get(c)) for c in cols])
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, buf.getvalue().encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from bench.writes import append_bytes
+    append_bytes(path, buf.getvalue().encode())  # all or nothing: a failed write leaves the file as it was
 
 
 def read_csv(path: str | os.PathLike, kind: str):

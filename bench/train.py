@@ -67,10 +67,9 @@ def _bar(cfg: TrainConfig, total: int, desc: str):
 
 
 def _atomic_save(save: Callable[[str], None], path: str) -> None:
-    base, ext = os.path.splitext(path)
-    tmp = f"{base}.tmp{ext}"
-    save(tmp)
-    os.replace(tmp, path)
+    """``save`` into ``<base>.tmp<ext>``, renamed over ``path`` when complete (ResultsWriteError on a full disk)."""
+    from bench.writes import atomic_write
+    atomic_write(path, save)
 
 
 def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None]) -> list[dict]:

@@ -6,7 +6,6 @@ Imported only in processes that train a Keras twin (it imports keras, so KERAS_B
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import keras
@@ -117,9 +116,8 @@ def save_checkpoint(path: str, net: keras.Model, optimizer, epoch: int) -> None:
     optimizer.save_own_variables(store)
     arrays = {f"w{i}": keras.ops.convert_to_numpy(w) for i, w in enumerate(net.weights)}
     arrays.update({f"o{k}": np.asarray(v) for k, v in store.items()})
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, epoch=np.int64(epoch), **arrays)
-    os.replace(tmp, path)
+    from bench.writes import atomic_write  # a full disk: ResultsWriteError, the previous checkpoint stays
+    atomic_write(path, lambda tmp: np.savez(tmp, epoch=np.int64(epoch), **arrays), tmp_suffix=".tmp.npz")
 
 
 def load_checkpoint(path: str, net: keras.Model, optimizer) -> int:

@@ -151,13 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     row = base_row(job, args.run_id)
     # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>"
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
+    from bench.writes import ResultsWriteError
+    try:
+        return _run(job, out, row, args.data_dir, faults)
+    except ResultsWriteError as e:  # disk full / not writable: say so (the parent stops the suite), no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+
+
+def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> int:
     try:
         if (job.job_id, "crash") in faults:
             os._exit(3)  # dies like a segfault would: no row, the parent records it
         if (job.job_id, "oom") in faults:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
-        RUNNERS[job.kind](job, out, row, args.data_dir)
+        RUNNERS[job.kind](job, out, row, data_dir)
     except Exception as e:
+        from bench.writes import ResultsWriteError
+        if isinstance(e, ResultsWriteError):
+            raise
         from bench.data import DataError
         from bench.memory import is_oom
         status = "oom" if is_oom(e) else "error"
