@@ -102,29 +102,35 @@ def _existing_ancestor(p: Path) -> Path:
     return p
 
 
-def writable_problem(path: Path, what: str) -> str | None:
-    """None when ``path`` (a directory, created later if absent) can be written, else the sentence saying why."""
+def writable_problem(path: Path, what: str, option: str) -> str | None:
+    """None when ``path`` (a directory, created later if absent) can be written, else the sentence saying why.
+
+    Args:
+        path: the directory.
+        what: its name for the user ("the results directory").
+        option: the command-line option that chooses it ("--out").
+    """
     base = _existing_ancestor(Path(path))
     if not base.is_dir():
-        return f"{what} {path} cannot be created: {base} is a file, not a directory; choose another {what}."
+        return f"{what} {path} cannot be created: {base} is a file, not a directory; choose another {option}."
     try:
         fd, probe = tempfile.mkstemp(dir=base, prefix=".twinbench-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
         return (f"{what} {path} is not writable ({e.strerror or e} in {base}): fix its permissions or choose "
-                f"another {what}.")
+                f"another {option}.")
     return None
 
 
-def space_problem(path: Path, need: int, what: str, n_jobs: int) -> str | None:
-    """None when the disk holding ``path`` has ``need`` bytes free, else the sentence saying so."""
+def space_problem(path: Path, need: int, n_jobs: int) -> str | None:
+    """None when the disk holding the results directory ``path`` has ``need`` bytes free, else the sentence."""
     base = _existing_ancestor(Path(path))
     free = shutil.disk_usage(base).free
     if free >= need:
         return None
-    return (f"{what} {path} has {free / 2**20:.0f} MiB free on its disk and this run needs about {need / 2**20:.0f} MiB "
-            f"({n_jobs} jobs: rows, logs, checkpoints, report): free space or choose another {what}.")
+    return (f"the results directory {path} has {free / 2**20:.1f} MiB free on its disk and this run needs about "
+            f"{need / 2**20:.1f} MiB ({n_jobs} jobs: rows, logs, checkpoints, report): free space or choose another --out.")
 
 
 def data_problem(data_dir: str | None) -> str | None:
@@ -159,12 +165,13 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
                          "visible (NVML found none): run them on a GPU machine, or start a new run with --device cpu.")
     found += missing_packages({j.framework for j in jobs}, {j.keras_backend for j in jobs if j.framework == "keras"
                                                              and j.keras_backend})
-    for path, what in ((out, "--out"), (reports, "--reports")):
-        if path is not None:
-            p = writable_problem(path, what)
-            found += [p] if p else []
-    if not any("--out" in f for f in found):
-        p = space_problem(out, expected_bytes(jobs, report=reports is not None), "--out", len(jobs))
+    out_problem = writable_problem(out, "the results directory", "--out")
+    found += [out_problem] if out_problem else []
+    if reports is not None:
+        p = writable_problem(reports, "the reports directory", "--reports")
+        found += [p] if p else []
+    if out_problem is None:
+        p = space_problem(out, expected_bytes(jobs, report=reports is not None), len(jobs))
         found += [p] if p else []
     if any(needs_real_data(j) for j in jobs):
         p = data_problem(data_dir)

@@ -306,13 +306,13 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"suite {args.suite} on {'GPU' if gpu else 'CPU'}: run id would be {run_id}")
         print_plan(jobs, done)
         return 0
-    if not gpu:
-        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
-              "a reason in their rows.", file=sys.stderr)
     from bench import preflight
     if preflight.check([j for j in jobs if j.job_id not in done], out, args.data_dir,
                        None if args.no_report else Path(args.reports)):
         return preflight.EXIT_BAD_INPUT
+    if not gpu:
+        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
+              "a reason in their rows.", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         from bench.env import run_meta, write_json_atomic

@@ -31,6 +31,22 @@ def configure_env(job: Job) -> None:
             import torch  # noqa: F401  (Keras wants torch imported first on its torch backend)
 
 
+def _die_with_parent() -> None:
+    """Linux: this job dies with its ``bench.run`` (``kill -9`` of the run leaves no orphan that would write a
+    row after a ``--resume`` has started the same job again). Best effort elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        ppid = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != ppid:  # the parent died before the call
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def base_row(job: Job, run_id: str) -> dict:
     """The columns a job knows before it runs (a failed job's row has at least these)."""
     row = {"run_id": run_id, "job_id": job.job_id, "model": job.model, "framework": job.framework,
@@ -147,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     job = Job(**json.loads(args.job))
     out = Path(args.out)
+    _die_with_parent()
     configure_env(job)
     row = base_row(job, args.run_id)
-    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>"
+    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>" (enospc:<file>: bench.writes)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.writes import ResultsWriteError
     try:
@@ -163,6 +180,10 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
     try:
         if (job.job_id, "crash") in faults:
             os._exit(3)  # dies like a segfault would: no row, the parent records it
+        if (job.job_id, "hang") in faults:
+            import time
+            print("injected hang (TWINBENCH_INJECT_FAULT)", file=sys.stderr, flush=True)
+            time.sleep(3600)  # a job that is still running when the whole run is killed
         if (job.job_id, "oom") in faults:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
         RUNNERS[job.kind](job, out, row, data_dir)
