@@ -6,9 +6,11 @@ Both keep the whole (normalised, padded) training set on the device and augment 
 ``bench.data.augment_torch``, Keras in-graph through ``bench.train_keras.PlanAugment``, fed only the
 plan's integers by ``model.fit`` one epoch at a time.
 
-Each epoch's row is appended (one write + fsync) to ``epochs.csv`` as the epoch ends, after the
-checkpoint of that epoch is in place, so a killed run loses at most the running epoch and resumes
-from its checkpoint when started again with the same checkpoint path.
+Each epoch's row is handed to ``on_epoch`` (``bench.worker`` appends it to ``epochs.csv`` in one write +
+fsync) as the epoch ends, then the checkpoint of that epoch replaces the previous one, so a killed run
+(or a full disk) loses at most the running epoch and resumes from its checkpoint when started again
+with the same checkpoint path; an epoch whose row is in but whose checkpoint is not is trained again
+and its row not written twice (``bench.worker.run_epochs``).
 """
 from __future__ import annotations
 
@@ -153,12 +155,12 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
                "train_acc": correct.item() / n, "test_loss": test_loss, "test_acc": test_acc, "epoch_s": epoch_s,
                "train_images_per_s": n / epoch_s, "peak_mem_mib": None if peak is None else peak / 2**20,
                "null_reason": None if peak is not None else why, "train_examples": n, "seed": cfg.seed}
+        rows.append(row)
+        on_epoch(row)  # the row first: a checkpoint never gets ahead of the rows written
         if cfg.checkpoint:
             ck = {"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
                   "epoch": epoch + 1}
             _atomic_save(lambda p: torch.save(ck, p), cfg.checkpoint)
-        rows.append(row)
-        on_epoch(row)
     return rows
 
 
@@ -231,10 +233,10 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
                "test_loss": float(ev["loss"]), "test_acc": float(ev["accuracy"]), "epoch_s": epoch_s,
                "train_images_per_s": n / epoch_s, "peak_mem_mib": None if peak is None else peak / 2**20,
                "null_reason": None if peak is not None else why, "train_examples": n, "seed": cfg.seed}
+        rows.append(row)
+        on_epoch(row)  # the row first: a checkpoint never gets ahead of the rows written
         if cfg.checkpoint:
             save_checkpoint(cfg.checkpoint, net, trainer.optimizer, epoch + 1)
-        rows.append(row)
-        on_epoch(row)
     return rows
 
 

@@ -147,8 +147,21 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
                       test_subset=job.test_subset, progress=sys.stderr.isatty(),
                       checkpoint=checkpoint_path(ckdir, job.model, job.framework, row["backend"], job.precision,
                                                  f"{recipe.name}-{job.job_id.replace('/', '_')}"))
-    on_epoch = lambda r: append_row(out / FILES["epochs"], "epochs", {**row, **r, "status": "ok"})  # noqa: E731
+    written = _epochs_written(out / FILES["epochs"], job.job_id)
+
+    def on_epoch(r: dict) -> None:
+        if r["epoch"] not in written:  # else: its row went in, then a kill or a full disk cut the checkpoint
+            append_row(out / FILES["epochs"], "epochs", {**row, **r, "status": "ok"})
     (train_torch if job.framework == "torch" else train_keras)(cfg, data, on_epoch)
+
+
+def _epochs_written(path: Path, job_id: str) -> set[int]:
+    """Epochs of this training that already have their row (a resumed job)."""
+    if not path.exists():
+        return set()
+    import csv
+    with open(path, newline="") as f:
+        return {int(r["epoch"]) for r in csv.DictReader(f) if r["job_id"] == job_id and r["status"] == "ok" and r["epoch"]}
 
 
 RUNNERS = {"throughput": run_throughput, "memory": run_memory, "epochs": run_epochs}

@@ -331,3 +331,21 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_training_cut_by_a_full_disk_resumes_without_losing_or_repeating_an_epoch(cifar_dir, tmp_path, monkeypatch):
+    """The epoch's row goes in, then its checkpoint hits a full disk: the resumed job trains that epoch again
+    from the previous checkpoint and does not write its row twice."""
+    pytest.importorskip("torch")
+    from bench import worker, writes
+    job = Job("epochs", "resnet20_v1", "torch", None, "fp32", 16, recipe="fast", epochs=2, train_subset=32,
+              test_subset=16, device="cpu")
+    full = [True]
+    monkeypatch.setattr(writes, "_injected", lambda path: full[0] and path.suffix == ".pt")
+    with pytest.raises(ResultsWriteError, match=r"\.pt: No space left on device"):
+        worker.run_epochs(job, tmp_path, worker.base_row(job, "r"), str(cifar_dir))
+    assert [r["epoch"] for r in _rows(tmp_path / "epochs.csv")] == ["1"]
+    assert not list((tmp_path / "checkpoints").iterdir())  # no checkpoint, not even a temporary one
+    full[0] = False  # space freed: the job runs again (as --resume does)
+    worker.run_epochs(job, tmp_path, worker.base_row(job, "r"), str(cifar_dir))
+    assert [r["epoch"] for r in _rows(tmp_path / "epochs.csv")] == ["1", "2"]
