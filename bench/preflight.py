@@ -79,6 +79,7 @@ def expected_bytes(jobs: list[Job], report: bool = True) -> int:
     """A generous estimate of what the jobs write: rows, NVML samples, logs, checkpoints, the report."""
     from bench.models import get_entry
     total = REPORT_BYTES if report else 0
+    largest_checkpoint = 0
     for j in jobs:
         total += LOG_BYTES_PER_JOB
         if j.kind == "epochs":
@@ -87,12 +88,14 @@ def expected_bytes(jobs: list[Job], report: bool = True) -> int:
                 params = get_entry(j.model).paper_params_value or CHECKPOINT_PARAMS_DEFAULT
             except Exception:
                 params = CHECKPOINT_PARAMS_DEFAULT
-            total += int(params * 4 * 3 * 2)  # fp32 weights + 2 optimizer slots, twice while replaced
+            checkpoint = int(params * 4 * 3)  # fp32 weights + up to 2 optimizer slots, kept per training
+            total += checkpoint
+            largest_checkpoint = max(largest_checkpoint, checkpoint)  # + its temporary copy while replaced
         else:
             total += ROW_BYTES[j.kind]
             if j.kind == "memory" and j.device == "cuda":
                 total += NVML_BYTES_PER_MEMORY_JOB
-    return total
+    return total + largest_checkpoint
 
 
 def _existing_ancestor(p: Path) -> Path:
@@ -195,6 +198,12 @@ def exit_status(counts: dict[str, int]) -> int:
 
 def write_failed(e: BaseException, file=sys.stderr) -> int:
     """Say that a result could not be written and how to go on; returns :data:`EXIT_WRITE_FAILED`."""
+    try:  # the suite's progress bar ends above the message, not below it
+        from tqdm import tqdm
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except ImportError:
+        pass
     run_dir = getattr(e, "run_dir", None)
     then = (f"then continue with: python -m bench.run --resume {run_dir.name}" + (
         f" --out {run_dir.parent}" if run_dir.parent.resolve() != (Path(__file__).resolve().parents[1] / "results")

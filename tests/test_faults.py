@@ -349,3 +349,14 @@ def test_training_cut_by_a_full_disk_resumes_without_losing_or_repeating_an_epoc
     full[0] = False  # space freed: the job runs again (as --resume does)
     worker.run_epochs(job, tmp_path, worker.base_row(job, "r"), str(cifar_dir))
     assert [r["epoch"] for r in _rows(tmp_path / "epochs.csv")] == ["1", "2"]
+
+
+def test_a_report_that_cannot_be_written_at_the_end_of_a_run_is_exit_3(tmp_path):
+    pytest.importorskip("matplotlib")
+    faults = f"oom:{MEM.format(4)};enospc:index.md"
+    p = _run(MEMORY_ARGS[:-1] + ["--batch-sizes", "4", "--reports", str(tmp_path / "reports")], tmp_path / "results",
+             TWINBENCH_INJECT_FAULT=faults)
+    assert p.returncode == 3 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert (f"error: report not rendered (could not write {tmp_path / 'reports' / run_dir.name / 'index.md'}: No space "
+            f"left on device); free space, then: python -m bench.report {run_dir}") in p.stderr
