@@ -196,6 +196,13 @@ def exit_status(counts: dict[str, int]) -> int:
     return EXIT_JOBS_FAILED if counts.get("error", 0) + counts.get("timeout", 0) else EXIT_OK
 
 
+def resume_command(run_dir: Path) -> str:
+    """The command that continues the run in ``run_dir`` (with ``--out`` when not the default results/)."""
+    default = Path(__file__).resolve().parents[1] / "results"
+    out = "" if Path(run_dir).parent.resolve() == default else f" --out {Path(run_dir).parent}"
+    return f"python -m bench.run --resume {Path(run_dir).name}{out}"
+
+
 def write_failed(e: BaseException, file=sys.stderr) -> int:
     """Say that a result could not be written and how to go on; returns :data:`EXIT_WRITE_FAILED`."""
     try:  # the suite's progress bar ends above the message, not below it
@@ -205,9 +212,7 @@ def write_failed(e: BaseException, file=sys.stderr) -> int:
     except ImportError:
         pass
     run_dir = getattr(e, "run_dir", None)
-    then = (f"then continue with: python -m bench.run --resume {run_dir.name}" + (
-        f" --out {run_dir.parent}" if run_dir.parent.resolve() != (Path(__file__).resolve().parents[1] / "results")
-        else "") if run_dir else "then start the run again")
+    then = f"then continue with: {resume_command(run_dir)}" if run_dir else "then start the run again"
     print(f"\nerror: {e}; the suite stopped and every CSV is intact. Free space (or fix permissions), {then}",
           file=file)
     return EXIT_WRITE_FAILED

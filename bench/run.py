@@ -361,7 +361,7 @@ def _main(argv: list[str] | None = None) -> int:
             status = status or preflight.EXIT_WRITE_FAILED
     if status == preflight.EXIT_JOBS_FAILED:
         print(f"exit status 1: {counts.get('error', 0) + counts.get('timeout', 0)} job(s) ended in error or timeout "
-              f"(see above); python -m bench.run --resume {run_id} runs them again", file=sys.stderr)
+              f"(see above); {preflight.resume_command(out)} runs them again", file=sys.stderr)
     return status
 
 
