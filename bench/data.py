@@ -175,7 +175,7 @@ def _check_counts(b: Path, n_train: int, n_test: int) -> None:
 
 def check_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Everything :func:`load_cifar10` checks, without keeping the images or hashing them (``bench.run``'s
-    precondition pass, once before any job starts): every file present, unpicklable, with (N, 3072) uint8
+    precondition pass, once before any job starts): every file present and loadable (pickle), with (N, 3072) uint8
     images and labels in 0..9, 50000 / 10000 images, ``batches.meta`` with the 10 class names.
 
     Returns:
