@@ -80,10 +80,12 @@ def option(args: argparse.Namespace, name: str):
 
 
 def carry_over(given: argparse.Namespace, resumed: argparse.Namespace) -> None:
-    """On ``--resume``: executor options given on this command line replace the original run's."""
+    """On ``--resume``: executor options given on this command line replace the original run's (all of
+    them when it names an executor: ``--executor local`` drops the run's ``--ray-*``)."""
+    names_one = getattr(given, "executor", None) is not None
     for name in DEFAULTS:
-        if getattr(given, name, None) is not None:
-            setattr(resumed, name, getattr(given, name))
+        if names_one or getattr(given, name, None) is not None:
+            setattr(resumed, name, getattr(given, name, None))
 
 
 def make_executor(args: argparse.Namespace) -> Executor:

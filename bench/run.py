@@ -289,15 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         carry_over(given, args)  # ... run by the executor this command names, if it names one
         run_id = meta["run_id"]
         gpu = meta["gpu"]
+    else:
+        gpu = None  # where the jobs run decides (the executor's machines)
+        run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
+        out = Path(args.out) / run_id
     try:
         executor = make_executor(args)
     except ExecutorError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not args.resume:
+    if gpu is None:
         gpu = executor.gpu_available() if args.device == "auto" else args.device == "cuda"
-        run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
-        out = Path(args.out) / run_id
     if args.device == "cuda" and not executor.gpu_available():
         if not args.dry_run:
             print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
