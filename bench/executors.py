@@ -209,7 +209,9 @@ def prepare_node(data_dir: str | None, need_data: bool) -> dict:
 
 
 def _pythonpath() -> str:
-    return os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    """PYTHONPATH with this checkout first (once), so child processes import the same ``bench``."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    return os.pathsep.join([str(ROOT)] + rest)
 
 
 def _read_rows(out: Path) -> list[tuple[str, dict]]:
@@ -305,7 +307,12 @@ class RayExecutor(Executor):
         prep = [ray.remote(prepare_node).options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
         ).remote(ctx.data_dir, need_data) for n in self._alive()]
-        for info in ray.get(prep):
+        for ref in prep:
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayError as e:  # a node that left meanwhile runs no job anyway
+                print(f"warning: a Ray node could not be prepared ({type(e).__name__}); going on", file=sys.stderr)
+                continue
             self.nodes.setdefault(info["node_id"], {**info, "jobs": 0})
             if info.get("data_error"):
                 print(f"warning: node {info['hostname']} has no CIFAR-10 ({info['data_error']}); its data jobs will "
@@ -317,7 +324,10 @@ class RayExecutor(Executor):
         chains: dict[str, list[Job]] = {}
         for j in todo:
             chains.setdefault(sweep_tag(j.job_id) if j.kind == "memory" else j.job_id, []).append(j)
-        queues = list(chains.values())
+        # longest first (by the plan's estimate): with N devices the run ends near total/N, not at a long
+        # training started last
+        from bench.suites import estimate_seconds
+        queues = sorted(chains.values(), key=lambda q: -sum(estimate_seconds(j) for j in q))
         pending: dict = {}
         done: list[tuple[Job, str]] = []
 
@@ -331,7 +341,6 @@ class RayExecutor(Executor):
                     self._failure(job, ctx, "the Ray cluster has no GPU for this cuda job")
                     done.append((job, "error"))
                     continue
-                on_start(job)
                 ref = task.options(**self.resources(job), max_retries=self.retries, retry_exceptions=[WorkerDied]).remote(
                     job.to_dict(), ctx.run_id, ctx.data_dir, job_timeout(job, ctx), self._checkpoints_of(job, ctx))
                 pending[ref] = (job, q)
@@ -346,6 +355,7 @@ class RayExecutor(Executor):
                     yield done.pop(0)
                 if not pending:
                     break
+                on_start(next(iter(pending.values()))[0])  # the oldest task still out: running, most likely
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 job, q = pending.pop(ref)
                 status = self._collect(ref, job, ctx)
