@@ -97,25 +97,25 @@ def test_a_killed_worker_is_retried_then_recorded(ray_smoke):
 def test_ctrl_c_cancels_the_tasks_and_resume_reruns_only_unfinished_jobs(tmp_path):
     """SIGINT to a Ray run: outstanding tasks cancelled (their workers gone), finished rows kept; --resume
     with the other executor runs only the rest."""
-    args = ["--suite", "throughput", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
-            "--no-report", "--executor", "ray", "--out", str(tmp_path)]
+    args = ["--suite", "memory", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4,8",
+            "--no-report", "--executor", "ray", "--out", str(tmp_path)]  # two short jobs, one sweep
     proc = subprocess.Popen([sys.executable, "-m", "bench.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not _rows(next(iter(tmp_path.glob("*/throughput.csv")), tmp_path / "none")):
+    while time.time() < deadline and not _rows(next(iter(tmp_path.glob("*/memory.csv")), tmp_path / "none")):
         time.sleep(0.2)  # interrupt once the driver has kept the first job's row (the second is running)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert "interrupted" in err and "--resume" in err
     (run_dir,) = tmp_path.iterdir()
-    kept = _rows(run_dir / "throughput.csv")
-    assert len(kept) == 1 and kept[0]["status"] == "ok"
+    kept = _rows(run_dir / "memory.csv")
+    assert len(kept) == 1 and kept[0]["status"] == "ok" and kept[0]["batch_size"] == "4"
     assert _no_worker_left(run_dir)
     r = _run(["--resume", run_dir.name, "--no-report", "--executor", "local"], tmp_path)
-    assert r.returncode == 0 and "2 of 3 jobs to run" in r.stderr, r.stderr[-2000:]
-    rows = _rows(run_dir / "throughput.csv")
-    assert len(rows) == 3 and len({r["job_id"] for r in rows}) == 3 and {r["status"] for r in rows} == {"ok"}
+    assert r.returncode == 0 and "1 of 2 jobs to run" in r.stderr, r.stderr[-2000:]
+    rows = _rows(run_dir / "memory.csv")
+    assert [r["batch_size"] for r in rows] == ["4", "8"] and {r["status"] for r in rows} == {"ok"}
 
 
 def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, capsys, tmp_path):
