@@ -11,6 +11,7 @@ Examples::
     python -m bench.run --suite throughput --models 'resnet*_v1' --frameworks torch --dry-run
     python -m bench.run --suite memory --models densenet_bc100_k12,densenet_bc100_k12_memeff
     python -m bench.run --resume 20261124-101500-smoke
+    python -m bench.run --suite cifar10-full --executor ray --ray-address auto   # on a Ray cluster
 """
 from __future__ import annotations
 
