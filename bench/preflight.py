@@ -147,7 +147,7 @@ def data_problem(data_dir: str | None) -> str | None:
 
 
 def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None,
-             gpu_visible: Callable[[], bool] | None = None) -> list[str]:
+             gpu_visible: Callable[[], bool] | None = None, here: bool = True) -> list[str]:
     """Every failed precondition of running ``jobs`` into ``out``, one sentence each (empty: go).
 
     Args:
@@ -156,6 +156,8 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
         data_dir: ``--data-dir`` (None: the default places, see ``bench.data``).
         reports: the reports directory, when a report will be rendered.
         gpu_visible: returns whether an NVIDIA GPU is visible (default: NVML, ``bench.run.gpu_available``).
+        here: the jobs run on this machine (False on a Ray cluster: the nodes' packages and data are
+            theirs, and each node prepares CIFAR-10 before its jobs).
     """
     if not jobs:
         return []
@@ -166,7 +168,7 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
         if not gpu_visible():
             found.append("this run's jobs run on the GPU (--device cuda, or a resumed GPU run) but no NVIDIA GPU is "
                          "visible (NVML found none): run them on a GPU machine, or start a new run with --device cpu.")
-    found += missing_packages({j.framework for j in jobs}, {j.keras_backend for j in jobs if j.framework == "keras"
+    found += [] if not here else missing_packages({j.framework for j in jobs}, {j.keras_backend for j in jobs if j.framework == "keras"
                                                              and j.keras_backend})
     out_problem = writable_problem(out, "the results directory", "--out")
     found += [out_problem] if out_problem else []
@@ -176,16 +178,17 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
     if out_problem is None:
         p = space_problem(out, expected_bytes(jobs, report=reports is not None), len(jobs))
         found += [p] if p else []
-    if any(needs_real_data(j) for j in jobs):
+    if here and any(needs_real_data(j) for j in jobs):
         p = data_problem(data_dir)
         found += [p] if p else []
     return found
 
 
-def check(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None, file=sys.stderr) -> int:
+def check(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None, file=sys.stderr,
+          gpu_visible: Callable[[], bool] | None = None, here: bool = True) -> int:
     """``bench.run``'s precondition pass: prints each problem as ``error: ...``; returns the exit status
     (:data:`EXIT_OK` to go on, :data:`EXIT_BAD_INPUT` when anything failed)."""
-    found = problems(jobs, out, data_dir, reports)
+    found = problems(jobs, out, data_dir, reports, gpu_visible, here)
     for p in found:
         print(f"error: {p}", file=file)
     return EXIT_BAD_INPUT if found else EXIT_OK

@@ -11,6 +11,7 @@ Examples::
     python -m bench.run --suite throughput --models 'resnet*_v1' --frameworks torch --dry-run
     python -m bench.run --suite memory --models densenet_bc100_k12,densenet_bc100_k12_memeff
     python -m bench.run --resume 20261124-101500-smoke
+    python -m bench.run --suite cifar10-full --executor ray --ray-address auto   # on a Ray cluster
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
+from bench.executors import ExecutorError, RunContext, add_args, carry_over, make_executor
 from bench.preflight import EXIT_STATUS_HELP
 from bench.schema import FILES, KINDS, append_row
 from bench.suites import SUITES, Job, Options, estimate_seconds, expand
@@ -62,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
                     help="seconds before a job is killed (default: 1800; epochs jobs: none)")
     ap.add_argument("--no-report", action="store_true", help="do not render reports/<run_id>/ at the end")
+    add_args(ap)  # --executor local|ray, --ray-address, ... (bench.executors)
     args = ap.parse_args(argv)
     if not (args.suite or args.list or args.resume):
         ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
@@ -283,14 +287,22 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"error: no run to resume at {out} (run_meta.json missing)", file=sys.stderr)
             return 2
         meta = json.loads(meta_path.read_text())
-        args = parse_args(meta["argv"])  # the original plan, exactly
+        given, args = args, parse_args(meta["argv"])  # the original plan, exactly
+        carry_over(given, args)  # ... run by the executor this command names, if it names one
         run_id = meta["run_id"]
         gpu = meta["gpu"]
     else:
-        gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
+        gpu = None  # where the jobs run decides (the executor's machines)
         run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
         out = Path(args.out) / run_id
-    if args.device == "cuda" and not gpu_available():
+    try:
+        executor = make_executor(args)
+    except ExecutorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if gpu is None:
+        gpu = executor.gpu_available() if args.device == "auto" else args.device == "cuda"
+    if args.device == "cuda" and not executor.gpu_available():
         if not args.dry_run:
             print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
                   file=sys.stderr)
@@ -308,7 +320,8 @@ def _main(argv: list[str] | None = None) -> int:
         return 0
     from bench import preflight
     if preflight.check([j for j in jobs if j.job_id not in done], out, args.data_dir,
-                       None if args.no_report else Path(args.reports)):
+                       None if args.no_report else Path(args.reports), gpu_visible=executor.gpu_available,
+                       here=executor.runs_here):
         return preflight.EXIT_BAD_INPUT
     if not gpu:
         print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
@@ -325,21 +338,12 @@ def _main(argv: list[str] | None = None) -> int:
     print(f"run {run_id}: {len(todo)} of {len(jobs)} jobs to run -> {out}", file=sys.stderr)
     counts: dict[str, int] = {}
     bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
-    try:
-        for job in todo:
-            bar.set_postfix_str(job.job_id[-60:])
-            _, oom_sweeps = done_jobs(out)
-            if job.kind == "memory" and sweep_tag(job.job_id) in oom_sweeps:
-                from bench.worker import base_row
-                append_row(out / FILES["memory"], "memory", {
-                    **base_row(job, run_id), "status": "skipped", "oom": None,
-                    "null_reason": "not tried: a smaller batch of this sweep was already out of memory"})
-                status = "skipped"
-            else:
-                timeout = args.job_timeout or (None if job.kind == "epochs" else 1800.0)
-                status, _msg = run_job(job, out, run_id, args.data_dir, timeout)
-            counts[status] = counts.get(status, 0) + 1
-            bar.update(1)
+    ctx = RunContext(out, run_id, args.data_dir, args.job_timeout)
+    try:  # the job loop lives in bench.executors (local: one after another here; ray: on a cluster)
+        with closing(executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
+            for _job, status in finished:
+                counts[status] = counts.get(status, 0) + 1
+                bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
         print(f"\ninterrupted: finished rows are kept in {out}. Continue with: python -m bench.run --resume {run_id}",

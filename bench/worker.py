@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -167,6 +168,19 @@ def _epochs_written(path: Path, job_id: str) -> set[int]:
 RUNNERS = {"throughput": run_throughput, "memory": run_memory, "epochs": run_epochs}
 
 
+def _first_time(run_id: str, job_id: str) -> bool:
+    """True once per (run, job): the marker lives in $TWINBENCH_FAULT_DIR (default: the temp folder)."""
+    import hashlib
+    import tempfile
+    d = os.environ.get("TWINBENCH_FAULT_DIR") or tempfile.gettempdir()
+    marker = Path(d) / f"twinbench-crash-once-{hashlib.sha1(f'{run_id}/{job_id}'.encode()).hexdigest()[:16]}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.worker", description="Run one TwinBench job (internal).")
     ap.add_argument("--out", required=True)
@@ -179,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     configure_env(job)
     row = base_row(job, args.run_id)
-    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>" (enospc:<file>: bench.writes)
+    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
+    # (enospc:<file>: bench.writes)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.writes import ResultsWriteError
     try:
@@ -197,6 +212,8 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
             import time
             print("injected hang (TWINBENCH_INJECT_FAULT)", file=sys.stderr, flush=True)
             time.sleep(3600)  # a job that is still running when the whole run is killed
+        if (job.job_id, "crash-once") in faults and _first_time(row["run_id"], job.job_id):
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-job (OOM killer, a lost node), the first time only: a retry runs
         if (job.job_id, "oom") in faults:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
         RUNNERS[job.kind](job, out, row, data_dir)
