@@ -91,8 +91,8 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
             peak, sampler = _allocator_peak(job, row, mem, reasons)
         else:
             row.update(framework_env(job.framework, job.device), exec_mode=mem.exec_mode)
-            reasons.append("no allocator peak for a depth-sweep job (the batch sweep measures it)" if options else
-                           "no GPU: allocator peak not defined on the CPU; no timed steps (the throughput suite times them)")
+            reasons.append("no GPU: allocator peak not defined on the CPU; no timed steps (the throughput suite times them)"
+                           if job.device != "cuda" else "no allocator peak for a depth-sweep job (the batch sweep measures it)")
         sm = mem.step_memory(job.model, job.batch_size, job.precision, job.device, **options)
     except Exception as e:
         if not is_oom(e):
