@@ -371,7 +371,7 @@ class KerasJaxMemory(_KerasMemory):
         m = self._state(net, opt)
         m.jax_residuals = nbytes
         m.source = "jax.ad_checkpoint saved_residuals (before XLA fusion)"
-        m.reasons.append("keras/jax: no autograd saved-tensor count; jax_residuals_mib counts residuals before XLA "
+        m.reasons.append("keras/jax: no autograd saved-tensor count, jax_residuals_mib counts residuals before XLA "
                          "fusion instead")
         return m
 
@@ -396,7 +396,7 @@ class KerasTensorFlowMemory(_KerasMemory):
                     **options) -> StepMemory:
         net, opt = self._build(model, precision, **options)
         m = self._state(net, opt)
-        m.reasons.append("keras/tensorflow: no sound saved-for-backward measure (GradientTape exposes none; "
+        m.reasons.append("keras/tensorflow: no sound saved-for-backward measure (GradientTape exposes none, and "
                          "get_memory_info('CPU:0') reads zeros)")
         return m
 

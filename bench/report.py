@@ -252,6 +252,11 @@ def section_memory(run: dict, out: Path) -> Section:
     s.text.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
                   "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
                   "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree.")
+    for impl, g in ok.groupby("impl"):
+        if g.saved_activations_mib.isna().all():
+            why = sorted({p.strip() for r in g.null_reason.dropna().astype(str) for p in r.split(";")
+                          if p.strip().startswith(impl.split()[0] + ":")})
+            s.text.append(f"{impl} rows have no saved_activations_mib: " + ("; ".join(why) or "not measured") + ".")
     base = ok[ok.depth == ok.registry_depth]
     cols = ["model", "impl", "batch_size", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
             "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "jax_residuals_mib"]

@@ -173,6 +173,13 @@ def _depth_sweep(opts: Options, models, batch: int) -> list[Job]:
             for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
 
 
+def smoke_memory_models(models: list[str]) -> list[str]:
+    """The naive twin of each memory-efficient smoke model (not already in ``models``): smoke measures it too
+    (PyTorch only, ~6 s of CPU), so that a CPU smoke report shows what the memory-efficient variant saves."""
+    extra = [m.removesuffix("_memeff") for m in models if m.endswith("_memeff")]
+    return [m for m in dict.fromkeys(extra) if m not in models]
+
+
 def _unique(jobs: list[Job]) -> list[Job]:
     """Jobs in order, each job id once (a depth sweep meets the batch sweep at the registry depth)."""
     seen: set[str] = set()
@@ -217,6 +224,8 @@ def expand(suite: str, opts: Options) -> list[Job]:
         models = _models(opts, SMOKE_MODELS)
         return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
                 + _memory(opts, models, (8,), 3)
+                + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
+                          smoke_memory_models(models), (8,), 3)
                 + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], "fast", epochs=opts.epochs or 1,
                           train_subset=1024, test_subset=500, batch=64))
     if suite == "throughput":
