@@ -274,6 +274,20 @@ def section_memory(run: dict, out: Path) -> Section:
         if not len(data):
             continue
         fig, ax = plt.subplots(figsize=(8, 5))
+        if data.batch_size.nunique() == 1:  # one batch (smoke): bars, the analytic concat storage as a gray tick
+            b = int(data.batch_size.iloc[0])
+            order = sorted(data.model.unique())
+            sns.barplot(data=data, x="model", y=ycol, hue="impl", order=order, ax=ax)
+            for i, m in enumerate(order):
+                c = concat_bytes_per_image(m) if not m.endswith("_memeff") else None
+                if c:
+                    ax.plot([i - 0.4, i + 0.4], [c * b / 2**20] * 2, ls="--", lw=1.5, color="black")
+                    ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
+            ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
+                                                             "storage)")
+            ax.tick_params(axis="x", rotation=20)
+            s.figures.append((_save(fig, out, stem), f"{what} at batch {b}"))
+            continue
         sns.lineplot(data=data, x="batch_size", y=ycol, hue="model", style="impl", markers=True, ax=ax)
         naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
         _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
