@@ -67,9 +67,11 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("nvml_max_power_w", "peak board power", "bench.nvml.Sampler"),
         ("nvml_mean_sm_clock_mhz", "mean SM clock", "bench.nvml.Sampler"),
         ("nvml_samples", "NVML samples taken (rate >= 20 Hz)", "bench.nvml.Sampler"),
-        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost)", "bench.timing.summarize"),
+        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost); GPU rows "
+         "only: a CPU memory job runs one untimed step", "bench.timing.summarize"),
         ("images_per_s", "batch_size / median step time", "bench.timing.summarize"),
-        ("params_trainable", "trainable parameters", "bench.counts"),
+        ("params_trainable", "trainable parameters (bench.counts on GPU rows, StepMemory.trainable_count otherwise)",
+         "bench.counts"),
         ("depth", "depth of the network measured: the registry model's, or the depth-sweep job's override "
          "(bench.suites.Job.depth)", "bench.worker.run_memory"),
         ("saved_activations_mib", "bytes one training step keeps for backward: every storage torch autograd saves "
