@@ -193,3 +193,26 @@ def test_report_memory_section_headline_and_twin_cause(tmp_path):
     assert "batchnorm +250 MiB" in md
     for stem in ("activations_vs_batch", "activations_by_kind"):
         assert f"({stem}.png)" in md
+
+
+def test_keras_tensorflow_has_state_but_no_activation_figure():
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("this process runs Keras on another backend")
+    m = for_framework("keras", "tensorflow").step_memory("resnet20_v1", 2, device="cpu")
+    t = for_framework("torch").step_memory("resnet20_v1", 2, device="cpu")
+    assert m.saved_activations is None and m.jax_residuals is None and "keras/tensorflow" in m.reasons[0]
+    assert m.grads == t.grads and m.optimizer_state >= t.optimizer_state  # + Keras' iteration counter
+    assert m.columns()["saved_activations_mib"] is None
+
+
+@pytest.mark.slow
+def test_keras_jax_reports_residuals_in_their_own_column():
+    code = ("import json\nfrom bench.memory import for_framework\n"
+            "m=for_framework('keras','jax').step_memory('resnet20_v1', 2, device='cpu')\nprint('JSON'+json.dumps(m.columns()))")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cols = json.loads(p.stdout.split("JSON", 1)[1])
+    assert cols["jax_residuals_mib"] > 0 and cols["saved_activations_mib"] is None
+    assert cols["state_plus_activations_mib"] is None and "jax" in cols["activations_source"]
