@@ -180,7 +180,10 @@ def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> lis
     of the closest parameter count and its memory-efficient twin, computed from the rows (same impl, batch)."""
     base = ok[(ok.depth == ok.registry_depth) & ok[col].notna()]
     out = []
-    for (impl, b), g in base.groupby(["impl", "batch_size"]):
+    naive_dn = base[[_family(m) == "densenet" and not m.endswith("_memeff") for m in base.model]]
+    for impl in sorted(naive_dn.impl.unique(), key=lambda i: (i != "torch", i)):  # torch first, one batch each
+        b = naive_dn[naive_dn.impl == impl].batch_size.max()
+        g = base[(base.impl == impl) & (base.batch_size == b)]
         fig = g.groupby("model")[[col, "params_trainable"]].median()
         resnets = [m for m in fig.index if _family(m) == "resnet" and fig.params_trainable[m] > 0]
         for d in [m for m in fig.index if _family(m) == "densenet" and not m.endswith("_memeff")]:
