@@ -180,7 +180,7 @@ def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> lis
     of the closest parameter count and its memory-efficient twin, computed from the rows (same impl, batch)."""
     base = ok[(ok.depth == ok.registry_depth) & ok[col].notna()]
     out = []
-    naive_dn = base[[_family(m) == "densenet" and not m.endswith("_memeff") for m in base.model]]
+    naive_dn = base[base.model.map(lambda m: _family(m) == "densenet" and not m.endswith("_memeff")).astype(bool)]
     for impl in sorted(naive_dn.impl.unique(), key=lambda i: (i != "torch", i)):  # torch first, one batch each
         b = naive_dn[naive_dn.impl == impl].batch_size.max()
         g = base[(base.impl == impl) & (base.batch_size == b)]
