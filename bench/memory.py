@@ -132,6 +132,7 @@ class SavedBytesCounter:
         return (str(t.device), st.data_ptr())
 
     def kind(self, op: str | None) -> str:
+        """The layer kind of code running now: the innermost known layer, else the torch op ``op``."""
         for name in reversed(self.layers):
             if name in _LAYER_KIND:
                 return _LAYER_KIND[name]
@@ -154,6 +155,7 @@ class SavedBytesCounter:
 
     def __enter__(self) -> SavedBytesCounter:
         from torch.nn.modules import module as M
+
         def enter(module, args) -> None:
             self.layers.append(type(module).__name__)
 
@@ -175,9 +177,11 @@ class SavedBytesCounter:
 
     @property
     def total(self) -> int:
+        """Bytes of every distinct storage saved for backward."""
         return sum(b for b, _ in self.saved.values())
 
     def by_kind(self) -> dict[str, int]:
+        """``total`` split by the kind that produced each storage (else the kind that saved it)."""
         out: Counter = Counter()
         for key, (nbytes, saver) in self.saved.items():
             out[self.producer.get(key, saver)] += nbytes
