@@ -203,6 +203,7 @@ class MemoryBackend:
 
     name = "?"
     exec_mode = "nojit"  # how step_memory runs the step (the memory row's exec_mode when no timed step ran)
+    measure_on_gpu = True  # False: step_memory is left to CPU runs (its cost would eat a GPU session's time)
 
     def reset_peak(self) -> None:
         """Start a new allocator-peak window (no-op where there is none)."""
@@ -339,6 +340,9 @@ class KerasJaxMemory(_KerasMemory):
 
     name = "keras/jax"
     exec_mode = "jit"
+    # tracing the step costs ~30 s of CPU for DenseNet-BC-100 at any batch (measured on a 2-core CPU): a GPU
+    # memory sweep would pay it at every batch, so the figure comes from CPU memory runs
+    measure_on_gpu = False
 
     def peak_bytes(self) -> tuple[int | None, str]:
         import jax

@@ -93,7 +93,11 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
             row.update(framework_env(job.framework, job.device), exec_mode=mem.exec_mode)
             reasons.append("no GPU: allocator peak not defined on the CPU; no timed steps (the throughput suite times them)"
                            if job.device != "cuda" else "no allocator peak for a depth-sweep job (the batch sweep measures it)")
-        sm = mem.step_memory(job.model, job.batch_size, job.precision, job.device, **options)
+        if job.device == "cuda" and not mem.measure_on_gpu:
+            from bench.memory import StepMemory
+            sm = StepMemory(reasons=[f"{mem.name}: step memory is measured by CPU memory runs, not on a GPU"])
+        else:
+            sm = mem.step_memory(job.model, job.batch_size, job.precision, job.device, **options)
     except Exception as e:
         if not is_oom(e):
             raise

@@ -148,6 +148,8 @@ def test_memory_suite_on_cpu_sweeps_batch_and_depth():
     swept = {j.depth or 100 for j in jobs if j.model == "densenet_bc100_k12" and j.batch_size == 32}
     assert swept == set(DEPTH_SWEEP["densenet_bc100_k12"])
     assert not any(j.depth for j in jobs if j.model == "resnet20_v1")  # not a depth-sweep model
+    gpu = expand("memory", Options(models=("densenet_bc100_k12",), frameworks=("torch",), gpu=True))
+    assert gpu and not any(j.depth for j in gpu)  # a GPU's time goes to the allocator peaks
 
 
 @pytest.mark.slow
