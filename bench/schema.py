@@ -67,9 +67,31 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("nvml_max_power_w", "peak board power", "bench.nvml.Sampler"),
         ("nvml_mean_sm_clock_mhz", "mean SM clock", "bench.nvml.Sampler"),
         ("nvml_samples", "NVML samples taken (rate >= 20 Hz)", "bench.nvml.Sampler"),
-        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost)", "bench.timing.summarize"),
+        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost); GPU rows "
+         "only: a CPU memory job runs one untimed step", "bench.timing.summarize"),
         ("images_per_s", "batch_size / median step time", "bench.timing.summarize"),
-        ("params_trainable", "trainable parameters", "bench.counts"),
+        ("params_trainable", "trainable parameters (bench.counts on GPU rows, StepMemory.trainable_count otherwise)",
+         "bench.counts"),
+        ("depth", "depth of the network measured: the registry model's, or the depth-sweep job's override "
+         "(bench.suites.Job.depth)", "bench.worker.run_memory"),
+        ("saved_activations_mib", "bytes one training step keeps for backward: every storage torch autograd saves "
+         "(saved_tensors_hooks), each once, weights excluded; torch and keras/torch only, any device",
+         "bench.memory.SavedBytesCounter"),
+        ("saved_by_kind_mib", "saved_activations_mib split by the layer kind that produced each storage, "
+         "'conv=..;batchnorm=..;relu=..;concat=..;pool=..;linear=..;other=..' (MiB)",
+         "bench.memory.SavedBytesCounter.by_kind"),
+        ("jax_residuals_mib", "keras/jax only: bytes of the residuals jax.ad_checkpoint lists for the step's VJP "
+         "(arguments excluded), counted before XLA fusion: NOT comparable with saved_activations_mib",
+         "bench.memory.KerasJaxMemory.step_memory"),
+        ("params_mib", "bytes of every weight (trainable and BN moving statistics)", "bench.memory.MemoryBackend.step_memory"),
+        ("grads_mib", "bytes of the gradients of one step", "bench.memory.MemoryBackend.step_memory"),
+        ("optimizer_state_mib", "bytes of the optimizer state after one step (SGD momentum buffers)",
+         "bench.memory.MemoryBackend.step_memory"),
+        ("state_plus_activations_mib", "params_mib + grads_mib + optimizer_state_mib + saved_activations_mib",
+         "bench.memory.StepMemory.columns"),
+        ("activations_source", "what measured saved_activations_mib / jax_residuals_mib", "bench.memory.StepMemory.columns"),
+        ("peak_over_state_activations", "peak_alloc_mib / state_plus_activations_mib (GPU rows; 1.0 = the allocator "
+         "held exactly state + saved activations)", "bench.memory.StepMemory.columns"),
     ),
     "epochs": (
         ("recipe", "training recipe name (bench.recipes)", "bench.recipes"),

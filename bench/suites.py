@@ -16,7 +16,8 @@ SUITES = {
                      "15 epochs of the fast recipe for 5 models: under an hour on one GPU",
     "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training: hours on a GPU",
     "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
-    "memory": "peak memory, batch-size sweep up to the largest batch that fits, train step",
+    "memory": "memory of a train step: allocator peak (GPU, batch sweep up to the largest that fits) and, on any "
+              "device, saved activations + weights/gradients/optimizer state, over batch size and network depth",
     "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
 }
 KINDS = ("throughput", "memory", "epochs")
@@ -29,6 +30,16 @@ QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degrad
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
 # similar parameter count, where the concatenation cost shows; every other model at one batch
 QUICK_MEMORY_SWEEP = (128, 512, 2048)
+# On a CPU a memory job measures what one step keeps (bench.memory: seconds per point), not an allocator
+# peak: the batch sweep stops at 64 (DenseNet-BC-100 naive keeps ~2.1 GiB there) to spare the host's RAM.
+CPU_MEMORY_SWEEP = (8, 16, 32, 64)
+# The depth sweep (CPU runs): each model rebuilt at these depths (Job.depth), one batch, saved activations only.
+# DenseNet's naive concatenation grows quadratically with the layers per block, the memory-efficient
+# variant and ResNet linearly. DenseNet-BC depths are 6n+4, DenseNet 3n+4, ResNet v1 6n+2.
+DEPTH_SWEEP = {"densenet_bc100_k12": (28, 40, 52, 76, 100), "densenet_bc100_k12_memeff": (28, 40, 52, 76, 100),
+               "densenet40_k12": (16, 22, 28, 34, 40), "densenet40_k12_memeff": (16, 22, 28, 34, 40),
+               "resnet110_v1": (20, 32, 56, 110)}
+DEPTH_SWEEP_BATCH = 32  # CPU runs only (a GPU would measure the same figure: its time goes to the allocator peaks)
 QUICK_MEMORY_SWEEP_MODELS = ("resnet56_v1", "resnet110_v1", "densenet40_k12", "densenet40_k12_memeff",
                              "densenet_bc100_k12", "densenet_bc100_k12_memeff")
 
@@ -53,6 +64,7 @@ class Job:
         epochs: epochs override (None: the recipe's).
         train_subset / test_subset: first N examples only (smoke).
         device: cuda | cpu.
+        depth: memory jobs of a depth sweep: the registry model built at this depth (None: its own).
     """
 
     kind: str
@@ -71,6 +83,7 @@ class Job:
     train_subset: int | None = None
     test_subset: int | None = None
     device: str = "cuda"
+    depth: int | None = None
 
     @property
     def job_id(self) -> str:
@@ -82,6 +95,8 @@ class Job:
             parts += [self.measurement, self.exec_mode or "default"]
             if self.kind == "throughput":
                 parts.append(self.input)
+            if self.depth is not None:
+                parts.append(f"d{self.depth}")
         return "/".join(p for p in parts if p)
 
     def to_dict(self) -> dict:
@@ -147,6 +162,30 @@ def _memory(opts: Options, models, sweep, steps) -> list[Job]:
             for mode in _modes(opts, fw) for b in (opts.batch_sizes or sweep)]
 
 
+def _depth_sweep(opts: Options, models, batch: int) -> list[Job]:
+    """Memory jobs that rebuild each DEPTH_SWEEP model at its other depths (at ``--batch-sizes``' first, if given)."""
+    from bench.models import get_spec
+    dev = "cuda" if opts.gpu else "cpu"
+    b = (opts.batch_sizes or (batch,))[0]
+    return [Job("memory", m, fw, be, p, b, "train", exec_mode=mode, steps=1, device=dev,
+                depth=None if d == get_spec(m).depth else d)
+            for m in models if m in DEPTH_SWEEP for d in DEPTH_SWEEP[m] for fw, be in _fw(opts)
+            for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
+
+
+def smoke_memory_models(models: list[str]) -> list[str]:
+    """The naive twin of each memory-efficient smoke model (not already in ``models``): smoke measures it too
+    (PyTorch only, ~6 s of CPU), so that a CPU smoke report shows what the memory-efficient variant saves."""
+    extra = [m.removesuffix("_memeff") for m in models if m.endswith("_memeff")]
+    return [m for m in dict.fromkeys(extra) if m not in models]
+
+
+def _unique(jobs: list[Job]) -> list[Job]:
+    """Jobs in order, each job id once (a depth sweep meets the batch sweep at the registry depth)."""
+    seen: set[str] = set()
+    return [j for j in jobs if not (j.job_id in seen or seen.add(j.job_id))]
+
+
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
             batch=None) -> list[Job]:
     from bench.models import get_spec
@@ -185,13 +224,18 @@ def expand(suite: str, opts: Options) -> list[Job]:
         models = _models(opts, SMOKE_MODELS)
         return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
                 + _memory(opts, models, (8,), 3)
+                + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
+                          smoke_memory_models(models), (8,), 3)
                 + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], "fast", epochs=opts.epochs or 1,
                           train_subset=1024, test_subset=500, batch=64))
     if suite == "throughput":
         return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
     if suite == "memory":
-        return _memory(opts, _models(opts, every), MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+        models = _models(opts, every)
+        # the depth sweep measures saved activations alone, the same on any device: CPU runs only
+        return _unique(_memory(opts, models, MEMORY_SWEEP if gpu else CPU_MEMORY_SWEEP, 5 if gpu else 1)
+                       + ([] if gpu else _depth_sweep(opts, models, DEPTH_SWEEP_BATCH)))
     if suite == "train":
         return _epochs(opts, _models(opts, every), "paper")
     if suite == "cifar10-quick":
@@ -220,7 +264,7 @@ def estimate_seconds(job: Job) -> float:
     below peak). An estimate for planning, never a result.
     """
     from bench.models import get_spec
-    spec = get_spec(job.model)
+    spec = get_spec(job.model, **({"depth": job.depth} if job.depth is not None else {}))
     mflops = _approx_mflops(spec)
     speed = 20e12 if job.device == "cuda" else 15e9
     per_image = mflops * 1e6 * (3 if job.measurement == "train" or job.kind == "epochs" else 1)
@@ -230,6 +274,8 @@ def estimate_seconds(job: Job) -> float:
         n = (job.train_subset or 50000) * (job.epochs or r.epochs)
         return 20 + n * per_image / speed
     steps = job.steps + 15
+    if job.kind == "memory" and (job.device == "cpu" or job.depth is not None):
+        steps = 1  # one measured step, no timed ones (bench.worker.run_memory)
     return (20 if job.framework == "keras" else 10) + steps * job.batch_size * per_image / speed
 
 
