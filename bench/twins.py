@@ -43,6 +43,7 @@ def keras_layers(model) -> dict:
 def _kind(layer) -> str:
     cls = type(layer).__name__
     return {"Conv2d": "conv", "Conv2D": "conv", "BatchNorm2d": "bn", "BatchNormalization": "bn",
+            "TwinBatchNormalization": "bn",
             "Linear": "dense", "Dense": "dense"}[cls]
 
 
