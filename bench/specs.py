@@ -46,7 +46,7 @@ class Defaults:
             ``models_tf.common.TwinBatchNormalization`` (Keras' layer with this one change). Why this
             side: Keras' BN is composed of backend ops anyway, so one multiply costs nothing measurable,
             while changing PyTorch would mean leaving its fused cuDNN/native batch-norm kernel. Measured
-            (``python -m bench.twins --bn-cost``, resnet20_v1 Keras/TensorFlow train step, batch 32,
+            (``bench.train_parity.bn_convention_cost``, resnet20_v1 Keras/TensorFlow train step, batch 32,
             interleaved A/B in one process on a contended 2-core CPU): see ``BN_COST_NOTE``. The
             memory-efficient DenseNets fold their once-per-step statistics with the same rule.
     """

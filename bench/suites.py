@@ -18,12 +18,18 @@ SUITES = {
     "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
     "memory": "peak memory, batch-size sweep up to the largest batch that fits, train step",
     "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
+    "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
+                "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
 }
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
 TORCH_MODES = ("eager", "compile")
 KERAS_MODES = ("jit", "nojit")
+SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
+FIDELITY_MODELS = ("resnet20_v1",)
+FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
+FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -53,6 +59,7 @@ class Job:
         epochs: epochs override (None: the recipe's).
         train_subset / test_subset: first N examples only (smoke).
         device: cuda | cpu.
+        seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
     """
 
     kind: str
@@ -71,6 +78,7 @@ class Job:
     train_subset: int | None = None
     test_subset: int | None = None
     device: str = "cuda"
+    seed: int = 0
 
     @property
     def job_id(self) -> str:
@@ -78,6 +86,7 @@ class Job:
         parts = [self.kind, self.model, fw, self.precision, f"b{self.batch_size}"]
         if self.kind == "epochs":
             parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else ""]
+            parts.append(f"s{self.seed}" if self.seed else "")
         else:
             parts += [self.measurement, self.exec_mode or "default"]
             if self.kind == "throughput":
@@ -148,7 +157,7 @@ def _memory(opts: Options, models, sweep, steps) -> list[Job]:
 
 
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
-            batch=None) -> list[Job]:
+            batch=None, seeds=(0,)) -> list[Job]:
     from bench.models import get_spec
     from bench.recipes import recipe_for
     dev = "cuda" if opts.gpu else "cpu"
@@ -157,9 +166,10 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
         r = recipe_for(opts.recipe or recipe, get_spec(m).family)
         for fw, be in _fw(opts):
             for p in opts.precisions or (("bf16",) if opts.gpu else ("fp32",)):
-                jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0], recipe=r.name,
-                                epochs=opts.epochs or epochs, train_subset=train_subset, test_subset=test_subset,
-                                device=dev))
+                for seed in seeds:
+                    jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0],
+                                    recipe=r.name, epochs=opts.epochs or epochs, train_subset=train_subset,
+                                    test_subset=test_subset, device=dev, seed=seed))
     return jobs
 
 
@@ -185,8 +195,8 @@ def expand(suite: str, opts: Options) -> list[Job]:
         models = _models(opts, SMOKE_MODELS)
         return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
                 + _memory(opts, models, (8,), 3)
-                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], "fast", epochs=opts.epochs or 1,
-                          train_subset=1024, test_subset=500, batch=64))
+                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], SMOKE_TRAIN["recipe"],
+                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"]))
     if suite == "throughput":
         return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
@@ -194,6 +204,11 @@ def expand(suite: str, opts: Options) -> list[Job]:
         return _memory(opts, _models(opts, every), MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
     if suite == "train":
         return _epochs(opts, _models(opts, every), "paper")
+    if suite == "fidelity":
+        # the same plan for both twins and every seed; the report sets the gap between frameworks beside
+        # the spread between seeds of one framework (bench.report.section_fidelity)
+        f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
+        return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
     if suite == "cifar10-quick":
         # one process per job makes job count the cost: one batch and precision for throughput, the real
         # pipeline and training only for the quick-train models, a short memory sweep where it tells

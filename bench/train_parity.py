@@ -148,3 +148,52 @@ def train_parity(name: str, steps: int = 3, batch: int = 16, recipe: str = "pape
     return {"model": name, "options": options, "backend": backend, "precision": precision, "recipe": r.name,
             "optimizer": r.optimizer, "nesterov": r.nesterov, "weight_decay": r.weight_decay, "batch": batch,
             "steps": steps, "ok": all(row["ok"] for row in rows), "per_step": rows}
+
+
+def bn_convention_cost(model: str = "resnet20_v1", batch: int = 32, rounds: int = 40, seed: int = 0) -> dict:
+    """Speed cost of the unbiased moving-variance rule in Keras: A/B train steps, interleaved in one process.
+
+    A is the Keras twin as built (``TwinBatchNormalization``); B the same twin whose BN layers run
+    Keras' stock ``BatchNormalization.call`` (biased update). Steps alternate A, B, A, B... on the
+    same batch after a warm-up, so a machine that gets busier or quieter affects both alike.
+
+    Returns:
+        Median step seconds of each, their ratio A / B, and the backend.
+    """
+    import time
+
+    import keras
+    from keras import layers
+
+    from bench.models import build
+    from bench.train import _compile_keras
+    from bench.train_keras import CoupledSGD
+    from models_tf.common import TwinBatchNormalization
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, batch)
+    models = {}
+    own = TwinBatchNormalization.call
+    for label in ("unbiased (TwinBatchNormalization)", "biased (stock Keras)"):
+        if label.startswith("biased"):
+            TwinBatchNormalization.call = layers.BatchNormalization.call
+        try:
+            m = build(model, "keras")
+            _compile_keras(m, CoupledSGD(learning_rate=0.01, momentum=0.9, l2=1e-4), False)
+            for _ in range(3):  # trace and warm up while the chosen call is in place
+                m.train_on_batch(x, y)
+        finally:
+            TwinBatchNormalization.call = own
+        models[label] = m
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for label, m in models.items():
+            t0 = time.perf_counter()
+            m.train_on_batch(x, y)
+            times[label].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    a, b = med.values()
+    return {"model": model, "backend": keras.backend.backend(), "batch": batch, "rounds": rounds,
+            "median_step_s": med, "ratio_unbiased_over_biased": a / b}
