@@ -91,3 +91,9 @@ def test_keras_bn_update_is_unbiased_under_mixed_precision():
             np.testing.assert_allclose(out.reshape(-1, 2).std(axis=0), 1.0, rtol=2e-2)  # normalised with the biased one
     finally:
         keras.config.set_dtype_policy(policy)
+
+
+def test_cli_refuses_bad_training_options(capsys):
+    from bench.twins import main
+    assert main(["resnet20_v1", "--train", "--recipe", "nope"]) == 2
+    assert "--train needs a recipe among" in capsys.readouterr().err
