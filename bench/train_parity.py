@@ -14,6 +14,23 @@ in its own op order), or by an absolute floor below which float32 cannot resolve
 training amplifies rounding step after step (chaos, issue #14), so a fixed tolerance would be either
 too loose after one step or fail after three; the yardstick grows with it.
 
+Why float32 parity is luck beyond a few steps, and what the DenseNet "excess" of issue #14 was: a ReLU
+is not smooth. When a pre-activation lies within float32 rounding of zero, one twin may pass it and the
+other zero it; the gradient then differs by that element's whole contribution, and a conv kernel's
+gradient for that output channel (all 9 x C_in taps) moves by ~1e-3 at once. Measured (resnet20_v1,
+paper recipe, batch 16, seed 0): after one step the weights of the twins agree to 1.2e-7; at the second
+step one element of ``stage2_block1_bn1``'s output is +1.6e-6 in PyTorch and -8.3e-7 in Keras, and
+``stage2_block1_conv1``'s kernel gradient differs in 280 of 9,216 entries (one output channel), by up to
+1.1e-3, so that kernel differs by 1.1e-4 after the step; every layer before it follows through the
+backward pass. PyTorch float32 against float64 flips such an element less often (its forward rounding
+is smaller than the gap between two libraries' kernels), so the yardstick can miss a flip the twins hit.
+A DenseNet has far more ReLUs per image than a ResNet of the same size (each layer re-activates the
+concatenation of all earlier maps: quadratic in block depth), hence more flips per step and its larger
+one-step differences; the same flips separate PyTorch float32 from float64 on a DenseNet-BC (5.5e-5 after
+one step at depth 16). ``precision="fp64"`` removes them: in float64 the twins of every family, DenseNets
+included, agree to 1e-8 after 3 steps (the float32 lr of Keras' schedule is the only difference left),
+so no op computes differently (concat order, pooling, BN epsilon, weight decay, momentum, loss reduction).
+
 Batches: standard-normal images and uniform labels from one numpy seed, so the check needs no data.
 """
 from __future__ import annotations
