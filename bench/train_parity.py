@@ -32,6 +32,11 @@ included, agree to 1e-8 after 3 steps (the float32 lr of Keras' schedule is the 
 so no op computes differently (concat order, pooling, BN epsilon, weight decay, momentum, loss reduction).
 
 Batches: standard-normal images and uniform labels from one numpy seed, so the check needs no data.
+
+Backends: checked on TensorFlow (tests) and Keras' torch backend (agrees to 1.2e-7 after 2 steps). On
+JAX this check fails today (weights 3.8e-2 apart after one step, the Keras update ~1.9x PyTorch's, as if
+momentum were applied twice), while a bare ``train_on_batch`` of a freshly built twin on JAX matched
+PyTorch exactly: open (issue #14 note); ``fp64`` on JAX needs ``JAX_ENABLE_X64=1``.
 """
 from __future__ import annotations
 
