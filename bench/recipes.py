@@ -1,6 +1,7 @@
-"""Training recipes, selectable by name, every value overridable: ``paper``, ``keras-example``, ``slides``, ``fast``.
+"""Training recipes, selectable by name, every value overridable: ``paper``, ``keras-example``, ``slides``, ``fast``, ``smoke``.
 
-A recipe is frozen data; :meth:`Recipe.lr_at` is the one learning-rate formula. PyTorch calls it per
+A recipe is frozen data; :meth:`Recipe.lr_at` is the one learning-rate formula. ``smoke`` is the
+few-minute CPU training of the ``smoke`` suite (a trainer that learns, not a result). PyTorch calls it per
 step; Keras evaluates the same formula in-graph (``bench.train_keras.RecipeSchedule``), and a test
 checks that both agree step by step.
 
@@ -84,6 +85,9 @@ RECIPES = {
                             milestones=((81, 0.1), (121, 0.01), (161, 1e-3), (181, 5e-4))),
     "slides": Recipe("slides", "adam", 1e-3, 64, 150, milestones=((50, 0.1), (100, 0.01))),
     "fast": Recipe("fast", "sgd", 0.2, 256, 30, nesterov=True, weight_decay=5e-4, schedule="onecycle"),
+    # the smoke suite's few-minute CPU training (a few thousand images, 3 epochs): shows a trainer that
+    # learns, never a result; one-cycle with a short warm-up, small batch for many steps
+    "smoke": Recipe("smoke", "sgd", 0.1, 64, 3, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup=0.2),
 }
 
 

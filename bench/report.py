@@ -416,6 +416,7 @@ def section_accuracy(run: dict, out: Path) -> Section:
     tbl = last[cols].copy()
     tbl["published_acc (reference)"] = [1 - PAPER_ERRORS[m][0] / 100 if m in PAPER_ERRORS else None for m in tbl.model]
     s.tables.append(("final epoch", tbl.round(4)))
+    s.text += subset_notes(last)
     standin = standin_check(last)
     if standin is not None:
         s.tables.append(("resnet20_v1, paper recipe, on the stand-in data: against the reference script "
@@ -435,6 +436,21 @@ def section_accuracy(run: dict, out: Path) -> Section:
     return s
 
 
+def subset_notes(last: pd.DataFrame) -> list[str]:
+    """One sentence per training on a subset of CIFAR-10 (the smoke and CPU fidelity runs): what it was,
+    so its accuracy is never read as a result."""
+    if "train_examples" not in last:
+        return []
+    notes = []
+    sub = last[last.train_examples.notna() & (last.train_examples < 50000)]
+    for (m, rec, n, e), g in sub.groupby(["model", "recipe", "train_examples", "epochs_total"]):
+        accs = ", ".join(f"{impl} {a:.1%}" for impl, a in zip(g.impl, g.test_acc))
+        notes.append(f"{m}: trained on the first {int(n):,} training images for {int(e)} epoch(s) (recipe '{rec}'), "
+                     f"tested on a subset of the test set: a check that the trainer learns (chance is 10%), not a "
+                     f"result to compare with published accuracy. Final test accuracy: {accs}.")
+    return notes
+
+
 def standin_check(last: pd.DataFrame) -> pd.DataFrame | None:
     """The paper-recipe ResNet-20 rows trained on a copy of CIFAR-10 (not the official files), next to the
     reference script's accuracy on that copy, and whether they reach it minus 0.5 point (issue #6)."""
@@ -451,6 +467,69 @@ def standin_check(last: pd.DataFrame) -> pd.DataFrame | None:
         ("yes" if a >= r - 0.005 else "no") if e >= t else "unfinished"
         for a, r, e, t in zip(out.test_acc, out.reference_acc, out.epoch, out.epochs_total)]
     return out.round(4)
+
+
+def fidelity_table(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per plan and epoch: each implementation's mean test accuracy over seeds and its spread
+    (max - min between seeds), the gap between the implementations' means, and gap / spread.
+
+    ``ok`` has an ``impl`` column; a plan is (model, recipe, precision, train_examples). Only plans
+    with at least two seeds in some implementation and at least two implementations are kept.
+    """
+    keys = ["model", "recipe", "precision", "train_examples"]
+    ok = ok.assign(train_examples=ok.train_examples.fillna(-1))
+    rows = []
+    for plan, g in ok.groupby(keys):
+        if g.impl.nunique() < 2 or g.groupby("impl").seed.nunique().max() < 2:
+            continue
+        for epoch, ge in g.groupby("epoch"):
+            row = dict(zip(keys, plan), epoch=int(epoch))
+            means, spreads = {}, {}
+            for impl, gi in ge.groupby("impl"):
+                acc = gi.drop_duplicates("seed").test_acc
+                means[impl], spreads[impl] = acc.mean(), acc.max() - acc.min()
+                row[f"{impl} mean"], row[f"{impl} spread"], row[f"{impl} seeds"] = acc.mean(), acc.max() - acc.min(), len(acc)
+            gap = max(means.values()) - min(means.values())
+            spread = max(spreads.values())
+            row["gap between frameworks"] = gap
+            row["largest seed spread"] = spread
+            row["gap / spread"] = gap / spread if spread > 0 else None
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["train_examples"] = out.train_examples.astype(int).astype(object).where(out.train_examples >= 0, "all")
+    return out
+
+
+def section_fidelity(run: dict, out: Path) -> Section:
+    """The framework gap in test accuracy set beside the spread between seeds of one framework."""
+    s = Section("Fidelity")
+    df = run["epochs"]
+    if df is None or not len(df) or "seed" not in df:
+        s.text.append("No training with several seeds in this run (the `fidelity` suite makes one).")
+        return s
+    ok = df[df.status == "ok"].copy()
+    ok["impl"] = _label(ok)
+    tbl = fidelity_table(ok)
+    if not len(tbl):
+        s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread.")
+        return s
+    s.text.append("Each twin trained on the same plan (same data order and augmentation per seed) with several "
+                  "seeds. The spread between seeds of one framework is what chance alone moves test accuracy; "
+                  "a gap between the frameworks' means within that spread is no evidence of a framework "
+                  "difference (gap / spread below 1). Seeds also change the initial weights, which differ between "
+                  "frameworks at one seed.")
+    s.tables.append(("test accuracy per epoch: mean and spread (max - min) over seeds, per implementation, and "
+                     "the gap between implementations", tbl.round(4)))
+    plt, sns = _plt()
+    sub = ok[ok.model.isin(tbl.model.unique())].copy()
+    sub["seed"] = sub.seed.astype(int).astype(str)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=sub, x="epoch", y="test_acc", hue="impl", units="seed", estimator=None, marker="o", ax=ax,
+                 alpha=0.8)
+    ax.set(title="Test accuracy per epoch, one line per seed", ylabel="test accuracy")
+    s.figures.append((_save(fig, out, "fidelity_per_seed"), "test accuracy per epoch, every seed of each twin"))
+    return s
 
 
 def _params(model: str) -> int | None:
@@ -508,7 +587,7 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = [section_environment(run), section_throughput(run, out_dir), section_memory(run, out_dir),
-                section_accuracy(run, out_dir), section_errors(run)]
+                section_accuracy(run, out_dir), section_fidelity(run, out_dir), section_errors(run)]
     if compare_dir is not None:
         sections.append(section_compare(run, load_run(compare_dir), out_dir))
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"

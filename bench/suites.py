@@ -19,12 +19,18 @@ SUITES = {
     "memory": "memory of a train step: allocator peak (GPU, batch sweep up to the largest that fits) and, on any "
               "device, saved activations + weights/gradients/optimizer state, over batch size and network depth",
     "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
+    "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
+                "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
 }
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
 TORCH_MODES = ("eager", "compile")
 KERAS_MODES = ("jit", "nojit")
+SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
+FIDELITY_MODELS = ("resnet20_v1",)
+FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
+FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -65,6 +71,7 @@ class Job:
         train_subset / test_subset: first N examples only (smoke).
         device: cuda | cpu.
         depth: memory jobs of a depth sweep: the registry model built at this depth (None: its own).
+        seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
     """
 
     kind: str
@@ -84,6 +91,7 @@ class Job:
     test_subset: int | None = None
     device: str = "cuda"
     depth: int | None = None
+    seed: int = 0
 
     @property
     def job_id(self) -> str:
@@ -91,6 +99,7 @@ class Job:
         parts = [self.kind, self.model, fw, self.precision, f"b{self.batch_size}"]
         if self.kind == "epochs":
             parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else ""]
+            parts.append(f"s{self.seed}" if self.seed else "")
         else:
             parts += [self.measurement, self.exec_mode or "default"]
             if self.kind == "throughput":
@@ -187,7 +196,7 @@ def _unique(jobs: list[Job]) -> list[Job]:
 
 
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
-            batch=None) -> list[Job]:
+            batch=None, seeds=(0,)) -> list[Job]:
     from bench.models import get_spec
     from bench.recipes import recipe_for
     dev = "cuda" if opts.gpu else "cpu"
@@ -196,9 +205,10 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
         r = recipe_for(opts.recipe or recipe, get_spec(m).family)
         for fw, be in _fw(opts):
             for p in opts.precisions or (("bf16",) if opts.gpu else ("fp32",)):
-                jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0], recipe=r.name,
-                                epochs=opts.epochs or epochs, train_subset=train_subset, test_subset=test_subset,
-                                device=dev))
+                for seed in seeds:
+                    jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0],
+                                    recipe=r.name, epochs=opts.epochs or epochs, train_subset=train_subset,
+                                    test_subset=test_subset, device=dev, seed=seed))
     return jobs
 
 
@@ -226,8 +236,8 @@ def expand(suite: str, opts: Options) -> list[Job]:
                 + _memory(opts, models, (8,), 3)
                 + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
                           smoke_memory_models(models), (8,), 3)
-                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], "fast", epochs=opts.epochs or 1,
-                          train_subset=1024, test_subset=500, batch=64))
+                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], SMOKE_TRAIN["recipe"],
+                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"]))
     if suite == "throughput":
         return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
@@ -238,6 +248,11 @@ def expand(suite: str, opts: Options) -> list[Job]:
                        + ([] if gpu else _depth_sweep(opts, models, DEPTH_SWEEP_BATCH)))
     if suite == "train":
         return _epochs(opts, _models(opts, every), "paper")
+    if suite == "fidelity":
+        # the same plan for both twins and every seed; the report sets the gap between frameworks beside
+        # the spread between seeds of one framework (bench.report.section_fidelity)
+        f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
+        return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
     if suite == "cifar10-quick":
         # one process per job makes job count the cost: one batch and precision for throughput, the real
         # pipeline and training only for the quick-train models, a short memory sweep where it tells

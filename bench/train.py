@@ -96,11 +96,7 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     xte_d = torch.from_numpy(normalize(xte)).permute(0, 3, 1, 2).contiguous().to(dev).to(memory_format=fmt)
     yte_d = torch.from_numpy(yte).to(dev)
     model = build(cfg.model, "torch").to(dev).to(memory_format=fmt)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if r.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+    opt = torch_optimizer(r, model)
     amp_dtype = torch_amp_dtype(cfg.precision)
     scaler = torch.amp.GradScaler(dev, enabled=cfg.precision == "fp16")
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
@@ -175,6 +171,16 @@ def _eval_torch(model, x, y, amp_dtype, dev: str, batch: int = 1000) -> tuple[fl
             loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
             correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
     return loss / len(y), correct / len(y)
+
+
+def torch_optimizer(recipe: Recipe, model):
+    """torch optimizer of the recipe over every trainable parameter (coupled weight decay: torch's ``weight_decay``)."""
+    import torch
+    params = [p for p in model.parameters() if p.requires_grad]
+    r = recipe
+    if r.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
+    return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
 
 
 def keras_optimizer(recipe: Recipe, steps_per_epoch: int):

@@ -62,12 +62,49 @@ class _CoupledL2:
 
 @keras.saving.register_keras_serializable("twinbench")
 class CoupledSGD(_CoupledL2, keras.optimizers.SGD):
-    pass
+    """SGD with PyTorch's momentum convention: the buffer accumulates gradients and the *current* lr
+    scales the step (``b = m * b + g; w -= lr * b``; Nesterov: ``w -= lr * (g + m * b)``).
+
+    Keras' SGD folds the lr into its velocity (``v = m * v - lr * g; w += v``), which is the same only
+    while the lr is constant: under a schedule that moves every step (``onecycle``) or at a milestone
+    the two drift apart (issue #14: 1.6e-2 on a weight after 2 one-cycle steps in float64).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.momentum == 0:
+            self.assign_sub(variable, ops.multiply(g, lr))
+            return
+        b = self.momentums[self._get_variable_index(variable)]
+        m = ops.cast(self.momentum, variable.dtype)
+        self.assign(b, ops.add(ops.multiply(b, m), g))
+        step = ops.add(g, ops.multiply(b, m)) if self.nesterov else b
+        self.assign_sub(variable, ops.multiply(step, lr))
 
 
 @keras.saving.register_keras_serializable("twinbench")
 class CoupledAdam(_CoupledL2, keras.optimizers.Adam):
-    pass
+    """Adam with PyTorch's epsilon: ``w -= lr * m_hat / (sqrt(v_hat) + eps)``, eps 1e-8.
+
+    Keras adds its epsilon (default 1e-7) to ``sqrt(v)`` before the bias correction, i.e. it divides by
+    ``sqrt(v_hat) + eps / sqrt(1 - beta_2^t)``: a different, step-dependent epsilon.
+    """
+
+    def __init__(self, *args, epsilon: float = 1e-8, **kwargs) -> None:
+        super().__init__(*args, epsilon=epsilon, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        t = ops.cast(self.iterations + 1, variable.dtype)
+        b1, b2 = ops.cast(self.beta_1, variable.dtype), ops.cast(self.beta_2, variable.dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(g, m), 1 - b1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - b2))
+        denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(1 - ops.power(b2, t))), self.epsilon)
+        self.assign_sub(variable, ops.divide(ops.multiply(m, lr / (1 - ops.power(b1, t))), denom))
 
 
 class PlanAugment(keras.layers.Layer):

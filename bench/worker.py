@@ -167,7 +167,7 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     row["data_source"] = data.kind
     ckdir = out / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(job.model, recipe, job.precision, device=job.device, train_subset=job.train_subset,
+    cfg = TrainConfig(job.model, recipe, job.precision, seed=job.seed, device=job.device, train_subset=job.train_subset,
                       test_subset=job.test_subset, progress=sys.stderr.isatty(),
                       checkpoint=checkpoint_path(ckdir, job.model, job.framework, row["backend"], job.precision,
                                                  f"{recipe.name}-{job.job_id.replace('/', '_')}"))

@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from bench.specs import DEFAULTS, DenseNetSpec, keras_name
-from models_tf.common import bn_layer, bn_relu, conv, conv_layer, head, inputs
+from models_tf.common import bn_layer, bn_relu, conv, conv_layer, count_per_channel, head, inputs
 
 
 @keras.saving.register_keras_serializable("twinbench")
@@ -52,10 +52,8 @@ class ConcatBNReLUConv(keras.layers.Layer):
         feats = list(feats) if isinstance(feats, (list, tuple)) else [feats]
         if self.memory_efficient and training:
             y, mean, var = keras.remat(self._pure_segment)(*feats)
-            m = self.bn.momentum
-            self.bn.moving_mean.assign(self.bn.moving_mean * m + ops.cast(mean, self.bn.moving_mean.dtype) * (1 - m))
-            self.bn.moving_variance.assign(
-                self.bn.moving_variance * m + ops.cast(var, self.bn.moving_variance.dtype) * (1 - m))
+            # the same rule as every other BN of the twins (unbiased moving variance, bench.specs.Defaults)
+            self.bn.update_moving_statistics(mean, var, count_per_channel(feats[0]))
             return y
         return self._segment(*feats, training=training)
 

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from bench.specs import DEFAULTS, Defaults, TRUNCATED_NORMAL_STD
+from bench.specs import DEFAULTS, TRUNCATED_NORMAL_STD, Defaults
 
 
 def conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool | None = None,
@@ -17,6 +17,10 @@ def conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool | None = None,
 
 
 def bn(c: int, d: Defaults = DEFAULTS) -> nn.BatchNorm2d:
+    """BatchNorm2d with the spec's epsilon and momentum; its running_var update is the unbiased one
+    (``Defaults.bn_moving_variance``), PyTorch's own rule."""
+    if d.bn_moving_variance != "unbiased":
+        raise ValueError(f"bn_moving_variance {d.bn_moving_variance!r}: PyTorch's BatchNorm2d folds the unbiased variance")
     return nn.BatchNorm2d(c, eps=d.bn_epsilon, momentum=d.torch_bn_momentum)
 
 

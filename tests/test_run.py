@@ -13,7 +13,7 @@ from bench.schema import columns
 ROOT = Path(__file__).resolve().parents[1]
 INFER = "throughput/resnet20_v1/torch/fp32/b8/infer/default/synthetic"
 MEMORY = "memory/resnet20_v1/torch/fp32/b8/train/default"
-ARGS = ["--suite", "smoke", "--models", "resnet20_v1", "--frameworks", "torch", "--no-report"]
+ARGS = ["--suite", "smoke", "--models", "resnet20_v1", "--frameworks", "torch", "--epochs", "1", "--no-report"]  # one epoch: cheap
 
 
 def _run(args, out, **env):

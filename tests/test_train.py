@@ -7,7 +7,7 @@ from bench.recipes import RECIPES, recipe_for
 
 
 def test_recipes_by_name_and_overrides():
-    assert set(RECIPES) == {"paper", "keras-example", "slides", "fast"}
+    assert set(RECIPES) == {"paper", "keras-example", "slides", "fast", "smoke"}
     p = recipe_for("paper")
     assert (p.optimizer, p.lr, p.batch_size, p.epochs, p.weight_decay) == ("sgd", 0.1, 128, 164, 1e-4)
     d = recipe_for("paper", "densenet")
@@ -31,7 +31,7 @@ def test_keras_example_schedule():
     assert r.lr_at(181 * 5, 5) == pytest.approx(5e-7)
 
 
-@pytest.mark.parametrize("name", ["paper", "keras-example", "slides", "fast"])
+@pytest.mark.parametrize("name", ["paper", "keras-example", "slides", "fast", "smoke"])
 def test_keras_schedule_equals_python_formula(name):
     import keras
 
@@ -84,6 +84,52 @@ def test_short_training_rises_above_chance(framework, cifar_dir, tmp_path):
     train(TrainConfig("resnet20_v1", recipe_for("fast", epochs=3, batch_size=64, lr=0.1), train_subset=2048,
                       test_subset=1000, progress=False, checkpoint=ck), data, more.append)
     assert [row["epoch"] for row in more] == [3]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_keras_sgd_follows_torch_momentum_while_the_lr_moves(nesterov):
+    """PyTorch's momentum convention (lr scales the buffer at each step), also when the lr changes every step."""
+    import keras
+    import torch
+
+    from bench.train_keras import CoupledSGD
+    w0 = np.array([1.0, -2.0, 3.0], dtype="float64")
+    tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = torch.optim.SGD([tw], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+    kv = keras.Variable(w0.copy(), dtype="float64")
+    lr = keras.Variable(0.1, dtype="float64", trainable=False)
+    kopt = CoupledSGD(learning_rate=lambda: lr, momentum=0.9, nesterov=nesterov, l2=0.01)
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        g = rng.standard_normal(3)
+        for group in topt.param_groups:
+            group["lr"] = 0.1 * (step + 1)
+        lr.assign(0.1 * (step + 1))
+        tw.grad = torch.from_numpy(g.copy())
+        topt.step()
+        kopt.apply([keras.ops.convert_to_tensor(g)], [kv])
+    # Keras keeps its lr and momentum in float32 (~5e-8); the convention of Keras' own SGD is 1e-2 away
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kv), tw.detach().numpy(), rtol=1e-6)
+
+
+def test_keras_adam_follows_torch_adam():
+    """Adam with PyTorch's epsilon placement and value (1e-8), coupled weight decay, 4 steps."""
+    import keras
+    import torch
+
+    from bench.train_keras import CoupledAdam
+    w0 = np.array([1.0, -2.0, 3.0], dtype="float64")
+    tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    topt = torch.optim.Adam([tw], lr=1e-3, weight_decay=1e-4)
+    kv = keras.Variable(w0.copy(), dtype="float64")
+    kopt = CoupledAdam(learning_rate=1e-3, l2=1e-4)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        g = rng.standard_normal(3) * 1e-6  # small gradients: where the epsilon convention shows
+        tw.grad = torch.from_numpy(g.copy())
+        topt.step()
+        kopt.apply([keras.ops.convert_to_tensor(g)], [kv])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kv), tw.detach().numpy(), rtol=1e-7)
 
 
 def test_keras_checkpoint_round_trip_and_wrong_model(tmp_path):
