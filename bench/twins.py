@@ -87,12 +87,19 @@ def keras_inventory(model) -> list[tuple[str, str, tuple]]:
 
 
 def _to_keras_arrays(m) -> list[np.ndarray]:
+    """The layer's arrays in Keras layout, as copies that share no memory with the torch tensors.
+
+    ``Tensor.numpy()`` of a CPU tensor is a view of the tensor's storage, and Keras' JAX backend may
+    keep a contiguous numpy array it is given without copying it (XLA's CPU client aliases aligned
+    host buffers). A Keras variable set from such a view would then *be* the torch tensor: a later
+    in-place torch update (``optimizer.step()``, BN's ``running_mean``) would change the Keras twin too.
+    """
     kind = _kind(m)
     if kind == "bn":
-        return [t.detach().cpu().numpy() for t in (m.weight, m.bias, m.running_mean, m.running_var)]
+        return [np.array(t.detach().cpu().numpy(), order="C") for t in (m.weight, m.bias, m.running_mean, m.running_var)]
     w = m.weight.detach().cpu().numpy()
-    w = w.transpose(2, 3, 1, 0) if kind == "conv" else w.T
-    return [w] + ([m.bias.detach().cpu().numpy()] if m.bias is not None else [])
+    w = np.array(w.transpose(2, 3, 1, 0) if kind == "conv" else w.T, order="C")  # np.array copies
+    return [w] + ([np.array(m.bias.detach().cpu().numpy(), order="C")] if m.bias is not None else [])
 
 
 def torch_to_keras(torch_model, keras_model) -> int:
