@@ -3,10 +3,18 @@
 Small members of each registered family (depth overridden, as ``bench.models.build`` allows) keep the
 checks cheap; the registered depths run with ``python -m bench.twins --train``.
 """
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bench.train_parity import FLOOR_BN, train_parity
+from bench.train_parity import FLOOR_BN, FLOOR_WEIGHTS, train_parity
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # one small member of every registered family: resnet v1, resnet v2, plain, densenet, densenet-bc, memeff
 FAMILIES = [("resnet20_v1", dict(depth=8)), ("resnet56_v2", dict(depth=11)), ("plain20", dict(depth=8)),
@@ -49,6 +57,41 @@ def test_train_parity_fp64_one_cycle(name, options):
     r = train_parity(name, steps=3, batch=8, recipe="smoke", precision="fp64", input_size=8, **options)
     assert r["ok"], r["per_step"]
     assert len({s["lr"] for s in r["per_step"]}) == 3  # the lr moved at every step
+
+
+_JAX_PARITY = """
+import json, numpy as np, torch
+from bench.models import build
+from bench.train_parity import _keras_arrays, train_parity
+from bench.twins import torch_to_keras
+opts = dict(depth=8, input_size=8)
+t, k = build("resnet20_v1", "torch", **opts), build("resnet20_v1", "keras", **opts)
+torch_to_keras(t, k)
+before = _keras_arrays(k)
+with torch.no_grad():  # what torch's optimizer.step() and BN's running stats do: in place
+    for p in list(t.parameters()) + [b for b in t.buffers() if b.is_floating_point()]:
+        p.add_(1.0)
+moved = sorted(n for n, arrs in _keras_arrays(k).items() if any((a != b).any() for a, b in zip(arrs, before[n])))
+r = train_parity("resnet20_v1", steps=2, batch=8, recipe="paper", **opts)
+print("JSON" + json.dumps({"keras_moved_with_torch": moved, "parity": r}))
+"""
+
+
+@pytest.mark.slow
+def test_train_parity_on_jax():
+    """On Keras' JAX backend: the Keras twin shares no memory with the PyTorch twin it was copied from,
+    and 2 steps of the paper recipe agree (before the fix, torch's in-place step moved the aliased Keras
+    biases and BN statistics too: 3.8e-2 apart after one step)."""
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-c", _JAX_PARITY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.split("JSON", 1)[1])
+    assert out["keras_moved_with_torch"] == []
+    r = out["parity"]
+    assert r["backend"] == "jax"
+    assert r["per_step"][0]["weights_diff"] <= FLOOR_WEIGHTS and r["per_step"][0]["bn_stats_diff"] <= FLOOR_BN, r["per_step"]
+    assert r["ok"], r["per_step"]
 
 
 def test_parity_detects_the_biased_bn_update(monkeypatch):
