@@ -33,10 +33,21 @@ so no op computes differently (concat order, pooling, BN epsilon, weight decay, 
 
 Batches: standard-normal images and uniform labels from one numpy seed, so the check needs no data.
 
-Backends: checked on TensorFlow (tests) and Keras' torch backend (agrees to 1.2e-7 after 2 steps). On
-JAX this check fails today (weights 3.8e-2 apart after one step, the Keras update ~1.9x PyTorch's, as if
-momentum were applied twice), while a bare ``train_on_batch`` of a freshly built twin on JAX matched
-PyTorch exactly: open (issue #14 note); ``fp64`` on JAX needs ``JAX_ENABLE_X64=1``.
+Backends: checked on TensorFlow (tests), Keras' torch backend (agrees to 1.2e-7 after 2 steps) and JAX
+(tests: a subprocess). JAX once failed this check (weights 3.8e-2 apart after one step, the Keras update
+~1.9x PyTorch's) while a bare ``train_on_batch`` matched: the cause was the check's weight transfer, not
+Keras' training on JAX. ``Tensor.numpy()`` is a view of the torch tensor, and the JAX backend kept such
+contiguous arrays without a copy (aligned host buffers are aliased on the CPU), so every bias, BN gamma,
+beta and moving statistic of the Keras twin *was* the PyTorch tensor; PyTorch's in-place
+``optimizer.step()`` and BN update (run first) moved the Keras twin too, which then took its own step
+from there (conv and dense kernels, transposed copies, were spared). ``bench.twins._to_keras_arrays``
+now copies. ``bench.train`` never shares memory between the twins and was not affected.
+
+``fp64`` on JAX needs ``JAX_ENABLE_X64=1`` and, on JAX and Keras' torch backend, is not float64 in BN:
+Keras' ``backend.result_type`` maps float64 to float32 on every backend but TensorFlow, and Keras'
+``BatchNormalization`` computes in ``result_type(dtype, "float32")`` (float32): measured (resnet20_v1
+depth 8, float64 policy, JAX) eval-mode BN outputs 3.8e-7 from PyTorch float64, so ``fp64`` there shows
+float32 rounding and its ReLU flips (1.5e-4 after 2 paper steps); its fp64 bound holds on TensorFlow only.
 """
 from __future__ import annotations
 
