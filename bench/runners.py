@@ -4,8 +4,18 @@ A ``StepRunner`` holds a built model, its input already on the device (synthetic
 CIFAR-10 pipeline (the training set resident on the device, each batch cropped and flipped there), and
 two callables: ``step()`` runs one step, ``sync()`` waits for the device (PyTorch:
 ``torch.cuda.synchronize``; Keras: the step returns a value read back to the host, so it is
-synchronous already). Used by ``bench.worker`` (the suites) and ``tests/test_benchmarks.py``
-(pytest-benchmark), so both time exactly the same code.
+synchronous already). Keras train runners also have ``window(n)``: n steps run the way ``model.fit``
+runs them between batches (the compiled train function called back to back, no host read-back), then
+one read-back; ``steps_per_sample`` is the window the suites time (see ``bench.timing.measure``).
+Used by ``bench.worker`` (the suites), ``bench.overhead`` and ``tests/test_benchmarks.py``
+(pytest-benchmark), so all time exactly the same code.
+
+PyTorch execution modes: ``eager``; ``compile`` (``torch.compile`` of the model, the optimizer eager);
+``step-compile`` (the whole train step -- forward, loss, backward, optimizer update -- is one
+``torch.compile``'d function, the backward captured by compiled autograd; on CUDA with mode
+``reduce-overhead``, i.e. CUDA graphs, on a CPU with the default mode). The optimizer's own
+``torch._dynamo.graph_break`` (torch/optim/optimizer.py: it keeps the update in place) splits the
+step into a few compiled graphs; each is compiled and, on CUDA, graph-replayed.
 
 Training step = forward + backward + optimizer (SGD, momentum 0.9, lr 0.1, as in ANCHORS.md §3).
 """
@@ -37,6 +47,37 @@ class StepRunner:
     channels_last: bool | None
     params: tuple[int, int]
     extra: dict = field(default_factory=dict)  # "weights": () -> the twin's trainable weights as numpy (tests)
+    window: Callable[[int], None] | None = None  # Keras train: n steps as fit runs them, one read-back at the end
+    steps_per_sample: int = 1  # steps per timed sample (a Keras window on a GPU; 1 elsewhere)
+
+
+TORCH_MODES = ("eager", "compile", "step-compile")
+KERAS_WINDOW_GPU = 10  # Keras steps per timed sample on a GPU: fit reads nothing back between batches
+
+
+def torch_compile_mode(device: str) -> str:
+    """torch.compile mode of ``step-compile``: CUDA graphs (reduce-overhead) on a GPU, the default on a CPU."""
+    return "reduce-overhead" if device == "cuda" else "default"
+
+
+def compile_torch_step(fn: Callable, device: str) -> Callable:
+    """``fn`` (a whole train step: forward, ``loss.backward()``, ``opt.step()``) compiled as one function.
+
+    The backward inside the compiled region is captured by compiled autograd (torch tutorial "Compiled
+    Autograd"); the optimizer step is compiled as in "Compiling the optimizer with torch.compile". On
+    CUDA each call is marked as a new CUDA-graph step, so a tensor returned by one call is read before
+    the next call overwrites it.
+    """
+    import torch
+    compiled = torch.compile(fn, mode=torch_compile_mode(device))
+    cuda = device == "cuda"
+
+    def run(*args):
+        if cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch._dynamo.config.patch(compiled_autograd=True):
+            return compiled(*args)
+    return run
 
 
 def make_step(model: str, framework: str, measurement: str = "train", batch_size: int = 32,
@@ -53,7 +94,8 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         precision: fp32 | bf16 | fp16.
         input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
         device: cuda | cpu | None (GPU when there is one).
-        exec_mode: torch: eager | compile; keras: jit | nojit. Default: torch eager; keras jit on a
+        exec_mode: torch: eager | compile | step-compile (see the module docstring); keras: jit | nojit.
+            Default: torch eager; keras jit on a
             GPU and on JAX, nojit on a CPU otherwise. On a 2-core CPU, TensorFlow's XLA only adds
             compile time (`bench.run --suite throughput --models densenet_bc100_k12 --frameworks keras
             --exec-mode jit,nojit --batch-sizes 8 --device cpu`: first train step 78.6 s jit vs 40.0 s
@@ -97,8 +139,8 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     from bench.env import framework_env
     from bench.models import build
 
-    if mode not in ("eager", "compile"):
-        raise ValueError(f"torch exec_mode must be eager or compile, got {mode!r}")
+    if mode not in TORCH_MODES:
+        raise ValueError(f"torch exec_mode must be one of {TORCH_MODES}, got {mode!r}")
     env = framework_env("torch", device)
     dev = env["device"]
     if dev == "cuda":
@@ -142,20 +184,38 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     if measurement == "train":
         net.train()
+        if mode == "step-compile":
+            def whole_step(x, y):
+                with ctx():
+                    loss = F.cross_entropy(net(x).float(), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
 
-        def step():
-            next_batch()
-            with ctx():
-                loss = F.cross_entropy(run(state["x"]).float(), state["y"])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            compiled = compile_torch_step(whole_step, dev)
+
+            def step():
+                next_batch()
+                opt.zero_grad(set_to_none=True)
+                compiled(state["x"], state["y"])
+        else:
+            def step():
+                next_batch()
+                with ctx():
+                    loss = F.cross_entropy(run(state["x"]).float(), state["y"])
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
     else:
         net.eval()
+        if mode == "step-compile":  # inference: the whole forward step, compiled the same way (CUDA graphs on a GPU)
+            run = torch.compile(net, mode=torch_compile_mode(dev))
 
         def step():
             next_batch()
+            if mode == "step-compile" and dev == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.inference_mode(), ctx():
                 run(state["x"])
 
@@ -202,10 +262,16 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
 
     run.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
+    window = None
     if measurement == "train":
         def step():
             next_batch()
             run.train_on_batch(state["x"], state["y"])  # returns the loss as a host value: synchronous
+
+        def batch():
+            next_batch()
+            return state["x"], state["y"]
+        window = keras_train_window(run, batch)
     else:
         def step():
             next_batch()
@@ -213,4 +279,46 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
 
     return StepRunner(step, lambda: None, env, mode, None, params,
                       extra={"jit_compile": bool(getattr(run, "jit_compile", False)),
-                             "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]})
+                             "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]},
+                      window=window, steps_per_sample=KERAS_WINDOW_GPU if window and env["device"] == "cuda" else 1)
+
+
+def keras_train_window(model, batch: Callable[[], tuple]) -> Callable[[int], None]:
+    """``window(n)``: n train steps of a compiled Keras ``model`` as ``fit`` runs them, then one read-back.
+
+    ``fit`` calls the backend's compiled ``train_function`` once per batch and reads nothing back until
+    the epoch ends (no callback asks for logs here); ``train_on_batch`` instead reads the loss back after
+    every step (and, on JAX, writes the state back into the variables every step). The window calls
+    ``train_function`` exactly as each backend's ``fit`` does (TensorFlow and JAX: an iterator of
+    batches; torch: a list), keeps JAX's state in flight between steps as ``fit`` does, and ends with the
+    loss read back to the host, so the device has finished. The model must have run ``train_on_batch``
+    once (built and compiled).
+    """
+    import keras
+    backend = keras.backend.backend()
+
+    def window(n: int) -> None:
+        model.make_train_function()
+        fn = model.train_function
+        logs = None
+        if backend == "jax":
+            state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                         optimizer_variables=True, metrics_variables=True,
+                                         purge_model_variables=False)
+            model._jax_state_synced = False
+            for _ in range(n):
+                x, y = batch()
+                logs, state = fn(state, iter([(x, y, None)]))
+            names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+            model._jax_state = dict(zip(names, state))
+            model.jax_state_sync()
+        elif backend == "tensorflow":
+            for _ in range(n):
+                x, y = batch()
+                logs = fn(iter([(x, y, None)]))
+        else:
+            for _ in range(n):
+                x, y = batch()
+                logs = fn([(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)])
+        float(keras.ops.convert_to_numpy(logs["loss"]))  # one host read-back: the window has finished
+    return window
