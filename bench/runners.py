@@ -83,7 +83,7 @@ def compile_torch_step(fn: Callable, device: str) -> Callable:
 def make_step(model: str, framework: str, measurement: str = "train", batch_size: int = 32,
               precision: str = "fp32", input: str = "synthetic", device: str | None = None,
               exec_mode: str | None = None, channels_last: bool | None = None, data_dir: str | None = None,
-              seed: int = 0) -> StepRunner:
+              seed: int = 0, model_options: dict | None = None) -> StepRunner:
     """Build the ``framework`` twin of ``model`` and return its step, ready to time.
 
     Args:
@@ -103,6 +103,7 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
             tests/test_train.py::test_short_training_rises_above_chance: 190 s nojit, 101 s jit).
         channels_last: torch memory format (default: on for GPU).
         data_dir: CIFAR-10 location for input=real.
+        model_options: spec overrides for ``bench.models.build`` (tests: a shallow, small-input twin).
     """
     if measurement not in MEASUREMENTS:
         raise ValueError(f"measurement must be one of {MEASUREMENTS}, got {measurement!r}")
@@ -112,9 +113,10 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if framework == "torch":
         return _torch_step(model, measurement, batch_size, precision, input, device, exec_mode or "eager",
-                           channels_last, data_dir, seed)
+                           channels_last, data_dir, seed, model_options or {})
     if framework == "keras":
-        return _keras_step(model, measurement, batch_size, precision, input, device, exec_mode, data_dir, seed)
+        return _keras_step(model, measurement, batch_size, precision, input, device, exec_mode, data_dir, seed,
+                           model_options or {})
     raise ValueError(f"unknown framework {framework!r}")
 
 
@@ -131,7 +133,7 @@ def _real_batches(data_dir: str | None, batch_size: int, seed: int):
     return pad_images(normalize(data.x_train)), data.y_train, sampler
 
 
-def _torch_step(model, measurement, batch, precision, input, device, mode, channels_last, data_dir, seed):
+def _torch_step(model, measurement, batch, precision, input, device, mode, channels_last, data_dir, seed, options):
     import torch
     import torch.nn.functional as F
 
@@ -148,14 +150,15 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     torch.manual_seed(seed)
     cl = (dev == "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
-    net = build(model, "torch").to(dev).to(memory_format=fmt)
+    net = build(model, "torch", **options).to(dev).to(memory_format=fmt)
+    size = options.get("input_size", 32)
     params = torch_param_counts(net)
     run = torch.compile(net) if mode == "compile" else net
     amp = torch_amp_dtype(precision)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
     g = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=fmt)
+    x = torch.randn(batch, 3, size, size, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
     if input == "real":
@@ -191,13 +194,14 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                return loss.detach()
 
             compiled = compile_torch_step(whole_step, dev)
 
             def step():
                 next_batch()
                 opt.zero_grad(set_to_none=True)
-                compiled(state["x"], state["y"])
+                state["loss"] = compiled(state["x"], state["y"])
         else:
             def step():
                 next_batch()
@@ -207,6 +211,7 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                state["loss"] = loss.detach()
     else:
         net.eval()
         if mode == "step-compile":  # inference: the whole forward step, compiled the same way (CUDA graphs on a GPU)
@@ -220,11 +225,12 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
                 run(state["x"])
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    weights = lambda: [p.detach().float().cpu().numpy() for p in net.parameters()]  # noqa: E731
-    return StepRunner(step, sync, env, mode, cl, params, extra={"weights": weights})
+    weights = lambda: [p.detach().float().cpu().numpy().copy() for p in net.parameters()]  # noqa: E731
+    loss = lambda: float(state["loss"])  # noqa: E731  (the last train step's loss: tests)
+    return StepRunner(step, sync, env, mode, cl, params, extra={"weights": weights, "loss": loss})
 
 
-def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed):
+def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed, options):
     import keras
 
     from bench.counts import keras_param_counts
@@ -237,10 +243,11 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
         raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
-    net = build(model, "keras")
+    net = build(model, "keras", **options)
     params = keras_param_counts(net)
     rng = np.random.default_rng(seed)
-    x_host = rng.standard_normal((batch, 32, 32, 3)).astype("float32")
+    size = options.get("input_size", 32)
+    x_host = rng.standard_normal((batch, size, size, 3)).astype("float32")
     y_host = rng.integers(0, 10, batch)
     # synthetic input is converted once, so it sits on the device before timing starts
     state = {"x": keras.ops.convert_to_tensor(x_host), "y": keras.ops.convert_to_tensor(y_host)}
