@@ -48,11 +48,14 @@ class StepRunner:
     params: tuple[int, int]
     extra: dict = field(default_factory=dict)  # "weights": () -> the twin's trainable weights as numpy (tests)
     window: Callable[[int], None] | None = None  # Keras train: n steps as fit runs them, one read-back at the end
-    steps_per_sample: int = 1  # steps per timed sample (a Keras window on a GPU; 1 elsewhere)
+    steps_per_sample: int = 1  # steps per timed sample (a Keras train window: KERAS_WINDOW; 1 elsewhere)
 
 
 TORCH_MODES = ("eager", "compile", "step-compile")
-KERAS_WINDOW_GPU = 10  # Keras steps per timed sample on a GPU: fit reads nothing back between batches
+# Keras train steps per timed sample (a window run as fit runs it, one read-back at its end): fit reads nothing
+# back between batches, and on JAX it keeps the training state in flight for the whole epoch; per-step read-backs
+# (train_on_batch) cost a GPU its queue and JAX a state write-back per step, on a CPU too
+KERAS_WINDOW = {"cuda": 10, "cpu": 4}
 
 
 def torch_compile_mode(device: str) -> str:
@@ -287,7 +290,7 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
     return StepRunner(step, lambda: None, env, mode, None, params,
                       extra={"jit_compile": bool(getattr(run, "jit_compile", False)),
                              "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]},
-                      window=window, steps_per_sample=KERAS_WINDOW_GPU if window and env["device"] == "cuda" else 1)
+                      window=window, steps_per_sample=KERAS_WINDOW[env["device"]] if window else 1)
 
 
 def keras_train_window(model, batch: Callable[[], tuple]) -> Callable[[int], None]:

@@ -47,10 +47,10 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("timed_steps", "timed samples (step_times_ms has one step time per sample; each sample is "
          "steps_per_sample steps)", "bench.timing.measure"),
         ("steps_per_sample", "steps per timed sample. torch: 1, each step timed alone, device synchronised before "
-         "and after. Keras train on a GPU: a window of steps run as model.fit runs them (no host read-back between "
-         "batches), one read-back at its end; the sample's step time is the window's time / its steps. Keras on a "
-         "CPU and Keras inference: 1 (train_on_batch / predict_on_batch, which read back every step)",
-         "bench.timing.measure"),
+         "and after. Keras train: a window of steps (10 on a GPU, 4 on a CPU) run as model.fit runs them (the "
+         "compiled train function back to back, no host read-back between batches, JAX state kept in flight), one "
+         "read-back at its end; the sample's step time is the window's time / its steps. Keras inference: 1 "
+         "(predict_on_batch, which reads back every step)", "bench.runners.KERAS_WINDOW"),
         ("first_step_s", "wall time of the first step: compilation / tracing / autotuning", "bench.runners"),
         ("step_ms_median", "median over the timed samples of the step time (one step, or a sample's mean step when "
          "steps_per_sample > 1); the device is synchronised at every clock read", "bench.timing.summarize"),

@@ -38,7 +38,7 @@ def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = 
 def measure(runner, steps: int, max_warmup: int = 100) -> dict:
     """What the suites report for a ``bench.runners.StepRunner``: first step, warm-up until stable, timed samples.
 
-    A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step on a GPU, as
+    A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step, as
     ``fit`` runs them; otherwise one ``runner.step()``), the device synchronised before and after; its time
     divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, timed_steps,
     steps_per_sample and the step times in seconds (``times``).
@@ -51,7 +51,7 @@ def measure(runner, steps: int, max_warmup: int = 100) -> dict:
     runner.step()
     runner.sync()
     first = time.perf_counter() - t0
-    n_warm, _ = warmup(sample, runner.sync, max_steps=max(MIN_WARMUP, max_warmup // n))
+    n_warm, _ = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
     times = [timed(sample, runner.sync) / n for _ in range(steps)]
     return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "timed_steps": len(times),
             "steps_per_sample": n, "times": times}
