@@ -90,3 +90,41 @@ def test_keras_window_trains_as_train_on_batch_does():
     assert any(not np.allclose(x, y) for x, y in zip(start, wb))  # the window trained
     for x, y in zip(wa, wb):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+
+
+def test_report_compares_every_implementation_with_pytorch_eager(tmp_path):
+    """One report: a label per framework/backend/exec mode, ratios to torch eager, the fastest and leanest named."""
+    from bench.env import write_json_atomic
+    from bench.report import render
+    from bench.schema import append_row
+    d = tmp_path / "results" / "four"
+    d.mkdir(parents=True)
+    write_json_atomic(d / "run_meta.json", {"run_id": "four", "suite": "throughput", "device": "cuda",
+                                           "keras_backends": ["tensorflow", "jax", "torch"]})
+    speed = {("torch", "torch", "eager"): 100.0, ("torch", "torch", "step-compile"): 300.0,
+             ("keras", "tensorflow", "jit"): 150.0, ("keras", "jax", "jit"): 250.0, ("keras", "torch", "nojit"): 50.0}
+    for (fw, be, mode), ips in speed.items():
+        for model, f in (("resnet20_v1", 1.0), ("densenet40_k12", 0.5)):
+            ms = 128 / (ips * f) * 1e3
+            common = {"run_id": "four", "status": "ok", "model": model, "framework": fw, "backend": be,
+                      "exec_mode": mode, "device": "cuda", "precision": "bf16", "batch_size": 128}
+            append_row(d / "throughput.csv", "throughput", {
+                **common, "job_id": f"t/{model}/{be}/{mode}", "measurement": "train", "input": "synthetic",
+                "first_step_s": 1.0, "step_ms_median": ms, "images_per_s": ips * f, "step_times_ms": f"{ms} {ms}"})
+            append_row(d / "memory.csv", "memory", {
+                **common, "job_id": f"m/{model}/{be}/{mode}", "measurement": "train", "oom": False,
+                "peak_alloc_mib": 1000.0 / ips * (2 if model == "densenet40_k12" and fw == "torch" else 1)})
+    md = (render(d, tmp_path / "reports" / "four").parent / "index.md").read_text()
+    throughput = md.split("## Throughput")[1]
+    first = next(line for line in throughput.splitlines() if line.strip())
+    assert first.startswith("Fastest train step per model") and "resnet20_v1: torch step-compile (300" in first
+    assert "3.00x torch eager" in first and "densenet40_k12: torch step-compile (150" in first
+    for label in ("keras/tensorflow jit / torch eager", "keras/jax jit / torch eager", "keras/torch nojit / torch eager",
+                  "torch step-compile / torch eager"):
+        assert label in md
+    ratio_row = next(ln for ln in md.splitlines() if ln.startswith("| resnet20_v1 | train") and "| 2.5 |" in ln)
+    assert "| 0.5 |" in ratio_row and "| 3.0 |" in ratio_row  # jax 250/100, keras-torch 50/100, step-compile 300/100
+    memory = md.split("## Memory")[1]
+    first = next(line for line in memory.splitlines() if line.strip())
+    assert first.startswith("Leanest per model") and "resnet20_v1: torch step-compile" in first
+    assert "densenet40_k12: keras/jax jit" in first  # torch's peaks are doubled on densenet
