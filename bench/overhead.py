@@ -96,7 +96,7 @@ def harness(model: str, batch: int, precision: str, device: str, steps: int, fra
 
 
 def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int = 512, precision: str = "bf16",
-                  steps: int = 200, repeats: int = 3, device: str | None = None) -> dict:
+                  steps: int = 200, repeats: int = 3, device: str | None = None, max_warmup: int = 100) -> dict:
     """A/B in this process: the plain script and the harness of ``stack``, alternated ``repeats`` times.
 
     A Keras stack needs this process's KERAS_BACKEND to be its backend (``measure`` sees to it).
@@ -115,7 +115,7 @@ def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int =
     bare, ours = [], []
     for _ in range(repeats):
         bare.append(plain())
-        ours.append(harness(model, batch, precision, device, steps, framework))
+        ours.append(harness(model, batch, precision, device, steps, framework, max_warmup))
     return {"stack": stack, "plain": "hand-written loop" if framework == "torch" else "model.fit", "model": model,
             "device": device, "precision": precision, "batch_size": batch, "steps": steps, "repeats": repeats,
             "bare_images_per_s": statistics.median(bare), "harness_images_per_s": statistics.median(ours),
@@ -123,16 +123,17 @@ def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int =
 
 
 def measure(model: str = "resnet20_v1", batch: int = 512, precision: str = "bf16", steps: int = 200,
-            repeats: int = 3, device: str | None = None, stack: str = "torch") -> dict:
+            repeats: int = 3, device: str | None = None, stack: str = "torch", max_warmup: int = 100) -> dict:
     """``measure_stack`` for one stack; a Keras stack runs in a child process on its backend."""
     if stack == "torch":
-        return measure_stack(stack, model, batch, precision, steps, repeats, device)
+        return measure_stack(stack, model, batch, precision, steps, repeats, device, max_warmup)
     backend = stack.split("-", 1)[1]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     if device == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     cmd = [sys.executable, "-m", "bench.overhead", "--in-process", "--stacks", stack, "--model", model,
-           "--batch-size", str(batch), "--precision", precision, "--steps", str(steps), "--repeats", str(repeats)]
+           "--batch-size", str(batch), "--precision", precision, "--steps", str(steps), "--repeats", str(repeats),
+           "--max-warmup", str(max_warmup)]
     cmd += ["--device", device] if device else []
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="(default: bf16 on a GPU, fp32 on a CPU)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per run (default: 200 on a GPU, 20 on a CPU)")
     ap.add_argument("--repeats", type=int, default=3, help="A/B repetitions (default: 3)")
+    ap.add_argument("--max-warmup", type=int, default=100, help="cap on the harness's warm-up steps (default: 100, "
+                    "as the suites; it stops earlier once step time is stable)")
     ap.add_argument("--device", choices=("cuda", "cpu"), default=None, help="(default: cuda if available)")
     ap.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # a Keras stack's child
     a = ap.parse_args(argv)
@@ -177,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     batch, steps = a.batch_size or (512 if gpu else 64), a.steps or (200 if gpu else 20)
     precision = a.precision or ("bf16" if gpu else "fp32")
     if a.in_process:
-        print(json.dumps(measure_stack(stacks[0], a.model, batch, precision, steps, a.repeats, a.device)))
+        print(json.dumps(measure_stack(stacks[0], a.model, batch, precision, steps, a.repeats, a.device, a.max_warmup)))
         return 0
     results = []
     for stack in stacks:
-        r = measure(a.model, batch, precision, steps, a.repeats, a.device, stack)
+        r = measure(a.model, batch, precision, steps, a.repeats, a.device, stack, a.max_warmup)
         results.append(r)
         print(json.dumps(r), flush=True)
     print(f"\n{a.model}, batch {batch}, {precision}, {a.device}, {steps} steps, median of {a.repeats} A/B repeats:")
