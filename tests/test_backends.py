@@ -128,3 +128,11 @@ def test_report_compares_every_implementation_with_pytorch_eager(tmp_path):
     first = next(line for line in memory.splitlines() if line.strip())
     assert first.startswith("Leanest per model") and "resnet20_v1: torch step-compile" in first
     assert "densenet40_k12: keras/jax jit" in first  # torch's peaks are doubled on densenet
+
+
+def test_training_rows_name_the_mode_they_trained_in():
+    from bench.worker import resolved_exec_mode
+    job = lambda fw, be, mode=None: Job("epochs", "resnet20_v1", fw, be, "fp32", 64, exec_mode=mode, device="cpu")  # noqa: E731
+    assert resolved_exec_mode(job("torch", None)) == "eager"
+    assert resolved_exec_mode(job("torch", None, "step-compile")) == "step-compile"
+    assert resolved_exec_mode(job("keras", "jax")) == "jit" and resolved_exec_mode(job("keras", "tensorflow")) == "nojit"
