@@ -45,13 +45,68 @@ def load_run(run_dir: Path) -> dict:
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
-    """The implementation of a row: torch | keras/<backend>, plus the exec mode where a run holds several
-    modes of one implementation (e.g. ``--exec-mode jit,nojit``), so they are never pooled."""
+    """The implementation of a row: ``torch <exec mode>`` | ``keras/<backend> <exec mode>`` (e.g. ``torch
+    step-compile``, ``keras/jax jit``): one label per framework, backend and exec mode, never pooled. A row
+    without an exec mode (older runs) is labelled by framework/backend alone."""
     base = pd.Series(np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str)), index=df.index)
     if "exec_mode" not in df or not len(df):
         return base
-    several = df.groupby(base).exec_mode.transform("nunique") > 1
-    return base.where(~several, base + " " + df.exec_mode.astype(str))
+    mode = df.exec_mode
+    return base.where(mode.isna() | (mode.astype(str) == ""), base + " " + mode.astype(str))
+
+
+def _reference(impls) -> str | None:
+    """The implementation every other is compared with: PyTorch eager (``torch`` in runs without exec modes)."""
+    return next((c for c in ("torch eager", "torch") if c in impls), None)
+
+
+def fastest_sentence(ok: pd.DataFrame) -> list[str]:
+    """'Which stack is fastest per model': the implementation with the highest median train images/s on
+    synthetic input, per model (and precision / batch where a run holds several), against PyTorch eager."""
+    train = ok[(ok.measurement == "train") & (ok.input == "synthetic")]
+    if not len(train):
+        return []
+    med = train.groupby(["model", "precision", "batch_size", "impl"]).images_per_s.median().reset_index()
+    several = med.precision.nunique() > 1 or med.batch_size.nunique() > 1
+    parts = []
+    for (m, p, b), g in med.groupby(["model", "precision", "batch_size"], sort=False):
+        best = g.loc[g.images_per_s.idxmax()]
+        ref = g[g.impl == _reference(set(g.impl))]
+        vs = (f", {best.images_per_s / ref.images_per_s.iloc[0]:.2f}x {ref.impl.iloc[0]}"
+              if len(ref) and best.impl != ref.impl.iloc[0] else "")
+        where = f" ({p}, batch {b})" if several else ""
+        parts.append(f"{m}{where}: {best.impl} ({best.images_per_s:,.0f} images/s{vs}; {g.impl.nunique()} compared)")
+    return ["Fastest train step per model (median images/s, synthetic input): " + "; ".join(parts) + "."]
+
+
+def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
+    """'Which stack is leanest per model': per model, the implementation with the lowest allocator peak (GPU),
+    or, where no peak was measured (a CPU), the lowest weights + gradients + optimizer state + saved
+    activations (a figure only the autograd-hooked stacks have: the sentence names how many were compared),
+    at the largest batch size every compared implementation of that model ran."""
+    if df is None or not len(df):
+        return []
+    out = []
+    for col, what in (("peak_alloc_mib", "lowest allocator peak, training"),
+                      ("state_plus_activations_mib", "lowest state + saved activations of a training step")):
+        if col not in df:
+            continue
+        ok = df[(df.status == "ok") & df[col].notna()].copy()
+        if "depth" in ok:  # the registry's own depth (rows of a depth sweep at other depths name theirs)
+            ok = ok[ok.depth.isna()]
+        if not len(ok):
+            continue
+        ok["impl"] = _label(ok)
+        parts = []
+        for m, g in ok.groupby("model"):
+            n = g.impl.nunique()
+            common = g.groupby("batch_size").impl.nunique()
+            b = common[common == n].index.max() if (common == n).any() else common.idxmax()
+            at = g[g.batch_size == b].groupby("impl")[col].median()
+            parts.append(f"{m}: {at.idxmin()} ({at.min():,.0f} MiB at batch {b}; {len(at)} compared)")
+        out.append(f"Leanest per model ({what}): " + "; ".join(parts) + ".")
+        break
+    return out
 
 
 def _plt():
@@ -81,7 +136,8 @@ def section_environment(run: dict) -> Section:
             ("device", m.get("gpu_name") or f"CPU: {m.get('cpu')} ({m.get('cpu_count')} threads)"),
             ("GPU driver / CUDA / cuDNN", f"{m.get('gpu_driver')} / {m.get('cuda')} / {m.get('cudnn')}"),
             ("python", m.get("python")), ("torch", v.get("torch")), ("keras", v.get("keras")),
-            ("keras backend", m.get("keras_backend")), ("tensorflow", v.get("tensorflow")), ("jax", v.get("jax"))]
+            ("keras backends", ", ".join(m.get("keras_backends") or []) or m.get("keras_backend")),
+            ("tensorflow", v.get("tensorflow")), ("jax", v.get("jax"))]
     s.tables.append(("", pd.DataFrame(rows, columns=["", "value"])))
     if m.get("device") == "cpu":
         s.text.append("This run had no GPU: allocator peaks and NVML figures are empty, with the reason in each row.")
@@ -110,6 +166,7 @@ def section_throughput(run: dict, out: Path) -> Section:
         return s
     plt, sns = _plt()
     ok["impl"] = _label(ok)
+    s.text += fastest_sentence(ok)
     steps = _explode_steps(ok[ok.input == "synthetic"])
     groups = steps.groupby(["measurement", "precision", "batch_size"]) if len(steps) else []
     for (meas, prec, bs), g in groups:
@@ -122,13 +179,16 @@ def section_throughput(run: dict, out: Path) -> Section:
         s.figures.append((stem, f"{meas} images/s, {prec}, batch {bs}"))
     piv = ok.pivot_table(index=["model", "measurement", "precision", "batch_size", "input"], columns="impl",
                          values="images_per_s", aggfunc="median")
-    kcols = [c for c in piv.columns if c.startswith("keras")]
-    ref = next((c for c in ("torch", "torch eager") if c in piv.columns), None)
-    if ref:
-        for c in kcols:
-            piv[f"{c} / {ref}"] = piv[c] / piv[ref]
     piv.columns.name = None
-    s.tables.append(("images/s (median step) and the Keras / PyTorch ratio", piv.round(2).reset_index()))
+    s.tables.append(("images/s (median step), one column per implementation (framework, backend, exec mode)",
+                     piv.round(1).reset_index()))
+    ref = _reference(piv.columns)
+    others = [c for c in piv.columns if c != ref]
+    if ref and others:
+        ratio = pd.DataFrame({f"{c} / {ref}": piv[c] / piv[ref] for c in others}, index=piv.index)
+        s.tables.append((f"ratio to {ref} (images/s; > 1 = faster than PyTorch eager)", ratio.round(2).reset_index()))
+    elif not ref:
+        s.text.append("No PyTorch eager rows in this run: no ratio table.")
     real = ok[ok.input == "real"]
     if len(real):
         s.text.append("'real' rows run the CIFAR-10 pipeline (augmentation included) in the timed step; compare "
@@ -237,6 +297,7 @@ def _analytic(ax, models, xs, per_x, label_at_end: bool = True) -> None:
 def section_memory(run: dict, out: Path) -> Section:
     from bench.memory import LAYER_KINDS, parse_by_kind
     s = Section("Memory")
+    s.text += leanest_sentence(run["memory"])
     df = run["memory"]
     if df is None or not len(df):
         s.text.append("No memory data in this run.")

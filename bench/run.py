@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.executors import ExecutorError, RunContext, add_args, carry_over, make_executor
 from bench.preflight import EXIT_STATUS_HELP
 from bench.schema import FILES, KINDS, append_row
-from bench.suites import SUITES, Job, Options, estimate_seconds, expand
+from bench.suites import SUITES, Job, Options, describe_jobs, estimate_seconds, expand
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,15 +47,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dry-run", action="store_true", help="print the plan with an estimated time, run nothing")
     ap.add_argument("--models", metavar="M[,M...]", help="model names or fnmatch patterns (default: the suite's)")
     ap.add_argument("--frameworks", default="torch,keras", metavar="F[,F]", help="torch, keras (default: both)")
-    ap.add_argument("--keras-backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-                    choices=("tensorflow", "jax", "torch"), help="backend of the Keras twins (default: tensorflow)")
+    ap.add_argument("--keras-backend", default=None, metavar="B[,B]|all",
+                    help="backends of the Keras twins: tensorflow, jax, torch, a list (tensorflow,jax) or all (every "
+                         "installed one); each Keras job runs in its own process on its backend (default: all installed "
+                         "for cifar10-quick, cifar10-full, throughput, memory; tensorflow for smoke and train)")
     ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
     ap.add_argument("--exec-mode", metavar="M[,M]",
-                    help="execution modes: torch eager, compile; keras jit, nojit (default: torch eager; keras jit "
-                         "on a GPU and on JAX, nojit on a CPU). Each mode applies to its own framework's jobs")
+                    help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
+                         "optimizer compiled together; CUDA graphs on a GPU); keras jit, nojit (default: torch eager; "
+                         "keras jit on a GPU and on JAX, nojit on a CPU). Each mode applies to its own framework's "
+                         "jobs, training (train/epochs) included")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="where jobs run (default: auto = the GPU if there is one)")
     ap.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 location (default: $TWINBENCH_DATA_DIR, ./data)")
@@ -89,6 +93,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         bad = set(_csv(args.exec_mode)) - set(TORCH_MODES + KERAS_MODES)
         if bad:
             ap.error(f"unknown --exec-mode {sorted(bad)}; choose from {', '.join(TORCH_MODES + KERAS_MODES)}")
+    args.keras_backends_t = None
+    if args.keras_backend:
+        from bench.suites import KERAS_BACKENDS, installed_keras_backends
+        names = _csv(args.keras_backend)
+        if names == ["all"]:
+            args.keras_backends_t = installed_keras_backends()
+            if not args.keras_backends_t:
+                ap.error("--keras-backend all: no Keras backend library is installed (tensorflow, jax or torch)")
+        else:
+            bad = [b for b in names if b not in KERAS_BACKENDS]
+            if bad or not names:
+                ap.error(f"unknown --keras-backend {', '.join(bad) or repr(args.keras_backend)}; choose from "
+                         f"{', '.join(KERAS_BACKENDS)} (a comma-separated list) or all")
+            args.keras_backends_t = tuple(dict.fromkeys(names))
     if args.recipe:
         from bench.recipes import RECIPES
         if args.recipe not in RECIPES:
@@ -107,10 +125,16 @@ def gpu_available() -> bool:
 
 def options_from(args: argparse.Namespace, gpu: bool) -> Options:
     return Options(models=tuple(_csv(args.models)) if args.models else None,
-                   frameworks=tuple(_csv(args.frameworks)), keras_backend=args.keras_backend,
+                   frameworks=tuple(_csv(args.frameworks)), keras_backends=getattr(args, "keras_backends_t", None),
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
                    exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu)
+
+
+def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
+    """run_meta's record of the Keras backends: the ones this run's Keras jobs use, and what was asked."""
+    used = list(dict.fromkeys(j.keras_backend for j in jobs if j.framework == "keras"))
+    return {"keras_backends": used, "keras_backend": ",".join(used) or None, "keras_backend_arg": args.keras_backend}
 
 
 def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
@@ -276,7 +300,7 @@ def _main(argv: list[str] | None = None) -> int:
         gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
         for name, desc in SUITES.items():
             jobs = expand(name, options_from(args, gpu))
-            print(f"{name:<14} {len(jobs):>4} jobs  {desc}")
+            print(f"{name:<14} {len(jobs):>4} jobs  {desc}\n{'':<25}runs: {describe_jobs(jobs)}")
             if args.suite == name:
                 print_plan(jobs, set())
         return 0
@@ -331,7 +355,7 @@ def _main(argv: list[str] | None = None) -> int:
         from bench.env import run_meta, write_json_atomic
         write_json_atomic(out / "run_meta.json", {"run_id": run_id, "argv": argv, "gpu": gpu,
                                                   **run_meta(argv, args.suite, {"device": "cuda" if gpu else "cpu",
-                                                                               "keras_backend": args.keras_backend})})
+                                                                               **keras_meta(args, jobs)})})
     from tqdm.auto import tqdm
     _stop_on_signals()
     todo = [j for j in jobs if j.job_id not in done]

@@ -4,8 +4,18 @@ A ``StepRunner`` holds a built model, its input already on the device (synthetic
 CIFAR-10 pipeline (the training set resident on the device, each batch cropped and flipped there), and
 two callables: ``step()`` runs one step, ``sync()`` waits for the device (PyTorch:
 ``torch.cuda.synchronize``; Keras: the step returns a value read back to the host, so it is
-synchronous already). Used by ``bench.worker`` (the suites) and ``tests/test_benchmarks.py``
-(pytest-benchmark), so both time exactly the same code.
+synchronous already). Keras train runners also have ``window(n)``: n steps run the way ``model.fit``
+runs them between batches (the compiled train function called back to back, no host read-back), then
+one read-back; ``steps_per_sample`` is the window the suites time (see ``bench.timing.measure``).
+Used by ``bench.worker`` (the suites), ``bench.overhead`` and ``tests/test_benchmarks.py``
+(pytest-benchmark), so all time exactly the same code.
+
+PyTorch execution modes: ``eager``; ``compile`` (``torch.compile`` of the model, the optimizer eager);
+``step-compile`` (the whole train step -- forward, loss, backward, optimizer update -- is one
+``torch.compile``'d function, the backward captured by compiled autograd; on CUDA with mode
+``reduce-overhead``, i.e. CUDA graphs, on a CPU with the default mode). The optimizer's own
+``torch._dynamo.graph_break`` (torch/optim/optimizer.py: it keeps the update in place) splits the
+step into a few compiled graphs; each is compiled and, on CUDA, graph-replayed.
 
 Training step = forward + backward + optimizer (SGD, momentum 0.9, lr 0.1, as in ANCHORS.md §3).
 """
@@ -37,12 +47,46 @@ class StepRunner:
     channels_last: bool | None
     params: tuple[int, int]
     extra: dict = field(default_factory=dict)  # "weights": () -> the twin's trainable weights as numpy (tests)
+    window: Callable[[int], None] | None = None  # Keras train: n steps as fit runs them, one read-back at the end
+    steps_per_sample: int = 1  # steps per timed sample (a Keras train window: KERAS_WINDOW; 1 elsewhere)
+
+
+TORCH_MODES = ("eager", "compile", "step-compile")
+# Keras train steps per timed sample (a window run as fit runs it, one read-back at its end): fit reads nothing
+# back between batches, and on JAX it keeps the training state in flight for the whole epoch; per-step read-backs
+# (train_on_batch) cost a GPU its queue and JAX a state write-back per step, on a CPU too
+KERAS_WINDOW = {"cuda": 10, "cpu": 4}
+
+
+def torch_compile_mode(device: str) -> str:
+    """torch.compile mode of ``step-compile``: CUDA graphs (reduce-overhead) on a GPU, the default on a CPU."""
+    return "reduce-overhead" if device == "cuda" else "default"
+
+
+def compile_torch_step(fn: Callable, device: str) -> Callable:
+    """``fn`` (a whole train step: forward, ``loss.backward()``, ``opt.step()``) compiled as one function.
+
+    The backward inside the compiled region is captured by compiled autograd (torch tutorial "Compiled
+    Autograd"); the optimizer step is compiled as in "Compiling the optimizer with torch.compile". On
+    CUDA each call is marked as a new CUDA-graph step, so a tensor returned by one call is read before
+    the next call overwrites it.
+    """
+    import torch
+    compiled = torch.compile(fn, mode=torch_compile_mode(device))
+    cuda = device == "cuda"
+
+    def run(*args):
+        if cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch._dynamo.config.patch(compiled_autograd=True):
+            return compiled(*args)
+    return run
 
 
 def make_step(model: str, framework: str, measurement: str = "train", batch_size: int = 32,
               precision: str = "fp32", input: str = "synthetic", device: str | None = None,
               exec_mode: str | None = None, channels_last: bool | None = None, data_dir: str | None = None,
-              seed: int = 0) -> StepRunner:
+              seed: int = 0, model_options: dict | None = None) -> StepRunner:
     """Build the ``framework`` twin of ``model`` and return its step, ready to time.
 
     Args:
@@ -53,7 +97,8 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         precision: fp32 | bf16 | fp16.
         input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
         device: cuda | cpu | None (GPU when there is one).
-        exec_mode: torch: eager | compile; keras: jit | nojit. Default: torch eager; keras jit on a
+        exec_mode: torch: eager | compile | step-compile (see the module docstring); keras: jit | nojit.
+            Default: torch eager; keras jit on a
             GPU and on JAX, nojit on a CPU otherwise. On a 2-core CPU, TensorFlow's XLA only adds
             compile time (`bench.run --suite throughput --models densenet_bc100_k12 --frameworks keras
             --exec-mode jit,nojit --batch-sizes 8 --device cpu`: first train step 78.6 s jit vs 40.0 s
@@ -61,6 +106,7 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
             tests/test_train.py::test_short_training_rises_above_chance: 190 s nojit, 101 s jit).
         channels_last: torch memory format (default: on for GPU).
         data_dir: CIFAR-10 location for input=real.
+        model_options: spec overrides for ``bench.models.build`` (tests: a shallow, small-input twin).
     """
     if measurement not in MEASUREMENTS:
         raise ValueError(f"measurement must be one of {MEASUREMENTS}, got {measurement!r}")
@@ -70,9 +116,10 @@ def make_step(model: str, framework: str, measurement: str = "train", batch_size
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if framework == "torch":
         return _torch_step(model, measurement, batch_size, precision, input, device, exec_mode or "eager",
-                           channels_last, data_dir, seed)
+                           channels_last, data_dir, seed, model_options or {})
     if framework == "keras":
-        return _keras_step(model, measurement, batch_size, precision, input, device, exec_mode, data_dir, seed)
+        return _keras_step(model, measurement, batch_size, precision, input, device, exec_mode, data_dir, seed,
+                           model_options or {})
     raise ValueError(f"unknown framework {framework!r}")
 
 
@@ -89,7 +136,7 @@ def _real_batches(data_dir: str | None, batch_size: int, seed: int):
     return pad_images(normalize(data.x_train)), data.y_train, sampler
 
 
-def _torch_step(model, measurement, batch, precision, input, device, mode, channels_last, data_dir, seed):
+def _torch_step(model, measurement, batch, precision, input, device, mode, channels_last, data_dir, seed, options):
     import torch
     import torch.nn.functional as F
 
@@ -97,8 +144,8 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     from bench.env import framework_env
     from bench.models import build
 
-    if mode not in ("eager", "compile"):
-        raise ValueError(f"torch exec_mode must be eager or compile, got {mode!r}")
+    if mode not in TORCH_MODES:
+        raise ValueError(f"torch exec_mode must be one of {TORCH_MODES}, got {mode!r}")
     env = framework_env("torch", device)
     dev = env["device"]
     if dev == "cuda":
@@ -106,14 +153,15 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     torch.manual_seed(seed)
     cl = (dev == "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
-    net = build(model, "torch").to(dev).to(memory_format=fmt)
+    net = build(model, "torch", **options).to(dev).to(memory_format=fmt)
+    size = options.get("input_size", 32)
     params = torch_param_counts(net)
     run = torch.compile(net) if mode == "compile" else net
     amp = torch_amp_dtype(precision)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
     g = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=fmt)
+    x = torch.randn(batch, 3, size, size, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
     if input == "real":
@@ -142,29 +190,50 @@ def _torch_step(model, measurement, batch, precision, input, device, mode, chann
     ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     if measurement == "train":
         net.train()
+        if mode == "step-compile":
+            def whole_step(x, y):
+                with ctx():
+                    loss = F.cross_entropy(net(x).float(), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                return loss.detach()
 
-        def step():
-            next_batch()
-            with ctx():
-                loss = F.cross_entropy(run(state["x"]).float(), state["y"])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            compiled = compile_torch_step(whole_step, dev)
+
+            def step():
+                next_batch()
+                opt.zero_grad(set_to_none=True)
+                state["loss"] = compiled(state["x"], state["y"])
+        else:
+            def step():
+                next_batch()
+                with ctx():
+                    loss = F.cross_entropy(run(state["x"]).float(), state["y"])
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                state["loss"] = loss.detach()
     else:
         net.eval()
+        if mode == "step-compile":  # inference: the whole forward step, compiled the same way (CUDA graphs on a GPU)
+            run = torch.compile(net, mode=torch_compile_mode(dev))
 
         def step():
             next_batch()
+            if mode == "step-compile" and dev == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.inference_mode(), ctx():
                 run(state["x"])
 
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    weights = lambda: [p.detach().float().cpu().numpy() for p in net.parameters()]  # noqa: E731
-    return StepRunner(step, sync, env, mode, cl, params, extra={"weights": weights})
+    weights = lambda: [p.detach().float().cpu().numpy().copy() for p in net.parameters()]  # noqa: E731
+    loss = lambda: float(state["loss"])  # noqa: E731  (the last train step's loss: tests)
+    return StepRunner(step, sync, env, mode, cl, params, extra={"weights": weights, "loss": loss})
 
 
-def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed):
+def _keras_step(model, measurement, batch, precision, input, device, mode, data_dir, seed, options):
     import keras
 
     from bench.counts import keras_param_counts
@@ -177,10 +246,11 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
         raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
-    net = build(model, "keras")
+    net = build(model, "keras", **options)
     params = keras_param_counts(net)
     rng = np.random.default_rng(seed)
-    x_host = rng.standard_normal((batch, 32, 32, 3)).astype("float32")
+    size = options.get("input_size", 32)
+    x_host = rng.standard_normal((batch, size, size, 3)).astype("float32")
     y_host = rng.integers(0, 10, batch)
     # synthetic input is converted once, so it sits on the device before timing starts
     state = {"x": keras.ops.convert_to_tensor(x_host), "y": keras.ops.convert_to_tensor(y_host)}
@@ -202,10 +272,16 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
 
     run.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
+    window = None
     if measurement == "train":
         def step():
             next_batch()
             run.train_on_batch(state["x"], state["y"])  # returns the loss as a host value: synchronous
+
+        def batch():
+            next_batch()
+            return state["x"], state["y"]
+        window = keras_train_window(run, batch)
     else:
         def step():
             next_batch()
@@ -213,4 +289,46 @@ def _keras_step(model, measurement, batch, precision, input, device, mode, data_
 
     return StepRunner(step, lambda: None, env, mode, None, params,
                       extra={"jit_compile": bool(getattr(run, "jit_compile", False)),
-                             "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]})
+                             "weights": lambda: [keras.ops.convert_to_numpy(w) for w in net.trainable_weights]},
+                      window=window, steps_per_sample=KERAS_WINDOW[env["device"]] if window else 1)
+
+
+def keras_train_window(model, batch: Callable[[], tuple]) -> Callable[[int], None]:
+    """``window(n)``: n train steps of a compiled Keras ``model`` as ``fit`` runs them, then one read-back.
+
+    ``fit`` calls the backend's compiled ``train_function`` once per batch and reads nothing back until
+    the epoch ends (no callback asks for logs here); ``train_on_batch`` instead reads the loss back after
+    every step (and, on JAX, writes the state back into the variables every step). The window calls
+    ``train_function`` exactly as each backend's ``fit`` does (TensorFlow and JAX: an iterator of
+    batches; torch: a list), keeps JAX's state in flight between steps as ``fit`` does, and ends with the
+    loss read back to the host, so the device has finished. The model must have run ``train_on_batch``
+    once (built and compiled).
+    """
+    import keras
+    backend = keras.backend.backend()
+
+    def window(n: int) -> None:
+        model.make_train_function()
+        fn = model.train_function
+        logs = None
+        if backend == "jax":
+            state = model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
+                                         optimizer_variables=True, metrics_variables=True,
+                                         purge_model_variables=False)
+            model._jax_state_synced = False
+            for _ in range(n):
+                x, y = batch()
+                logs, state = fn(state, iter([(x, y, None)]))
+            names = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
+            model._jax_state = dict(zip(names, state))
+            model.jax_state_sync()
+        elif backend == "tensorflow":
+            for _ in range(n):
+                x, y = batch()
+                logs = fn(iter([(x, y, None)]))
+        else:
+            for _ in range(n):
+                x, y = batch()
+                logs = fn([(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y), None)])
+        float(keras.ops.convert_to_numpy(logs["loss"]))  # one host read-back: the window has finished
+    return window

@@ -29,7 +29,9 @@ COMMON = (
     ("backend", "torch, or the Keras backend: tensorflow | jax | torch", "bench.env.framework_env"),
     ("framework_version", "torch or keras version", "bench.env.framework_env"),
     ("backend_version", "version of the backend library (tensorflow, jax, torch)", "bench.env.framework_env"),
-    ("exec_mode", "torch: eager | compile; keras: jit | nojit", "bench.runners"),
+    ("exec_mode", "torch: eager | compile (the model) | step-compile (forward+backward+optimizer in one "
+     "torch.compile; CUDA graphs on a GPU); keras: jit | nojit. Throughput/memory: the step's mode; epochs: the "
+     "training loop's", "bench.runners"),
     ("device", "cuda | cpu (where the step ran)", "bench.env.framework_env"),
     ("device_name", "GPU or CPU model name", "bench.env.framework_env"),
     ("precision", "fp32 | bf16 | fp16 (mixed)", "bench.suites"),
@@ -42,19 +44,27 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("input", "synthetic (already on the device) | real (CIFAR-10 pipeline, augmentation included)", "bench.runners"),
         ("channels_last", "torch memory format (keras twins are always NHWC)", "bench.runners"),
         ("warmup_steps", "untimed steps run before timing (until step time was stable, >= 10)", "bench.timing.warmup"),
-        ("timed_steps", "timed steps", "bench.runners"),
+        ("timed_steps", "timed samples (step_times_ms has one step time per sample; each sample is "
+         "steps_per_sample steps)", "bench.timing.measure"),
+        ("steps_per_sample", "steps per timed sample. torch: 1, each step timed alone, device synchronised before "
+         "and after. Keras train: a window of steps (10 on a GPU, 4 on a CPU) run as model.fit runs them (the "
+         "compiled train function back to back, no host read-back between batches, JAX state kept in flight), one "
+         "read-back at its end; the sample's step time is the window's time / its steps. Keras inference: 1 "
+         "(predict_on_batch, which reads back every step)", "bench.runners.KERAS_WINDOW"),
         ("first_step_s", "wall time of the first step: compilation / tracing / autotuning", "bench.runners"),
-        ("step_ms_median", "median step time, device synchronised at every clock read", "bench.timing.summarize"),
-        ("step_ms_iqr", "interquartile range of step times", "bench.timing.summarize"),
+        ("step_ms_median", "median over the timed samples of the step time (one step, or a sample's mean step when "
+         "steps_per_sample > 1); the device is synchronised at every clock read", "bench.timing.summarize"),
+        ("step_ms_iqr", "interquartile range of the samples' step times (a window's spread is its mean's, "
+         "smaller than single steps')", "bench.timing.summarize"),
         ("step_ms_mean", "mean step time", "bench.timing.summarize"),
         ("step_ms_std", "standard deviation of step times", "bench.timing.summarize"),
-        ("step_ms_min", "fastest step", "bench.timing.summarize"),
-        ("step_ms_max", "slowest step", "bench.timing.summarize"),
+        ("step_ms_min", "fastest sample's step time", "bench.timing.summarize"),
+        ("step_ms_max", "slowest sample's step time", "bench.timing.summarize"),
         ("images_per_s", "batch_size / median step time", "bench.timing.summarize"),
         ("params_trainable", "trainable parameters (bench.counts convention)", "bench.counts"),
         ("params_total", "trainable + BN moving statistics", "bench.counts"),
         ("fwd_mflops_per_image", "forward MFLOPs per image (torch FlopCounter on the torch twin)", "bench.counts.flops_per_image"),
-        ("step_times_ms", "every timed step, space separated", "bench.runners"),
+        ("step_times_ms", "every timed sample's step time, space separated", "bench.runners"),
     ),
     "memory": (
         ("measurement", "train | infer", "bench.runners"),

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from bench.models import list_models
+from bench.runners import TORCH_MODES  # eager, compile (the model), step-compile (the whole train step)
 
 SUITES = {
     "smoke": "a few small models, both frameworks, tiny batches: minutes on a 2-core CPU (run this first)",
@@ -25,12 +26,14 @@ SUITES = {
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
-TORCH_MODES = ("eager", "compile")
 KERAS_MODES = ("jit", "nojit")
 SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
 FIDELITY_MODELS = ("resnet20_v1",)
 FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
 FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+# suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
+ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory")
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -58,12 +61,13 @@ class Job:
         kind: throughput | memory | epochs (the CSV it writes to).
         model: registry name.
         framework: torch | keras.
-        keras_backend: tensorflow | jax | torch for Keras jobs, None for torch jobs.
+        keras_backend: tensorflow | jax | torch for Keras jobs (the worker sets it before importing Keras),
+            None for torch jobs.
         precision: fp32 | bf16 | fp16.
         batch_size: examples per step (for epochs jobs: the recipe's batch).
         measurement: train | infer (throughput, memory).
         input: synthetic | real (throughput).
-        exec_mode: torch eager | compile; keras jit | nojit.
+        exec_mode: torch eager | compile | step-compile; keras jit | nojit (None: the runner's default).
         steps: timed steps (throughput) or measured steps (memory).
         max_warmup: cap on warm-up steps (warm-up runs until stable, at least 10).
         recipe: training recipe (epochs jobs).
@@ -98,7 +102,8 @@ class Job:
         fw = self.framework if self.framework == "torch" else f"keras-{self.keras_backend}"
         parts = [self.kind, self.model, fw, self.precision, f"b{self.batch_size}"]
         if self.kind == "epochs":
-            parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else ""]
+            parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else "",
+                      self.exec_mode or ""]
             parts.append(f"s{self.seed}" if self.seed else "")
         else:
             parts += [self.measurement, self.exec_mode or "default"]
@@ -118,7 +123,7 @@ class Options:
 
     models: tuple[str, ...] | None = None
     frameworks: tuple[str, ...] = ("torch", "keras")
-    keras_backend: str = "tensorflow"
+    keras_backends: tuple[str, ...] | None = None  # None: the suite's default (see keras_backends_for)
     precisions: tuple[str, ...] | None = None
     batch_sizes: tuple[int, ...] | None = None
     epochs: int | None = None
@@ -133,9 +138,28 @@ def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
     return [m for pattern in opts.models for m in list_models(pattern)]
 
 
+def installed_keras_backends() -> tuple[str, ...]:
+    """The Keras backends whose library is installed, found without importing it (``importlib.util.find_spec``)."""
+    import importlib.util
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    return tuple(b for b in KERAS_BACKENDS if importlib.util.find_spec(module[b]) is not None)
+
+
+def keras_backends_for(suite: str, opts: Options) -> tuple[str, ...]:
+    """Backends the suite's Keras jobs run on: the ones asked for; else every installed backend for the GPU
+    suites (ALL_BACKEND_SUITES), tensorflow alone for the others (``smoke`` stays short on a CPU)."""
+    if opts.keras_backends:
+        return tuple(opts.keras_backends)
+    return installed_keras_backends() if suite in ALL_BACKEND_SUITES else ("tensorflow",)
+
+
 def _fw(opts: Options):
     for fw in opts.frameworks:
-        yield fw, (opts.keras_backend if fw == "keras" else None)
+        if fw == "keras":
+            for be in opts.keras_backends or ("tensorflow",):
+                yield fw, be
+        else:
+            yield fw, None
 
 
 def _modes(opts: Options, fw: str) -> list[str | None]:
@@ -205,10 +229,11 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
         r = recipe_for(opts.recipe or recipe, get_spec(m).family)
         for fw, be in _fw(opts):
             for p in opts.precisions or (("bf16",) if opts.gpu else ("fp32",)):
-                for seed in seeds:
-                    jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0],
-                                    recipe=r.name, epochs=opts.epochs or epochs, train_subset=train_subset,
-                                    test_subset=test_subset, device=dev, seed=seed))
+                for mode in _modes(opts, fw):
+                    for seed in seeds:
+                        jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0],
+                                        exec_mode=mode, recipe=r.name, epochs=opts.epochs or epochs,
+                                        train_subset=train_subset, test_subset=test_subset, device=dev, seed=seed))
     return jobs
 
 
@@ -230,6 +255,7 @@ def expand(suite: str, opts: Options) -> list[Job]:
                 get_entry(pattern)  # raises KeyError with close matches
     every = list_models()
     gpu = opts.gpu
+    opts = dataclasses.replace(opts, keras_backends=keras_backends_for(suite, opts))
     if suite == "smoke":
         models = _models(opts, SMOKE_MODELS)
         return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
@@ -270,6 +296,18 @@ def expand(suite: str, opts: Options) -> list[Job]:
                         40 if gpu else 10, 128 if gpu else 32)
             + _memory(opts, models, MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
             + _epochs(opts, models, "paper"))
+
+
+def describe_jobs(jobs: list[Job]) -> str:
+    """One line saying what a list of jobs runs: kinds, and each implementation (framework/backend, exec modes)."""
+    kinds = ", ".join(dict.fromkeys(j.kind for j in jobs))
+    impls: dict[str, list[str]] = {}
+    for j in jobs:
+        name = "torch" if j.framework == "torch" else f"keras/{j.keras_backend}"
+        modes = impls.setdefault(name, [])
+        if (j.exec_mode or "default") not in modes:
+            modes.append(j.exec_mode or "default")
+    return f"{kinds or 'nothing'}; " + ", ".join(f"{k} ({'/'.join(v)})" for k, v in impls.items())
 
 
 def estimate_seconds(job: Job) -> float:

@@ -35,6 +35,28 @@ def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = 
     return len(times), times
 
 
+def measure(runner, steps: int, max_warmup: int = 100) -> dict:
+    """What the suites report for a ``bench.runners.StepRunner``: first step, warm-up until stable, timed samples.
+
+    A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step, as
+    ``fit`` runs them; otherwise one ``runner.step()``), the device synchronised before and after; its time
+    divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, timed_steps,
+    steps_per_sample and the step times in seconds (``times``).
+    """
+    n = max(1, int(getattr(runner, "steps_per_sample", 1) or 1))
+    window = getattr(runner, "window", None)
+    sample = (lambda: window(n)) if window is not None and n > 1 else runner.step
+    t0 = time.perf_counter()
+    runner.sync()
+    runner.step()
+    runner.sync()
+    first = time.perf_counter() - t0
+    n_warm, _ = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
+    times = [timed(sample, runner.sync) / n for _ in range(steps)]
+    return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "timed_steps": len(times),
+            "steps_per_sample": n, "times": times}
+
+
 def summarize(times_s: list[float], batch_size: int) -> dict:
     """min/max/mean/std/median/IQR in ms, and images/s from the median step."""
     ms = sorted(t * 1e3 for t in times_s)

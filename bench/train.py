@@ -39,6 +39,8 @@ class TrainConfig:
         channels_last: torch memory format (default: on for GPU).
         checkpoint: path stem for the per-epoch checkpoint (None: no checkpoint).
         progress: show a progress bar per epoch.
+        exec_mode: torch eager | compile | step-compile, keras jit | nojit (bench.runners; None: the
+            framework's default, as in the throughput jobs).
     """
 
     model: str
@@ -51,6 +53,7 @@ class TrainConfig:
     channels_last: bool | None = None
     checkpoint: str | None = None
     progress: bool = True
+    exec_mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -81,7 +84,11 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
 
     from bench.memory import peak_bytes, reset_peak
     from bench.models import build
+    from bench.runners import TORCH_MODES, compile_torch_step
 
+    mode = cfg.exec_mode or "eager"
+    if mode not in TORCH_MODES:
+        raise ValueError(f"torch exec_mode must be one of {TORCH_MODES}, got {mode!r}")
     dev = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dev == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels, as the runners do
@@ -96,11 +103,25 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     xte_d = torch.from_numpy(normalize(xte)).permute(0, 3, 1, 2).contiguous().to(dev).to(memory_format=fmt)
     yte_d = torch.from_numpy(yte).to(dev)
     model = build(cfg.model, "torch").to(dev).to(memory_format=fmt)
-    opt = torch_optimizer(r, model)
+    # step-compile: the lr is a tensor updated in place, so a new lr value does not recompile the step
+    opt = torch_optimizer(r, model, lr=torch.tensor(r.lr, device=dev) if mode == "step-compile" else None)
     amp_dtype = torch_amp_dtype(cfg.precision)
     scaler = torch.amp.GradScaler(dev, enabled=cfg.precision == "fp16")
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
     spe = sampler.steps_per_epoch
+    fwd = torch.compile(model) if mode == "compile" else model
+
+    def train_step(x, y):
+        """forward, backward, update; (loss, correct predictions) as device tensors."""
+        with torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = fwd(x)
+            loss = F.cross_entropy(logits.float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    run_step = compile_torch_step(train_step, dev) if mode == "step-compile" else train_step
     start = 0
     if cfg.checkpoint and os.path.exists(cfg.checkpoint):
         ck = torch.load(cfg.checkpoint, map_location=dev, weights_only=False)
@@ -122,19 +143,17 @@ def train_torch(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
         for i in range(spe):
             lr = r.lr_at(epoch * spe + i, spe)
             for g in opt.param_groups:
-                g["lr"] = lr
+                if isinstance(g["lr"], torch.Tensor):
+                    g["lr"].fill_(lr)
+                else:
+                    g["lr"] = lr
             plan = rows_d[i * r.batch_size:(i + 1) * r.batch_size]
             x = augment_torch(xpad, plan).contiguous(memory_format=fmt)
             y = ytr_d[plan[:, 0].long()]
-            with torch.autocast(dev, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+            loss, hits = run_step(x, y)
+            loss_sum += loss * len(y)
+            correct += hits
             if cfg.progress and (i % 20 == 0 or i == spe - 1):
                 seen = (i + 1) * r.batch_size
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
@@ -173,14 +192,20 @@ def _eval_torch(model, x, y, amp_dtype, dev: str, batch: int = 1000) -> tuple[fl
     return loss / len(y), correct / len(y)
 
 
-def torch_optimizer(recipe: Recipe, model):
-    """torch optimizer of the recipe over every trainable parameter (coupled weight decay: torch's ``weight_decay``)."""
+def torch_optimizer(recipe: Recipe, model, lr=None):
+    """torch optimizer of the recipe over every trainable parameter (coupled weight decay: torch's ``weight_decay``).
+
+    Args:
+        lr: the initial learning rate (default: the recipe's); a tensor keeps a compiled step from
+            recompiling when the schedule changes it.
+    """
     import torch
     params = [p for p in model.parameters() if p.requires_grad]
     r = recipe
+    lr = r.lr if lr is None else lr
     if r.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
-    return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=r.weight_decay)
 
 
 def keras_optimizer(recipe: Recipe, steps_per_epoch: int):
@@ -212,7 +237,10 @@ def train_keras(cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict], None
     sampler = EpochSampler(len(ytr), r.batch_size, cfg.seed)
     spe = sampler.steps_per_epoch
     on_gpu = framework_env("keras", cfg.device)["device"] == "cuda"
-    jit = default_keras_exec_mode("cuda" if on_gpu else "cpu", backend) == "jit"
+    mode = cfg.exec_mode or default_keras_exec_mode("cuda" if on_gpu else "cpu", backend)
+    if mode not in ("jit", "nojit"):
+        raise ValueError(f"keras exec_mode must be jit or nojit, got {mode!r}")
+    jit = mode == "jit"
     net = build(cfg.model, "keras")
     # the whole (normalised, padded) training set lives on the device; each step gathers its batch
     # in-graph from the shared plan, as the PyTorch loop does (bench.train_keras.PlanAugment)

@@ -72,23 +72,15 @@ def _mflops(model: str) -> float | None:
 
 
 def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
-    import time
-
     from bench.runners import make_step
-    from bench.timing import summarize, timed, warmup
+    from bench.timing import measure, summarize
     r = make_step(job.model, job.framework, job.measurement, job.batch_size, job.precision, job.input,
                   job.device, job.exec_mode, data_dir=data_dir)
     row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
                params_trainable=r.params[0], params_total=sum(r.params))
-    t0 = time.perf_counter()
-    r.sync()
-    r.step()
-    r.sync()
-    first = time.perf_counter() - t0
-    n_warm, _ = warmup(r.step, r.sync, max_steps=job.max_warmup)
-    times = [timed(r.step, r.sync) for _ in range(job.steps)]
-    row.update(summarize(times, job.batch_size), first_step_s=first, warmup_steps=n_warm + 1,
-               timed_steps=len(times), step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
+    m = measure(r, job.steps, job.max_warmup)
+    times = m.pop("times")
+    row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))
     append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})
 
@@ -168,9 +160,10 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     ckdir = out / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(job.model, recipe, job.precision, seed=job.seed, device=job.device, train_subset=job.train_subset,
-                      test_subset=job.test_subset, progress=sys.stderr.isatty(),
+                      exec_mode=job.exec_mode, test_subset=job.test_subset, progress=sys.stderr.isatty(),
                       checkpoint=checkpoint_path(ckdir, job.model, job.framework, row["backend"], job.precision,
                                                  f"{recipe.name}-{job.job_id.replace('/', '_')}"))
+    row["exec_mode"] = resolved_exec_mode(job)
     written = _epochs_written(out / FILES["epochs"], job.job_id)
 
     def on_epoch(r: dict) -> None:
@@ -186,6 +179,16 @@ def _epochs_written(path: Path, job_id: str) -> set[int]:
     import csv
     with open(path, newline="") as f:
         return {int(r["epoch"]) for r in csv.DictReader(f) if r["job_id"] == job_id and r["status"] == "ok" and r["epoch"]}
+
+
+def resolved_exec_mode(job: Job) -> str:
+    """The exec mode a training job runs in (its own, or the framework's default on its device and backend)."""
+    if job.exec_mode:
+        return job.exec_mode
+    if job.framework == "torch":
+        return "eager"
+    from bench.runners import default_keras_exec_mode
+    return default_keras_exec_mode(job.device, job.keras_backend or "tensorflow")
 
 
 RUNNERS = {"throughput": run_throughput, "memory": run_memory, "epochs": run_epochs}

@@ -58,8 +58,23 @@ def pytest_generate_tests(metafunc):
     models = [m for p in (opt("--bench-models") or default).split(",") for m in (list_models(p.strip()) or [p.strip()])]
     frameworks = [f.strip() for f in opt("--bench-frameworks").split(",") if f.strip()]
     cases = [(m, fw, meas) for m in models for fw in frameworks for meas in ("train", "infer")]
-    ids = [f"{m}-{fw}-{os.environ['KERAS_BACKEND'] if fw == 'keras' else 'torch'}-{meas}" for m, fw, meas in cases]
+    ids = [bench_name(fw, meas) for m, fw, meas in cases]
+    ids = [f"{m}-{i}" for (m, _, _), i in zip(cases, ids)]
     metafunc.parametrize("bench_case", cases, ids=ids)
+
+
+def session_keras_backend() -> str:
+    """The Keras backend of this pytest process (Keras fixes it at import: one backend per session)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def bench_name(framework: str, measurement: str) -> str:
+    """A benchmark's name: its implementation, what it measures and the session's Keras backend, e.g.
+    ``keras_jax-train-session_jax`` or ``torch-train-session_jax``, so the saved JSONs of sessions on
+    different backends stay apart side by side (``pytest-benchmark compare``)."""
+    kb = session_keras_backend()
+    impl = "torch" if framework == "torch" else f"keras_{kb}"
+    return f"{impl}-{measurement}-session_{kb}"
 
 
 def _has_gpu() -> bool:

@@ -3,7 +3,9 @@
 Run ``pytest --benchmark-only`` to time them (``--benchmark-json``, ``--benchmark-save``,
 ``--benchmark-compare`` work as usual; ``--bench-models``, ``--bench-batch-size``, ``--bench-precision``,
 ``--bench-frameworks``, ``--bench-rounds`` narrow the set). The Keras twins run on the backend of
-``KERAS_BACKEND`` (one backend per pytest process: Keras picks it at import). In an ordinary
+``KERAS_BACKEND`` (one backend per pytest process: Keras picks it at import); the session's backend is in
+every benchmark's name (``conftest.bench_name``) and ``extra_info['keras_backend_session']``, so one
+session per backend saves JSONs that ``pytest-benchmark compare`` shows side by side (README). In an ordinary
 ``pytest`` run each body runs once, untimed, so a broken benchmark fails CI.
 
 Every timed call ends with a device synchronisation (``StepRunner.sync``: torch.cuda.synchronize;
@@ -30,8 +32,9 @@ def test_step(benchmark, bench_case, bench_settings):
     model, framework, measurement = bench_case
     s = bench_settings
     r = make_step(model, framework, measurement, s["batch"], s["precision"], device=None if s["gpu"] else "cpu")
+    from conftest import bench_name, session_keras_backend
     benchmark.group = model
-    benchmark.name = f"{framework}-{r.env['backend']}-{measurement}"
+    benchmark.name = bench_name(framework, measurement)
 
     def step():
         r.step()
@@ -46,7 +49,8 @@ def test_step(benchmark, bench_case, bench_settings):
     stats = getattr(benchmark, "stats", None)
     median = stats.stats.median if stats is not None else None
     benchmark.extra_info.update({
-        **r.env, "model": model, "measurement": measurement, "precision": s["precision"], "batch_size": s["batch"],
+        **r.env, "keras_backend_session": session_keras_backend(), "model": model, "measurement": measurement,
+        "precision": s["precision"], "batch_size": s["batch"],
         "exec_mode": r.exec_mode, "params_trainable": r.params[0], "params_total": sum(r.params),
         "peak_mem_mib": None if peak is None else peak / 2**20, "peak_mem_source": source,
         "images_per_s": None if not median else s["batch"] / median})

@@ -177,9 +177,9 @@ def test_quick_suite_sweeps_only_where_it_tells():
     mem = {}
     for j in jobs:
         if j.kind == "memory":
-            mem.setdefault((j.model, j.framework), []).append(j.batch_size)
-    assert mem[("densenet_bc100_k12_memeff", "keras")] == list(QUICK_MEMORY_SWEEP)
-    assert mem[("resnet110_v1", "torch")] == list(QUICK_MEMORY_SWEEP) and mem[("plain20", "torch")] == [512]
+            mem.setdefault((j.model, j.framework, j.keras_backend), []).append(j.batch_size)
+    assert mem[("densenet_bc100_k12_memeff", "keras", "tensorflow")] == list(QUICK_MEMORY_SWEEP)
+    assert mem[("resnet110_v1", "torch", None)] == list(QUICK_MEMORY_SWEEP) and mem[("plain20", "torch", None)] == [512]
     trained = {(j.model, j.epochs, j.recipe) for j in jobs if j.kind == "epochs"}
     assert trained == {(m, 15, "fast") for m in QUICK_TRAIN_MODELS}
     assert {j.model for j in jobs if j.kind == "throughput" and j.input == "real"} == set(QUICK_TRAIN_MODELS)
