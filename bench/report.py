@@ -92,8 +92,9 @@ def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
         if col not in df:
             continue
         ok = df[(df.status == "ok") & df[col].notna()].copy()
-        if "depth" in ok:  # the registry's own depth (rows of a depth sweep at other depths name theirs)
-            ok = ok[ok.depth.isna()]
+        if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
+            from bench.models import get_spec
+            ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
         if not len(ok):
             continue
         ok["impl"] = _label(ok)
