@@ -36,7 +36,7 @@ def _rows(impl_accs: dict) -> pd.DataFrame:
     for (fw, seed), accs in impl_accs.items():
         for e, a in enumerate(accs, start=1):
             rows.append({"model": "resnet20_v1", "recipe": "smoke", "precision": "fp32", "train_examples": 8192.0,
-                         "framework": fw, "backend": "torch" if fw == "torch" else "tensorflow", "exec_mode": "x",
+                         "framework": fw, "backend": "torch" if fw == "torch" else "tensorflow", "exec_mode": "eager" if fw == "torch" else "nojit",
                          "seed": seed, "epoch": e, "epochs_total": 2, "test_acc": a, "status": "ok"})
     return pd.DataFrame(rows)
 
@@ -48,7 +48,7 @@ def test_fidelity_table_sets_the_gap_beside_the_seed_spread():
     t = fidelity_table(df.assign(impl=_label(df)))
     assert list(t.epoch) == [1, 2]
     e1, e2 = t.iloc[0], t.iloc[1]
-    assert abs(e1["torch mean"] - 0.32) < 1e-9 and abs(e1["keras/tensorflow mean"] - 0.32) < 1e-9
+    assert abs(e1["torch eager mean"] - 0.32) < 1e-9 and abs(e1["keras/tensorflow nojit mean"] - 0.32) < 1e-9
     assert abs(e1["gap between frameworks"]) < 1e-9 and abs(e1["largest seed spread"] - 0.04) < 1e-9
     assert abs(e2["gap between frameworks"] - 0.10) < 1e-9 and abs(e2["gap / spread"] - 5.0) < 1e-6
     # one seed only: no spread to compare with, no table
