@@ -267,8 +267,9 @@ def twin_ratios(ok: pd.DataFrame) -> pd.DataFrame:
     from bench.memory import LAYER_KINDS, parse_by_kind
     rows = []
     have = ok[ok.saved_activations_mib.notna()]
-    ref = have[have.impl == "torch"]
-    for r in have[have.impl != "torch"].itertuples():
+    ref = have[have.framework == "torch"]
+    ref = ref[ref.impl == (_reference(set(ref.impl)) or "")] if len(ref) else ref  # PyTorch eager
+    for r in have[have.framework != "torch"].itertuples():
         t = ref[(ref.model == r.model) & (ref.depth == r.depth) & (ref.batch_size == r.batch_size)]
         if not len(t):
             continue
@@ -276,7 +277,7 @@ def twin_ratios(ok: pd.DataFrame) -> pd.DataFrame:
         kk, kt = parse_by_kind(r.saved_by_kind_mib), parse_by_kind(t.saved_by_kind_mib)
         diff = {k: kk.get(k, 0.0) - kt.get(k, 0.0) for k in LAYER_KINDS}
         top = sorted(diff, key=lambda k: -diff[k])[:2]
-        rows.append({"model": r.model, "depth": r.depth, "batch_size": r.batch_size, "impl": r.impl,
+        rows.append({"model": r.model, "depth": r.depth, "batch_size": r.batch_size, "impl": r.impl, "torch_impl": t.impl,
                      "impl_mib": r.saved_activations_mib, "torch_mib": t.saved_activations_mib,
                      "ratio": r.saved_activations_mib / t.saved_activations_mib,
                      **{f"{k} (impl / torch)": f"{kk.get(k, 0.0):.0f} / {kt.get(k, 0.0):.0f}" for k in LAYER_KINDS},
@@ -382,7 +383,7 @@ def section_memory(run: dict, out: Path) -> Section:
     twins = twin_ratios(ok[ok.depth == ok.registry_depth])
     if len(twins):
         for r in twins.itertuples():
-            s.text.append(f"{r.impl} keeps {r.ratio:.2f}x the saved activations of torch for {r.model} at batch "
+            s.text.append(f"{r.impl} keeps {r.ratio:.2f}x the saved activations of {r.torch_impl} for {r.model} at batch "
                           f"{r.batch_size}" + (f"; most of the difference: {r[-1]}" if r[-1] else "") + ".")
         s.tables.append(("twin ratio of saved activations and its cause: MiB by the layer kind that produced each "
                          "saved storage", twins.round(2)))

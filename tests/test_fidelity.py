@@ -36,7 +36,8 @@ def _rows(impl_accs: dict) -> pd.DataFrame:
     for (fw, seed), accs in impl_accs.items():
         for e, a in enumerate(accs, start=1):
             rows.append({"model": "resnet20_v1", "recipe": "smoke", "precision": "fp32", "train_examples": 8192.0,
-                         "framework": fw, "backend": "torch" if fw == "torch" else "tensorflow", "exec_mode": "eager" if fw == "torch" else "nojit",
+                         "framework": fw, "backend": "torch" if fw == "torch" else "tensorflow",
+                         "exec_mode": "eager" if fw == "torch" else "nojit",
                          "seed": seed, "epoch": e, "epochs_total": 2, "test_acc": a, "status": "ok"})
     return pd.DataFrame(rows)
 

@@ -184,14 +184,14 @@ def test_report_memory_section_headline_and_twin_cause(tmp_path):
         for b in (8, 64):
             append_row(d / "memory.csv", "memory", {
                 "run_id": "mem", "job_id": f"m/{m}/{fw}/b{b}", "status": "ok", "model": m, "framework": fw, "backend": "torch",
-                "device": "cpu", "batch_size": b, "measurement": "train", "oom": False, "exec_mode": "eager",
+                "device": "cpu", "batch_size": b, "measurement": "train", "oom": False, "exec_mode": "eager" if fw == "torch" else "nojit",
                 "saved_activations_mib": mib * b / 64, "saved_by_kind_mib": kinds if b == 64 else None,
                 "params_mib": 4.0, "grads_mib": 4.0, "optimizer_state_mib": 4.0, "params_trainable": params[m],
                 "state_plus_activations_mib": mib * b / 64 + 12, "null_reason": "no GPU"})
     md = render(d, tmp_path / "rep").with_name("index.md").read_text()
     assert "densenet_bc100_k12 keeps 4.0x the activations of resnet110_v1 with 0.47x its parameters" in md
     assert "the memory-efficient variant keeps 40%" in md
-    assert "keras/torch keeps 2.00x the saved activations of torch for resnet110_v1" in md
+    assert "keras/torch nojit keeps 2.00x the saved activations of torch eager for resnet110_v1" in md
     assert "batchnorm +250 MiB" in md
     for stem in ("activations_vs_batch", "activations_by_kind"):
         assert f"({stem}.png)" in md

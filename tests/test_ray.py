@@ -54,7 +54,8 @@ def ray_smoke(tmp_path_factory, cifar_dir):
     p = _run(["--suite", "smoke", "--executor", "ray", "--ray-jobs-per-device", "2", "--no-report",
               "--data-dir", str(cifar_dir)], out,
              TWINBENCH_INJECT_FAULT=f"crash-once:{KILLED_ONCE};crash:{ALWAYS_DIES}", TWINBENCH_FAULT_DIR=str(faults))
-    assert p.returncode == 0, p.stderr[-3000:]
+    # one job always dies: an error row, so the run's exit status is 1 (bench.preflight's contract)
+    assert p.returncode == 1 and "exit status 1: 1 job(s) ended in error" in p.stderr, p.stderr[-3000:]
     (run_dir,) = out.iterdir()
     return run_dir, p, faults
 
