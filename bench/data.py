@@ -88,16 +88,21 @@ class Cifar10:
     kind: str = "unknown"
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _unpickle(path: Path):
+    """The object pickled in a CIFAR-10 file, or a DataError naming the file and the fix."""
     if not path.exists():
         raise DataError(f"CIFAR-10 file missing: {path}. The folder {path.parent} is incomplete: delete it and "
                         f"download again, or rebuild it with {OFFLINE_HINT}.")
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            return pickle.load(f, encoding="bytes")
     except Exception as e:  # truncated pickles raise EOFError / UnpicklingError / ValueError
         raise DataError(f"CIFAR-10 file {path} is truncated or corrupt ({type(e).__name__}: {e}). Delete "
                         f"{path.parent} and download again, or rebuild it with {OFFLINE_HINT}.") from None
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(path)
     if not isinstance(d, dict):
         raise DataError(f"CIFAR-10 file {path} does not hold a batch dict (got {type(d).__name__}).")
     data, labels = d.get(b"data", d.get("data")), d.get(b"labels", d.get("labels"))
@@ -116,18 +121,13 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_meta(path: Path) -> list[str]:
     """The label names of ``batches.meta``; exactly the 10 CIFAR-10 classes, else a DataError."""
-    if not path.exists():
-        raise DataError(f"CIFAR-10 file missing: {path}. The folder {path.parent} is incomplete: delete it and "
-                        f"download again, or rebuild it with {OFFLINE_HINT}.")
+    d = _unpickle(path)
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
         names = d.get(b"label_names", d.get("label_names"))
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     except Exception as e:
-        raise DataError(f"CIFAR-10 file {path} is truncated or corrupt, or has no label_names "
-                        f"({type(e).__name__}: {e}). Delete {path.parent} and download again, or rebuild it with "
-                        f"{OFFLINE_HINT}.") from None
+        raise DataError(f"CIFAR-10 file {path} has no label_names ({type(e).__name__}: {e}). Delete {path.parent} "
+                        f"and download again, or rebuild it with {OFFLINE_HINT}.") from None
     if len(names) != NUM_CLASSES:
         raise DataError(f"CIFAR-10 file {path} lists {len(names)} label names, expected the {NUM_CLASSES} classes of "
                         f"CIFAR-10: this is another data set or a damaged copy; delete {path.parent} and download "
