@@ -14,7 +14,7 @@ writes:
 The harness figure is exactly what ``bench.worker`` reports: ``make_step`` + ``bench.timing.measure``
 (first step, warm-up until stable, synchronised samples), images/s from the median step. Each stack
 runs in its own process (Keras fixes its backend at import; PyTorch's in this one), and within it the
-two alternate (A/B, ``--repeats`` times) so drift hits both; the ratio is median harness / median plain
+two alternate (A/B, then B/A, ``--repeats`` times) so drift hits both; the ratio is median harness / median plain
 (1.0 = no overhead; the target is >= 0.97).
 """
 from __future__ import annotations
@@ -113,9 +113,10 @@ def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int =
     else:
         plain = lambda: keras_fit(model, batch, precision, device, steps)  # noqa: E731
     bare, ours = [], []
-    for _ in range(repeats):
-        bare.append(plain())
-        ours.append(harness(model, batch, precision, device, steps, framework, max_warmup))
+    for i in range(repeats):  # ABBA order: a drift over the run (clock, allocator, cache) hits both alike
+        runs = [(bare, plain), (ours, lambda: harness(model, batch, precision, device, steps, framework, max_warmup))]
+        for into, run in (runs if i % 2 == 0 else runs[::-1]):
+            into.append(run())
     return {"stack": stack, "plain": "hand-written loop" if framework == "torch" else "model.fit", "model": model,
             "device": device, "precision": precision, "batch_size": batch, "steps": steps, "repeats": repeats,
             "bare_images_per_s": statistics.median(bare), "harness_images_per_s": statistics.median(ours),
