@@ -8,7 +8,7 @@ message says which directory or file and what to do.
 
 The sampler (:class:`EpochSampler`) decides, from one seed, the order of examples and the crop offsets
 and flips of every batch; each framework only applies that plan (``augment_numpy`` /
-``augment_torch``), so PyTorch and Keras twins see the same batches.
+``bench.stacks.pytorch.data.augment_torch``), so PyTorch and Keras twins see the same batches.
 """
 from __future__ import annotations
 
@@ -335,26 +335,8 @@ def plan_array(plans: BatchPlan | list[BatchPlan]) -> np.ndarray:
     return np.concatenate([np.stack([p.index, p.crop_y, p.crop_x, p.flip], axis=1) for p in plans]).astype("int32")
 
 
-def augment_torch(x_padded, plan, size: int = 32):
-    """Apply a plan to padded NCHW images already on the device (torch); returns (B, C, size, size).
-
-    ``plan`` is a :class:`BatchPlan` or its ``plan_array`` rows already on the device. The training
-    loops copy a whole epoch's rows once and slice them, because a blocking host-to-device copy per
-    step would make the host wait for the GPU's queue to drain at every step.
-    """
-    import torch
-    dev = x_padded.device
-    if isinstance(plan, BatchPlan):
-        plan = torch.from_numpy(plan_array(plan)).to(dev)
-    idx, cy, cx, flip = plan[:, 0].long(), plan[:, 1], plan[:, 2], plan[:, 3]
-    ar = torch.arange(size, device=dev, dtype=plan.dtype)
-    rows = (cy[:, None] + ar)[:, None, :, None].long()
-    cols = torch.where(flip[:, None] > 0, cx[:, None] + size - 1 - ar, cx[:, None] + ar)[:, None, None, :].long()
-    chans = torch.arange(x_padded.shape[1], device=dev)[None, :, None, None]
-    return x_padded[idx[:, None, None, None], chans, rows, cols]
-
-
-def epoch_rows_torch(sampler: EpochSampler, epoch: int, device):
-    """One epoch's plan as ``plan_array`` rows on the device, copied once; step i is ``rows[i * batch:(i + 1) * batch]``."""
-    import torch
-    return torch.from_numpy(plan_array(sampler.epoch(epoch))).to(device)
+def real_batches(data_dir: str | os.PathLike | None, batch_size: int, seed: int):
+    """(normalised padded training images NHWC, labels, sampler): the real-input pipeline's pieces."""
+    data = load_cifar10(data_dir)
+    sampler = EpochSampler(len(data.y_train), batch_size, seed)
+    return pad_images(normalize(data.x_train)), data.y_train, sampler

@@ -1,154 +1,22 @@
-"""The model registry: one name -> one framework-neutral spec -> a PyTorch twin and a Keras twin.
-
-    >>> from bench.models import list_models, build
-    >>> list_models("resnet*_v2")
-    ['resnet110_v2', 'resnet164_v2', 'resnet56_v2']
-    >>> net = build("resnet20_v1", "torch")            # torch.nn.Module
-    >>> net = build("resnet20_v1", "keras")            # keras.Model (backend from KERAS_BACKEND)
-
-``python -m bench.models [PATTERN]`` prints the table: name, trainable params, FLOPs per image,
-depth, frameworks available. Registry semantics follow torchvision's ``_api.py`` (a duplicate name
-raises) and timm's ``list_models`` (fnmatch patterns).
-"""
+"""``python -m bench.models [PATTERN]``: the model table (name, trainable params, FLOPs per image, depth,
+frameworks available). The registry itself is ``bench.zoo``."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
-import fnmatch
 import importlib.util
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from bench.specs import DenseNetSpec, ModelSpec, ResNetSpec
-
-FRAMEWORKS = ("torch", "keras")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A registered architecture.
-
-    Attributes:
-        name: registry key (snake_case, used by suites, CSVs and reports).
-        make_spec: returns the spec; keyword options override spec fields.
-        paper_params: published trainable parameter count as printed ("0.27M"), or None.
-        description: one line for the table.
-    """
-
-    name: str
-    make_spec: Callable[..., ModelSpec]
-    paper_params: str | None
-    description: str
-
-    @property
-    def paper_params_value(self) -> float | None:
-        return None if self.paper_params is None else float(self.paper_params.rstrip("M")) * 1e6
-
-    @property
-    def paper_params_rounding(self) -> float:
-        """Half a unit of the last printed digit: "0.8M" covers 0.75M-0.85M."""
-        if self.paper_params is None:
-            return 0.0
-        decimals = len(self.paper_params.rstrip("M").partition(".")[2])
-        return 0.5 * 10 ** -decimals * 1e6
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(name: str, make_spec: Callable[..., ModelSpec], paper_params: str | None,
-                   description: str) -> ModelEntry:
-    """Register ``name``; a duplicate raises ValueError (torchvision semantics, not timm's warning)."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    entry = ModelEntry(name, make_spec, paper_params, description)
-    _REGISTRY[name] = entry
-    return entry
-
-
-def _spec_factory(cls: type, **fixed) -> Callable[..., ModelSpec]:
-    fields = {f.name for f in dataclasses.fields(cls)} - {"defaults"}
-
-    def make(**options) -> ModelSpec:
-        bad = sorted(set(options) - fields)
-        if bad:
-            raise TypeError(f"unknown option(s) {bad} for {cls.__name__}; valid: {sorted(fields)}")
-        return cls(**{**fixed, **options})
-
-    return make
-
-
-for _depth, _params in ((20, "0.27M"), (32, "0.46M"), (44, "0.66M"), (56, "0.85M"), (110, "1.7M"), (38, None)):
-    register_model(f"resnet{_depth}_v1", _spec_factory(ResNetSpec, version=1, depth=_depth), _params,
-                   f"ResNet v1, {_depth} layers (n={(_depth - 2) // 6}), basic blocks")
-for _depth, _params in ((56, None), (110, None), (164, "1.7M")):
-    register_model(f"resnet{_depth}_v2", _spec_factory(ResNetSpec, version=2, depth=_depth), _params,
-                   f"ResNet v2, {_depth} layers (n={(_depth - 2) // 9}), pre-activation bottleneck")
-for _depth in (20, 56):
-    register_model(f"plain{_depth}", _spec_factory(ResNetSpec, version=1, depth=_depth, shortcuts=False), None,
-                   f"plain net: ResNet-{_depth} v1 without shortcuts")
-_DENSENETS = {
-    "densenet40_k12": (dict(depth=40, growth_rate=12), "1.0M", "DenseNet L=40 k=12"),
-    "densenet_bc100_k12": (dict(depth=100, growth_rate=12, bottleneck=True, compression=0.5), "0.8M",
-                           "DenseNet-BC L=100 k=12"),
-    "densenet121": (dict(depth=121, growth_rate=32, bottleneck=True, compression=0.5,
-                         block_config=(6, 12, 24, 16)), None, "DenseNet-121 k=32, CIFAR 3x3 stem"),
-}
-for _name, (_cfg, _params, _desc) in _DENSENETS.items():
-    register_model(_name, _spec_factory(DenseNetSpec, **_cfg), _params, _desc + ", naive concat")
-    register_model(f"{_name}_memeff", _spec_factory(DenseNetSpec, **_cfg, memory_efficient=True), _params,
-                   _desc + ", memory-efficient (recomputed concat+BN+ReLU+conv1)")
-
-
-def list_models(pattern: str | list[str] = "*") -> list[str]:
-    """Sorted registry names matching an fnmatch pattern (or any of a list of patterns)."""
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
-
-
-def get_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name``; an unknown name raises KeyError listing close matches."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown model {name!r}.{hint} `python -m bench.models` lists all "
-                       f"{len(_REGISTRY)} models.") from None
-
-
-def get_spec(name: str, **options) -> ModelSpec:
-    """The framework-neutral spec of ``name`` with options (num_classes, input_size, ...) applied."""
-    return get_entry(name).make_spec(**options)
-
-
-def build(name: str, framework: str, **options):
-    """Build the ``framework`` twin ("torch" or "keras") of registered model ``name``.
-
-    Args:
-        name: registry name, e.g. ``resnet20_v1``.
-        framework: ``torch`` or ``keras``.
-        **options: spec overrides (``num_classes``, ``input_size``, ``shortcut``, ``memory_efficient``...).
-    """
-    spec = get_spec(name, **options)
-    if framework == "torch":
-        import models_torch
-        return models_torch.build(spec)
-    if framework == "keras":
-        import models_tf
-        return models_tf.build(spec)
-    raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+from bench.zoo import FRAMEWORKS, build, get_entry, get_spec, list_models
 
 
 def framework_available(framework: str) -> bool:
-    return importlib.util.find_spec("torch" if framework == "torch" else "keras") is not None
+    """The framework's package is installed (found without importing it)."""
+    return importlib.util.find_spec(framework) is not None
 
 
 def describe(name: str) -> dict:
     """Table row for ``name``: params and FLOPs counted on the PyTorch twin (needs torch)."""
-    from bench.counts import flops_per_image, torch_param_counts
+    from bench.zoo.counts import flops_per_image, torch_param_counts
     spec = get_spec(name)
     model = build(name, "torch")
     trainable, non_trainable = torch_param_counts(model)

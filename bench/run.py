@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.executors import ExecutorError, RunContext, add_args, carry_over, make_executor
-from bench.preflight import EXIT_STATUS_HELP
-from bench.schema import FILES, KINDS, append_row
-from bench.suites import SUITES, Job, Options, describe_jobs, estimate_seconds, expand
+from bench.core.env import gpu_available, run_meta
+from bench.core.job import Job
+from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
+from bench.pipeline import preflight
+from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, make_executor
+from bench.pipeline.jobs import done_jobs
+from bench.pipeline.preflight import EXIT_STATUS_HELP
+from bench.pipeline.suites import SUITES, Options, describe_jobs, estimate_seconds, expand, installed_keras_backends
+from bench.results.schema import FILES
+from bench.results.writes import ResultsWriteError, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,15 +74,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
                     help="seconds before a job is killed (default: 1800; epochs jobs: none)")
     ap.add_argument("--no-report", action="store_true", help="do not render reports/<run_id>/ at the end")
-    add_args(ap)  # --executor local|ray, --ray-address, ... (bench.executors)
+    add_args(ap)  # --executor local|ray, --ray-address, ... (bench.pipeline.executors)
     args = ap.parse_args(argv)
+    _check(ap, args)
+    return args
+
+
+def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every flag checked before anything runs (``ap.error``: exit 2 with one sentence)."""
     if not (args.suite or args.list or args.resume):
         ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
     if args.suite and args.suite not in SUITES:
         ap.error(f"unknown suite {args.suite!r}; choose from: {', '.join(SUITES)}")
-    bad = set(_csv(args.frameworks)) - {"torch", "keras"}
+    bad = set(_csv(args.frameworks)) - set(FRAMEWORKS)
     if bad:
-        ap.error(f"unknown framework(s) {sorted(bad)}; choose from torch, keras")
+        ap.error(f"unknown framework(s) {sorted(bad)}; choose from {', '.join(FRAMEWORKS)}")
     if args.precision and set(_csv(args.precision)) - {"fp32", "bf16", "fp16"}:
         ap.error(f"--precision takes fp32, bf16, fp16; got {args.precision!r}")
     try:
@@ -88,39 +99,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--batch-sizes must be positive")
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be >= 1")
-    if args.exec_mode:
-        from bench.suites import KERAS_MODES, TORCH_MODES
-        bad = set(_csv(args.exec_mode)) - set(TORCH_MODES + KERAS_MODES)
-        if bad:
-            ap.error(f"unknown --exec-mode {sorted(bad)}; choose from {', '.join(TORCH_MODES + KERAS_MODES)}")
-    args.keras_backends_t = None
-    if args.keras_backend:
-        from bench.suites import KERAS_BACKENDS, installed_keras_backends
-        names = _csv(args.keras_backend)
+    modes = list(dict.fromkeys(m for s in STACKS.values() for m in s.exec_modes))
+    if args.exec_mode and set(_csv(args.exec_mode)) - set(modes):
+        ap.error(f"unknown --exec-mode {sorted(set(_csv(args.exec_mode)) - set(modes))}; choose from {', '.join(modes)}")
+    args.keras_backends_t = _keras_backends(ap, args.keras_backend)
+    if args.recipe:
+        from bench.zoo.recipes import RECIPES
+        if args.recipe not in RECIPES:
+            ap.error(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
+
+
+def _keras_backends(ap: argparse.ArgumentParser, arg: str | None) -> tuple[str, ...] | None:
+    """--keras-backend as a tuple of backends (None: the suite's default)."""
+    keras_backends_t = None
+    if arg:
+        names = _csv(arg)
         if names == ["all"]:
-            args.keras_backends_t = installed_keras_backends()
-            if not args.keras_backends_t:
+            keras_backends_t = installed_keras_backends()
+            if not keras_backends_t:
                 ap.error("--keras-backend all: no Keras backend library is installed (tensorflow, jax or torch)")
         else:
             bad = [b for b in names if b not in KERAS_BACKENDS]
             if bad or not names:
-                ap.error(f"unknown --keras-backend {', '.join(bad) or repr(args.keras_backend)}; choose from "
+                ap.error(f"unknown --keras-backend {', '.join(bad) or repr(arg)}; choose from "
                          f"{', '.join(KERAS_BACKENDS)} (a comma-separated list) or all")
-            args.keras_backends_t = tuple(dict.fromkeys(names))
-    if args.recipe:
-        from bench.recipes import RECIPES
-        if args.recipe not in RECIPES:
-            ap.error(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
-    return args
+            keras_backends_t = tuple(dict.fromkeys(names))
+    return keras_backends_t
 
 
 def _csv(s: str | None) -> list[str]:
     return [x.strip() for x in (s or "").split(",") if x.strip()]
-
-
-def gpu_available() -> bool:
-    from bench.env import nvml_info
-    return bool(nvml_info())
 
 
 def options_from(args: argparse.Namespace, gpu: bool) -> Options:
@@ -133,101 +141,8 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
     """run_meta's record of the Keras backends: the ones this run's Keras jobs use, and what was asked."""
-    used = list(dict.fromkeys(j.keras_backend for j in jobs if j.framework == "keras"))
+    used = list(dict.fromkeys(j.keras_backend for j in jobs if j.keras_backend))
     return {"keras_backends": used, "keras_backend": ",".join(used) or None, "keras_backend_arg": args.keras_backend}
-
-
-def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
-    """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
-    import csv
-    done, oom_sweeps = set(), set()
-    for kind in KINDS:
-        path = out / FILES[kind]
-        if kind == "nvml" or not path.exists():
-            continue
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["status"] in ("ok", "oom", "skipped"):
-                    done.add(row["job_id"])
-                if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
-                    done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
-                if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
-                    done.add(row["job_id"])
-                if row["status"] == "oom":
-                    oom_sweeps.add(sweep_tag(row["job_id"]))
-    return done, oom_sweeps
-
-
-def sweep_tag(job_id: str) -> str:
-    """A job id without its batch size: the jobs of one memory sweep share it."""
-    parts = job_id.split("/")
-    return "/".join(parts[:4] + parts[5:])
-
-
-def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: float | None) -> tuple[str, str]:
-    """Run one job in a child process; returns (status, message). Records crashes and timeouts itself."""
-    from bench.worker import base_row
-    log_path = out / "logs" / (job.job_id.replace("/", "_") + ".log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bench.worker", "--out", str(out), "--run-id", run_id,
-           "--job", json.dumps(job.to_dict())] + (["--data-dir", data_dir] if data_dir else [])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    before = _rows_for(out, job)
-    with open(log_path, "w") as log:
-        # training jobs show their per-epoch progress bars on the terminal; other jobs log to a file
-        stderr = None if (job.kind == "epochs" and sys.stderr.isatty()) else log
-        proc = subprocess.Popen(cmd, stdout=log, stderr=stderr, env=env, cwd=ROOT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            _record_failure(job, out, run_id, "timeout", f"killed after {timeout:.0f} s (--job-timeout)", base_row)
-            return "timeout", f"timed out after {timeout:.0f} s"
-        except KeyboardInterrupt:
-            _kill(proc)
-            raise
-    last = _last_status(out, job) if _rows_for(out, job) > before else None
-    if rc == 0 and last is not None:
-        return last, "exit 0"
-    if rc != 0 and last in ("error", "oom"):  # the worker recorded its own failure
-        return last, f"exit {rc}"
-    # died without saying why (segfault, kill, os._exit), possibly after some epoch rows
-    tail = log_path.read_text(errors="replace")[-400:].strip().replace("\n", " | ")
-    msg = f"worker died with exit code {rc} and wrote no error row; log {log_path.name}: {tail}"
-    _record_failure(job, out, run_id, "error", msg, base_row)
-    return "error", msg
-
-
-def _rows_for(out: Path, job: Job) -> int:
-    path = out / FILES[job.kind]
-    if not path.exists():
-        return 0
-    return sum(1 for line in path.read_text().splitlines() if f",{job.job_id}," in line)
-
-
-def _last_status(out: Path, job: Job) -> str | None:
-    import csv
-    with open(out / FILES[job.kind], newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["job_id"] == job.job_id]
-    return rows[-1]["status"] if rows else None
-
-
-def _record_failure(job: Job, out: Path, run_id: str, status: str, msg: str, base_row) -> None:
-    row = {**base_row(job, run_id), "status": status, "error": msg, "null_reason": "job failed"}
-    if job.kind == "memory":
-        row["oom"] = False
-    append_row(out / FILES[job.kind], job.kind, row)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def print_plan(jobs: list[Job], done: set[str], file=sys.stdout) -> None:
@@ -295,17 +210,31 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
-def _main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    if args.list:
-        gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
-        for name, desc in SUITES.items():
-            jobs = expand(name, options_from(args, gpu))
-            print(f"{name:<14} {len(jobs):>4} jobs  {desc}\n{'':<25}runs: {describe_jobs(jobs)}")
-            if args.suite == name:
-                print_plan(jobs, set())
-        return 0
+@dataclass
+class Plan:
+    """What a run will do: its id and folder, where its jobs run, the jobs and those already done."""
+
+    run_id: str
+    out: Path
+    gpu: bool
+    executor: object
+    jobs: list[Job]
+    done: set[str]
+
+
+def _list(args: argparse.Namespace) -> int:
+    """``--list``: every suite with its job count and what it runs (and the plan of ``--suite``)."""
+    gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
+    for name, desc in SUITES.items():
+        jobs = expand(name, options_from(args, gpu))
+        print(f"{name:<14} {len(jobs):>4} jobs  {desc}\n{'':<25}runs: {describe_jobs(jobs)}")
+        if args.suite == name:
+            print_plan(jobs, set())
+    return 0
+
+
+def _plan(args: argparse.Namespace, argv: list[str]) -> Plan | int:
+    """The run's plan, or an exit status (2) with its one-sentence error already printed."""
     if args.resume:
         out = Path(args.out) / args.resume
         meta_path = out / "run_meta.json"
@@ -313,10 +242,10 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"error: no run to resume at {out} (run_meta.json missing)", file=sys.stderr)
             return 2
         meta = json.loads(meta_path.read_text())
-        given, args = args, parse_args(meta["argv"])  # the original plan, exactly
-        carry_over(given, args)  # ... run by the executor this command names, if it names one
-        run_id = meta["run_id"]
-        gpu = meta["gpu"]
+        resumed = parse_args(meta["argv"])  # the original plan, exactly ...
+        carry_over(args, resumed)  # ... run by the executor this command names, if it names one
+        vars(args).update(vars(resumed))
+        run_id, gpu = meta["run_id"], meta["gpu"]
     else:
         gpu = None  # where the jobs run decides (the executor's machines)
         run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
@@ -340,69 +269,87 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     done, _ = done_jobs(out) if out.exists() else (set(), set())
-    if args.dry_run:
-        print(f"suite {args.suite} on {'GPU' if gpu else 'CPU'}: run id would be {run_id}")
-        print_plan(jobs, done)
-        return 0
-    from bench import preflight
-    if preflight.check([j for j in jobs if j.job_id not in done], out, args.data_dir,
-                       None if args.no_report else Path(args.reports), gpu_visible=executor.gpu_available,
-                       here=executor.runs_here):
-        return preflight.EXIT_BAD_INPUT
-    if not gpu:
-        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
-              "a reason in their rows.", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        from bench.env import run_meta, write_json_atomic
-        write_json_atomic(out / "run_meta.json", {"run_id": run_id, "argv": argv, "gpu": gpu,
-                                                  **run_meta(argv, args.suite, {"device": "cuda" if gpu else "cpu",
-                                                                               **keras_meta(args, jobs)})})
+    return Plan(run_id, out, gpu, executor, jobs, done)
+
+
+def _execute(args: argparse.Namespace, plan: Plan) -> dict[str, int] | int:
+    """Run the jobs still to do; their statuses counted, or the exit status of an interrupted run."""
     from tqdm.auto import tqdm
     _stop_on_signals()
-    todo = [j for j in jobs if j.job_id not in done]
-    print(f"run {run_id}: {len(todo)} of {len(jobs)} jobs to run -> {out}", file=sys.stderr)
+    todo = [j for j in plan.jobs if j.job_id not in plan.done]
+    print(f"run {plan.run_id}: {len(todo)} of {len(plan.jobs)} jobs to run -> {plan.out}", file=sys.stderr)
     counts: dict[str, int] = {}
     bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
-    ctx = RunContext(out, run_id, args.data_dir, args.job_timeout)
-    try:  # the job loop lives in bench.executors (local: one after another here; ray: on a cluster)
-        with closing(executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
+    ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout)
+    try:  # the job loop lives in bench.pipeline.executors (local: one after another here; ray: on a cluster)
+        with closing(plan.executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
             for _job, status in finished:
                 counts[status] = counts.get(status, 0) + 1
                 bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
-        print(f"\ninterrupted: finished rows are kept in {out}. Continue with: python -m bench.run --resume {run_id}",
-              file=sys.stderr)
+        print(f"\ninterrupted: finished rows are kept in {plan.out}. Continue with: python -m bench.run --resume "
+              f"{plan.run_id}", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
     bar.close()
-    print(summary_table(out))
-    print(f"\nresults: {out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")
+    return counts
+
+
+def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int]) -> int:
+    """The summary, the report, and the run's exit status."""
+    print(summary_table(plan.out))
+    print(f"\nresults: {plan.out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")
     status = preflight.exit_status(counts)
     if not args.no_report:
         try:
             from bench.report import render
-            path = render(out, Path(args.reports) / run_id)
+            path = render(plan.out, Path(args.reports) / plan.run_id)
             print(f"report:  {path}")
         except ImportError as e:
             print(f"report not rendered ({e}); install the [report] extra", file=sys.stderr)
         except OSError as e:
-            print(f"error: report not rendered ({e}); free space, then: python -m bench.report {out}", file=sys.stderr)
+            print(f"error: report not rendered ({e}); free space, then: python -m bench.report {plan.out}", file=sys.stderr)
             status = status or preflight.EXIT_WRITE_FAILED
     if status == preflight.EXIT_JOBS_FAILED:
         print(f"exit status 1: {counts.get('error', 0) + counts.get('timeout', 0)} job(s) ended in error or timeout "
-              f"(see above); {preflight.resume_command(out)} runs them again", file=sys.stderr)
+              f"(see above); {preflight.resume_command(plan.out)} runs them again", file=sys.stderr)
     return status
 
 
+def _main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.list:
+        return _list(args)
+    plan = _plan(args, argv)
+    if isinstance(plan, int):
+        return plan
+    if args.dry_run:
+        print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
+        print_plan(plan.jobs, plan.done)
+        return 0
+    if preflight.check([j for j in plan.jobs if j.job_id not in plan.done], plan.out, args.data_dir,
+                       None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
+                       here=plan.executor.runs_here):
+        return preflight.EXIT_BAD_INPUT
+    if not plan.gpu:
+        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
+              "a reason in their rows.", file=sys.stderr)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        write_json_atomic(plan.out / "run_meta.json", {
+            "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu,
+            **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", **keras_meta(args, plan.jobs)})})
+    counts = _execute(args, plan)
+    return counts if isinstance(counts, int) else _finish(args, plan, counts)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.run``; returns the exit status (see ``--help`` and ``bench.preflight``)."""
-    from bench.writes import ResultsWriteError
+    """``python -m bench.run``; returns the exit status (see ``--help`` and ``bench.pipeline.preflight``)."""
     try:
         return _main(argv)
     except ResultsWriteError as e:  # disk full / not writable while the suite ran: every CSV is intact
-        from bench.preflight import write_failed
-        return write_failed(e)
+        return preflight.write_failed(e)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Set ``KERAS_BACKEND`` (tensorflow, jax or torch) before the first ``import keras
 """
 from __future__ import annotations
 
-from bench.specs import DenseNetSpec, ModelSpec, ResNetSpec
+from bench.zoo.specs import DenseNetSpec, ModelSpec, ResNetSpec
 
 
 def build(spec: ModelSpec):

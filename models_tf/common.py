@@ -1,4 +1,4 @@
-"""Shared Keras 3 layers that apply ``bench.specs.Defaults``: every layer named canonically.
+"""Shared Keras 3 layers that apply ``bench.zoo.specs.Defaults``: every layer named canonically.
 
 Keras code here uses ``import keras`` (Keras 3) only; the backend is picked by ``KERAS_BACKEND``
 before the first import. Tensors are channels-last (NHWC).
@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import backend, layers, ops
 
-from bench.specs import DEFAULTS, Defaults, keras_name
+from bench.zoo.specs import DEFAULTS, Defaults, keras_name
 
 
 def conv(x, filters, k, stride=1, bias=None, name="", d: Defaults = DEFAULTS):

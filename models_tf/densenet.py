@@ -1,6 +1,6 @@
 """CIFAR DenseNet and DenseNet-BC (Huang et al. 2017, arXiv 1608.06993) in Keras 3.
 
-Driven by ``bench.specs.DenseNetSpec``; the PyTorch twin is ``models_torch/densenet.py``. Each dense
+Driven by ``bench.zoo.specs.DenseNetSpec``; the PyTorch twin is ``models_torch/densenet.py``. Each dense
 layer's concat + BN + ReLU + conv1 is one ``ConcatBNReLUConv`` layer, so the memory-efficient
 variant can recompute exactly that segment in the backward pass with ``keras.remat`` (what
 ``keras.RematScope(mode="full")`` does to a layer's call), the same boundary as PyTorch's checkpoint.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from bench.specs import DEFAULTS, DenseNetSpec, keras_name
+from bench.zoo.specs import DEFAULTS, DenseNetSpec, keras_name
 from models_tf.common import bn_layer, bn_relu, conv, conv_layer, count_per_channel, head, inputs
 
 
@@ -52,7 +52,7 @@ class ConcatBNReLUConv(keras.layers.Layer):
         feats = list(feats) if isinstance(feats, (list, tuple)) else [feats]
         if self.memory_efficient and training:
             y, mean, var = keras.remat(self._pure_segment)(*feats)
-            # the same rule as every other BN of the twins (unbiased moving variance, bench.specs.Defaults)
+            # the same rule as every other BN of the twins (unbiased moving variance, bench.zoo.specs.Defaults)
             self.bn.update_moving_statistics(mean, var, count_per_channel(feats[0]))
             return y
         return self._segment(*feats, training=training)

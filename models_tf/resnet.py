@@ -1,7 +1,7 @@
 """CIFAR ResNet v1 (6n+2), ResNet v2 (pre-activation bottleneck, 9n+2) and plain nets in Keras 3.
 
 Functional builders in the style of the Keras 2 example ``cifar10_resnet.py`` (``resnet_v1`` /
-``resnet_v2``), driven by ``bench.specs.ResNetSpec``; the PyTorch twin is ``models_torch/resnet.py``
+``resnet_v2``), driven by ``bench.zoo.specs.ResNetSpec``; the PyTorch twin is ``models_torch/resnet.py``
 and both use the same canonical layer names.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from bench.specs import ResNetSpec
+from bench.zoo.specs import ResNetSpec
 from models_tf.common import bn_layer, bn_relu, conv, head, inputs
 
 

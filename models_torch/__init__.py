@@ -1,7 +1,7 @@
 """PyTorch twins of the TwinBench architectures: ``build(spec) -> torch.nn.Module``."""
 from __future__ import annotations
 
-from bench.specs import DenseNetSpec, ModelSpec, ResNetSpec
+from bench.zoo.specs import DenseNetSpec, ModelSpec, ResNetSpec
 
 
 def build(spec: ModelSpec):

@@ -1,4 +1,4 @@
-"""Shared PyTorch layers that apply ``bench.specs.Defaults`` (BN epsilon/momentum, init, conv bias)."""
+"""Shared PyTorch layers that apply ``bench.zoo.specs.Defaults`` (BN epsilon/momentum, init, conv bias)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from bench.specs import DEFAULTS, TRUNCATED_NORMAL_STD, Defaults
+from bench.zoo.specs import DEFAULTS, TRUNCATED_NORMAL_STD, Defaults
 
 
 def conv(cin: int, cout: int, k: int, stride: int = 1, bias: bool | None = None,

@@ -1,6 +1,6 @@
 """CIFAR DenseNet and DenseNet-BC (Huang et al. 2017, arXiv 1608.06993) in PyTorch.
 
-Built from ``bench.specs.DenseNetSpec``. The memory-efficient variant checkpoints the
+Built from ``bench.zoo.specs.DenseNetSpec``. The memory-efficient variant checkpoints the
 concat + BN + ReLU + conv1 of every layer (Pleiss et al. 2017, arXiv 1707.06990; torchvision's
 ``memory_efficient=True``), so the concatenated input is recomputed in the backward pass instead of
 stored. Canonical names: ``stem.conv``, ``block{b}.layer{i}.bn1|conv1|bn2|conv2``,
@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from bench.specs import DenseNetSpec
+from bench.zoo.specs import DenseNetSpec
 from models_torch.common import Head, bn, conv, init_weights
 
 

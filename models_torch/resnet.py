@@ -1,6 +1,6 @@
 """CIFAR ResNet v1 (6n+2), ResNet v2 (pre-activation bottleneck, 9n+2) and plain nets, in PyTorch.
 
-Built from ``bench.specs.ResNetSpec``; layout follows the Keras 2 example ``cifar10_resnet.py``
+Built from ``bench.zoo.specs.ResNetSpec``; layout follows the Keras 2 example ``cifar10_resnet.py``
 (He et al. 2015, arXiv 1512.03385; He et al. 2016, arXiv 1603.05027). Canonical module names:
 ``stem.conv``, ``stage{1..3}.block{i}.conv1|bn1|...|shortcut``, ``head.bn``, ``head.fc``.
 """
@@ -11,7 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from bench.specs import ResNetSpec
+from bench.zoo.specs import ResNetSpec
 from models_torch.common import Head, bn, conv, init_weights
 
 

@@ -51,7 +51,7 @@ def pytest_addoption(parser):
 def pytest_generate_tests(metafunc):
     if "bench_case" not in metafunc.fixturenames:
         return
-    from bench.models import list_models
+    from bench.zoo import list_models
     gpu = _has_gpu()
     opt = metafunc.config.getoption
     default = "resnet20_v1,resnet56_v1,densenet_bc100_k12" if gpu else "resnet20_v1,densenet_bc100_k12"
@@ -78,5 +78,5 @@ def bench_name(framework: str, measurement: str) -> str:
 
 
 def _has_gpu() -> bool:
-    from bench.env import nvml_info
+    from bench.core.env import nvml_info
     return bool(nvml_info())

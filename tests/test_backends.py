@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.suites import KERAS_BACKENDS, Job, Options, expand, installed_keras_backends
+from bench.core.job import Job
+from bench.core.stack_registry import KERAS_BACKENDS
+from bench.pipeline.suites import Options, expand, installed_keras_backends
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,10 +62,10 @@ def test_exec_modes_reach_training_jobs_with_their_own_ids():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", installed_keras_backends())
 def test_a_keras_job_runs_on_the_backend_it_asks_for(backend, tmp_path):
-    """One tiny throughput job per backend through bench.worker: the row names that backend and its version."""
+    """One tiny throughput job per backend through bench.pipeline.worker: the row names that backend and its version."""
     job = Job("throughput", "resnet20_v1", "keras", backend, "fp32", 2, "infer", steps=2, max_warmup=10, device="cpu")
     env = {k: v for k, v in __import__("os").environ.items() if k != "KERAS_BACKEND"}  # the job must set it itself
-    p = subprocess.run([sys.executable, "-m", "bench.worker", "--out", str(tmp_path), "--run-id", "be",
+    p = subprocess.run([sys.executable, "-m", "bench.pipeline.worker", "--out", str(tmp_path), "--run-id", "be",
                         "--job", json.dumps(job.to_dict())], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -76,7 +78,7 @@ def test_a_keras_job_runs_on_the_backend_it_asks_for(backend, tmp_path):
 
 def test_keras_window_trains_as_train_on_batch_does():
     """The timed Keras window (steps run as fit runs them, one read-back) is the same training as single steps."""
-    from bench.runners import make_step
+    from bench.stacks import make_step
     tiny = {"depth": 8, "input_size": 8}
     a, b = (make_step("resnet20_v1", "keras", "train", 4, device="cpu", model_options=tiny) for _ in range(2))
     assert a.window is not None and a.steps_per_sample > 1
@@ -94,9 +96,9 @@ def test_keras_window_trains_as_train_on_batch_does():
 
 def test_report_compares_every_implementation_with_pytorch_eager(tmp_path):
     """One report: a label per framework/backend/exec mode, ratios to torch eager, the fastest and leanest named."""
-    from bench.env import write_json_atomic
     from bench.report import render
-    from bench.schema import append_row
+    from bench.results.schema import append_row
+    from bench.results.writes import write_json_atomic
     d = tmp_path / "results" / "four"
     d.mkdir(parents=True)
     write_json_atomic(d / "run_meta.json", {"run_id": "four", "suite": "throughput", "device": "cuda",
@@ -131,7 +133,7 @@ def test_report_compares_every_implementation_with_pytorch_eager(tmp_path):
 
 
 def test_training_rows_name_the_mode_they_trained_in():
-    from bench.worker import resolved_exec_mode
+    from bench.measures.training import resolved_exec_mode
     job = lambda fw, be, mode=None: Job("epochs", "resnet20_v1", fw, be, "fp32", 64, exec_mode=mode, device="cpu")  # noqa: E731
     assert resolved_exec_mode(job("torch", None)) == "eager"
     assert resolved_exec_mode(job("torch", None, "step-compile")) == "step-compile"

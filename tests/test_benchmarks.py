@@ -14,7 +14,7 @@ Keras steps return a host value), so the figure is the real step time. Model bui
 """
 import pytest
 
-from bench.runners import make_step
+from bench.stacks import make_step
 
 
 @pytest.fixture
@@ -41,10 +41,11 @@ def test_step(benchmark, bench_case, bench_settings):
         r.sync()
 
     step()  # first step: compilation / tracing / autotuning, outside the timed rounds
-    from bench.memory import peak_bytes, reset_peak
-    reset_peak(framework, r.env["backend"])
+    from bench.stacks import get_stack
+    mem = get_stack(framework, r.env["backend"]).memory()
+    mem.reset_peak()
     benchmark.pedantic(step, rounds=s["rounds"], warmup_rounds=s["warmup"], iterations=1)
-    peak, source = peak_bytes(framework, r.env["backend"]) if r.env["device"] == "cuda" else (
+    peak, source = mem.peak_bytes() if r.env["device"] == "cuda" else (
         None, "no GPU: allocator peak not defined on the CPU")
     stats = getattr(benchmark, "stats", None)
     median = stats.stats.median if stats is not None else None

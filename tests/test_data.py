@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.data import DataError, EpochSampler, augment_numpy, augment_torch, epoch_rows_torch, load_cifar10, normalize, pad_images
+from bench.data import DataError, EpochSampler, augment_numpy, load_cifar10, normalize, pad_images
+from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ _KERAS_AUGMENT_CHECK = """
 import numpy as np, keras
 from bench.data import EpochSampler, augment_numpy, normalize, pad_images
 from bench.data import plan_array
-from bench.train_keras import PlanAugment
+from bench.stacks.keras.data import PlanAugment
 x = pad_images(normalize(np.load({path!r})))
 layer = PlanAugment(x)
 for plan in EpochSampler(len(x), 128, seed=3).epoch(2):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bench.runners import make_step
+from bench.stacks import make_step
 
 TINY = {"depth": 8, "input_size": 8}  # ResNet-8 on 8x8 inputs: the compile stays short on 2 cores
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import preflight
+from bench.core.job import Job
 from bench.data import DataError, check_cifar10
-from bench.schema import append_row, columns
-from bench.suites import Job, Options, expand
-from bench.writes import ResultsWriteError, atomic_write
+from bench.pipeline import preflight
+from bench.pipeline.suites import Options, expand
+from bench.results.schema import append_row, columns
+from bench.results.writes import ResultsWriteError, atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 MEM = "memory/resnet20_v1/torch/fp32/b{}/train/default"
@@ -186,8 +187,7 @@ def test_a_failed_append_leaves_every_csv_as_it_was(cut, tmp_path, monkeypatch):
 
 
 def test_json_checkpoint_and_report_writes_keep_the_previous_file(tmp_path, monkeypatch):
-    from bench.env import write_json_atomic
-    from bench.train import _atomic_save
+    from bench.results.writes import write_json_atomic
     meta = tmp_path / "run_meta.json"
     write_json_atomic(meta, {"a": 1})
     monkeypatch.setenv("TWINBENCH_INJECT_FAULT", "enospc:run_meta.json")
@@ -202,7 +202,7 @@ def test_json_checkpoint_and_report_writes_keep_the_previous_file(tmp_path, monk
         Path(p).write_bytes(b"epo")
         raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file data/0")
     with pytest.raises(ResultsWriteError, match="model.pt: .*failed writing file"):
-        _atomic_save(torch_like_save, str(ck))
+        atomic_write(str(ck), torch_like_save)
     assert ck.read_bytes() == b"epoch 1" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "run_meta.json"]
     with pytest.raises(ValueError):  # a bug in the saver is not reported as a full disk
         atomic_write(ck, lambda p: (_ for _ in ()).throw(ValueError("bug")))
@@ -248,8 +248,8 @@ def test_report_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
 
 def test_report_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from bench.env import write_json_atomic
     from bench.report import main
+    from bench.results.writes import write_json_atomic
     run = tmp_path / "results" / "r1"
     run.mkdir(parents=True)
     write_json_atomic(run / "run_meta.json", {"run_id": "r1", "suite": "smoke", "device": "cpu"})
@@ -321,7 +321,7 @@ def _worker_pid(run_dir: Path) -> int:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"bench.worker" in cmd and str(run_dir).encode() in cmd:
+        if b"bench.pipeline.worker" in cmd and str(run_dir).encode() in cmd:
             return int(proc.name)
     raise AssertionError("no running worker found")
 
@@ -337,17 +337,18 @@ def test_training_cut_by_a_full_disk_resumes_without_losing_or_repeating_an_epoc
     """The epoch's row goes in, then its checkpoint hits a full disk: the resumed job trains that epoch again
     from the previous checkpoint and does not write its row twice."""
     pytest.importorskip("torch")
-    from bench import worker, writes
+    from bench.measures.training import run_epochs
+    from bench.results import writes
     job = Job("epochs", "resnet20_v1", "torch", None, "fp32", 16, recipe="fast", epochs=2, train_subset=32,
               test_subset=16, device="cpu")
     full = [True]
     monkeypatch.setattr(writes, "_injected", lambda path: full[0] and path.suffix == ".pt")
     with pytest.raises(ResultsWriteError, match=r"\.pt: No space left on device"):
-        worker.run_epochs(job, tmp_path, worker.base_row(job, "r"), str(cifar_dir))
+        run_epochs(job, tmp_path, job.base_row("r"), str(cifar_dir))
     assert [r["epoch"] for r in _rows(tmp_path / "epochs.csv")] == ["1"]
     assert not list((tmp_path / "checkpoints").iterdir())  # no checkpoint, not even a temporary one
     full[0] = False  # space freed: the job runs again (as --resume does)
-    worker.run_epochs(job, tmp_path, worker.base_row(job, "r"), str(cifar_dir))
+    run_epochs(job, tmp_path, job.base_row("r"), str(cifar_dir))
     assert [r["epoch"] for r in _rows(tmp_path / "epochs.csv")] == ["1", "2"]
 
 

@@ -1,7 +1,8 @@
 """The smoke suite's training part, the fidelity suite (seeds) and the report's Fidelity section."""
 import pandas as pd
 
-from bench.suites import Job, Options, expand
+from bench.core.job import Job
+from bench.pipeline.suites import Options, expand
 
 
 def test_seed_leaves_default_job_ids_unchanged():
@@ -58,7 +59,7 @@ def test_fidelity_table_sets_the_gap_beside_the_seed_spread():
 
 def test_report_renders_fidelity_and_says_what_a_subset_training_is(tmp_path):
     from bench.report import render
-    from bench.schema import FILES
+    from bench.results.schema import FILES
     run = tmp_path / "run"
     run.mkdir()
     df = _rows({("torch", 0): [0.30, 0.50], ("torch", 1): [0.34, 0.52],

@@ -6,7 +6,7 @@ same batch must leave naive and memory-efficient twins identical.
 """
 import numpy as np
 
-from bench.models import build
+from bench.zoo import build
 
 
 def _torch_step(model, x, y):

@@ -1,4 +1,4 @@
-"""Memory of a training step on any device (bench.memory): saved-for-backward bytes, state bytes, breakdown.
+"""Memory of a training step on any device (bench.stacks: the memory counters): saved-for-backward bytes, state bytes, breakdown.
 
 Everything here runs on a CPU at batch 2: the saved-activation figure is linear in the batch, so the
 shapes of the curves (quadratic / linear in depth) and the ratios hold at any batch.
@@ -13,8 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.memory import LAYER_KINDS, MIB, SavedBytesCounter, StepMemory, for_framework, parse_by_kind
-from bench.schema import KINDS, append_row, read_csv
+from bench.results.schema import LAYER_KINDS, parse_by_kind
+from bench.stacks import get_stack
+from bench.stacks.base import MIB, StepMemory
+from bench.stacks.common.autograd import SavedBytesCounter
+
+
+def for_framework(framework, backend=None):
+    """The memory counter of a stack (bench.stacks.get_stack(...).memory())."""
+    return get_stack(framework, backend).memory()
+from bench.results.schema import KINDS, append_row, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +104,7 @@ def test_memeff_keeps_at_most_45pct_of_naive_densenet_bc100(torch_mem):
 
 
 def test_peak_ratio_is_computed_when_an_allocator_peak_exists():
-    # the CUDA path of bench.worker passes the allocator peak here; the GPU figure itself needs a GPU session
+    # the CUDA path of bench.measures.memory passes the allocator peak here; the GPU figure itself needs a GPU session
     m = StepMemory(saved_activations=60 * MIB, params=10 * MIB, grads=10 * MIB, optimizer_state=20 * MIB)
     assert m.columns(peak=110 * MIB)["peak_over_state_activations"] == pytest.approx(1.1)
     assert m.columns()["peak_over_state_activations"] is None
@@ -125,8 +133,8 @@ def test_every_memory_column_is_in_the_schema_with_a_real_producer():
 
 
 def test_memory_job_row_on_cpu(tmp_path, monkeypatch):
-    from bench.suites import Job
-    from bench.worker import main
+    from bench.core.job import Job
+    from bench.pipeline.worker import main
     for k in ("CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS", "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE"):
         monkeypatch.setenv(k, os.environ.get(k, ""))  # restored after the test (configure_env sets them)
     job = Job("memory", "densenet40_k12", "torch", None, "fp32", 2, steps=1, device="cpu", depth=16)
@@ -140,7 +148,7 @@ def test_memory_job_row_on_cpu(tmp_path, monkeypatch):
 
 
 def test_memory_suite_on_cpu_sweeps_batch_and_depth():
-    from bench.suites import CPU_MEMORY_SWEEP, DEPTH_SWEEP, Options, expand
+    from bench.pipeline.suites import CPU_MEMORY_SWEEP, DEPTH_SWEEP, Options, expand
     jobs = expand("memory", Options(models=("densenet_bc100_k12", "resnet20_v1"), frameworks=("torch",), gpu=False))
     ids = [j.job_id for j in jobs]
     assert len(ids) == len(set(ids))
@@ -155,7 +163,7 @@ def test_memory_suite_on_cpu_sweeps_batch_and_depth():
 @pytest.mark.slow
 def test_keras_on_torch_goes_through_the_same_hooks():
     """Keras twins on the torch backend (own process: Keras fixes its backend at import)."""
-    code = ("import json,torch\nfrom bench.memory import for_framework\nm=for_framework('keras','torch')\n"
+    code = ("import json,torch\nfrom bench.stacks import get_stack\nm=get_stack('keras','torch').memory()\n"
             "out={n: vars(m.step_memory(n, 2, device='cpu')) for n in ('resnet20_v1','densenet40_k12',"
             "'densenet40_k12_memeff')}\nprint('JSON'+json.dumps(out))")
     env = {**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}
@@ -170,8 +178,8 @@ def test_keras_on_torch_goes_through_the_same_hooks():
 
 
 def test_report_memory_section_headline_and_twin_cause(tmp_path):
-    from bench.env import write_json_atomic
     from bench.report import render
+    from bench.results.writes import write_json_atomic
     d = tmp_path / "run"
     d.mkdir()
     write_json_atomic(d / "run_meta.json", {"run_id": "mem", "device": "cpu"})
@@ -210,8 +218,8 @@ def test_keras_tensorflow_has_state_but_no_activation_figure():
 
 @pytest.mark.slow
 def test_keras_jax_reports_residuals_in_their_own_column():
-    code = ("import json\nfrom bench.memory import for_framework\n"
-            "m=for_framework('keras','jax').step_memory('resnet20_v1', 2, device='cpu')\nprint('JSON'+json.dumps(m.columns()))")
+    code = ("import json\nfrom bench.stacks import get_stack\n"
+            "m=get_stack('keras','jax').memory().step_memory('resnet20_v1', 2, device='cpu')\nprint('JSON'+json.dumps(m.columns()))")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.schema import columns
+from bench.results.schema import columns
 
 ray = pytest.importorskip("ray")
 
@@ -37,20 +37,20 @@ def _rows(path):
 
 
 def _no_worker_left(run_dir):
-    """No bench.worker of this run is still running (a cancelled task must take its child with it)."""
+    """No bench.pipeline.worker of this run is still running (a cancelled task must take its child with it)."""
     cmdlines = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdlines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
         except OSError:
             pass  # gone meanwhile
-    return not [a for a in cmdlines if "bench.worker" in a and run_dir.name in a]
+    return not [a for a in cmdlines if "bench.pipeline.worker" in a and run_dir.name in a]
 
 
 def _epochs_of(job) -> int:
     """Epochs a training job runs: its own override, else its recipe's."""
-    from bench.models import get_spec
-    from bench.recipes import recipe_for
+    from bench.zoo import get_spec
+    from bench.zoo.recipes import recipe_for
     return job.epochs or recipe_for(job.recipe, get_spec(job.model).family).epochs
 
 
@@ -61,7 +61,7 @@ def ray_smoke(tmp_path_factory, cifar_dir):
     p = _run(["--suite", "smoke", "--executor", "ray", "--ray-jobs-per-device", "2", "--no-report",
               "--data-dir", str(cifar_dir)], out,
              TWINBENCH_INJECT_FAULT=f"crash-once:{KILLED_ONCE};crash:{ALWAYS_DIES}", TWINBENCH_FAULT_DIR=str(faults))
-    # one job always dies: an error row, so the run's exit status is 1 (bench.preflight's contract)
+    # one job always dies: an error row, so the run's exit status is 1 (bench.pipeline.preflight's contract)
     assert p.returncode == 1 and "exit status 1: 1 job(s) ended in error" in p.stderr, p.stderr[-3000:]
     (run_dir,) = out.iterdir()
     return run_dir, p, faults
@@ -70,8 +70,8 @@ def ray_smoke(tmp_path_factory, cifar_dir):
 @pytest.mark.slow
 def test_smoke_through_ray_has_the_plans_jobs_and_rows(ray_smoke):
     """Every job of the plan a local run would follow has its rows, in the same CSVs, and nothing else."""
+    from bench.pipeline.suites import expand
     from bench.run import options_from, parse_args
-    from bench.suites import expand
     run_dir, p, _ = ray_smoke
     meta = json.loads((run_dir / "run_meta.json").read_text())
     plan = expand("smoke", options_from(parse_args(meta["argv"]), gpu=False))
@@ -151,8 +151,8 @@ def test_ray_options_without_the_ray_executor_are_refused(capsys, tmp_path):
 
 
 def test_resources_one_gpu_per_job_whole_cpu_node_memory_never_shared():
-    from bench.executors import RayExecutor
-    from bench.suites import Job
+    from bench.core.job import Job
+    from bench.pipeline.executors import RayExecutor
     ex = RayExecutor.__new__(RayExecutor)
     ex.jobs_per_device = 2
     ex._alive = lambda: [{"Resources": {"CPU": 8.0}}, {"Resources": {"CPU": 16.0, "GPU": 2.0}}]

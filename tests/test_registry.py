@@ -1,8 +1,9 @@
 """Registry: names, patterns, errors, and both builders for every key."""
 import pytest
 
-from bench import models
-from bench.models import build, get_entry, list_models
+from bench import models as cli
+from bench import zoo as models
+from bench.zoo import build, get_entry, list_models
 
 ISSUE_NAMES = ["resnet20_v1", "resnet32_v1", "resnet44_v1", "resnet56_v1", "resnet110_v1", "resnet38_v1",
                "resnet56_v2", "resnet110_v2", "resnet164_v2", "plain20", "plain56",
@@ -54,7 +55,7 @@ def test_options_reach_both_builders():
 
 
 def test_models_table_prints(capsys):
-    assert models.main(["resnet2*"]) == 0
+    assert cli.main(["resnet2*"]) == 0
     out = capsys.readouterr().out
     assert "resnet20_v1" in out and "0.272M" in out and "81.6" in out
-    assert models.main(["nomatch"]) == 2
+    assert cli.main(["nomatch"]) == 2

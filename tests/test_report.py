@@ -6,9 +6,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from bench.env import write_json_atomic
 from bench.report import concat_bytes_per_image, main, render
-from bench.schema import append_row
+from bench.results.schema import append_row
+from bench.results.writes import write_json_atomic
 
 
 def _env(fw):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.schema import columns
+from bench.results.schema import columns
 
 ROOT = Path(__file__).resolve().parents[1]
 INFER = "throughput/resnet20_v1/torch/fp32/b8/infer/default/synthetic"
@@ -172,7 +172,7 @@ def test_dry_run_and_list(tmp_path):
 
 
 def test_quick_suite_sweeps_only_where_it_tells():
-    from bench.suites import QUICK_MEMORY_SWEEP, QUICK_TRAIN_MODELS, Options, expand
+    from bench.pipeline.suites import QUICK_MEMORY_SWEEP, QUICK_TRAIN_MODELS, Options, expand
     jobs = expand("cifar10-quick", Options(gpu=True))
     mem = {}
     for j in jobs:
@@ -186,7 +186,7 @@ def test_quick_suite_sweeps_only_where_it_tells():
 
 
 def test_train_suite_is_the_published_recipe_alone():
-    from bench.suites import Options, expand
+    from bench.pipeline.suites import Options, expand
     jobs = expand("train", Options(models=("resnet20_v1", "densenet_bc100_k12"), gpu=True))
     assert {j.kind for j in jobs} == {"epochs"}
     assert {(j.model, j.framework, j.batch_size, j.recipe, j.epochs) for j in jobs} == {

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bench.runners import make_step
+from bench.stacks import make_step
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

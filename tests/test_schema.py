@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from bench.schema import COMMON, KINDS, SCHEMA_VERSION, append_row, columns, describe, read_csv
+from bench.results.schema import COMMON, KINDS, SCHEMA_VERSION, append_row, columns, describe, read_csv
 
 
 def test_every_kind_starts_with_the_environment_columns():
@@ -44,3 +44,20 @@ def test_describe_names_a_producer_for_every_column():
     for kind in KINDS:
         for name, _, producer in COMMON + KINDS[kind]:
             assert name in text and producer.startswith("bench.")
+
+
+def test_every_producer_resolves_to_code():
+    """A newcomer goes from a CSV column to its code in one step: each producer is an importable object."""
+    import importlib
+    for kind in KINDS:
+        for name, _, producer in COMMON + KINDS[kind]:
+            parts, obj = producer.split("."), None
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)  # AttributeError: the producer moved or was renamed
+                break
+            assert obj is not None, f"{kind}.{name}: producer {producer} does not import"

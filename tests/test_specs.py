@@ -1,7 +1,7 @@
 """Spec validation: depth rules, options, explicit defaults."""
 import pytest
 
-from bench.specs import DEFAULTS, DenseNetSpec, ResNetSpec, keras_name
+from bench.zoo.specs import DEFAULTS, DenseNetSpec, ResNetSpec, keras_name
 
 
 @pytest.mark.parametrize("depth", [20, 32, 38, 44, 56, 110])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.recipes import RECIPES, recipe_for
+from bench.zoo.recipes import RECIPES, recipe_for
 
 
 def test_recipes_by_name_and_overrides():
@@ -35,7 +35,7 @@ def test_keras_example_schedule():
 def test_keras_schedule_equals_python_formula(name):
     import keras
 
-    from bench.train_keras import RecipeSchedule
+    from bench.stacks.keras.optimizers import RecipeSchedule
     r = recipe_for(name, epochs=12)
     sched = RecipeSchedule(r, steps_per_epoch=7)
     steps = np.arange(0, 12 * 7)
@@ -48,7 +48,7 @@ def test_coupled_weight_decay_matches_torch_sgd():
     import keras
     import torch
 
-    from bench.train_keras import CoupledSGD
+    from bench.stacks.keras.optimizers import CoupledSGD
     w0 = np.array([1.0, -2.0, 3.0], dtype="float32")
     g = np.array([0.1, 0.2, -0.3], dtype="float32")
     tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
@@ -67,13 +67,14 @@ def test_coupled_weight_decay_matches_torch_sgd():
 def test_short_training_rises_above_chance(framework, cifar_dir, tmp_path):
     """resnet20_v1, 2 epochs on 2,048 real images: test accuracy well above 10%, rows and resume work."""
     from bench.data import load_cifar10
-    from bench.train import TrainConfig, train_keras, train_torch
+    from bench.stacks import get_stack
+    from bench.stacks.base import TrainConfig
     data = load_cifar10(cifar_dir, download=False)
     r = recipe_for("fast", epochs=2, batch_size=64, lr=0.1)
     ck = str(tmp_path / ("ck.pt" if framework == "torch" else "ck.keras"))
     rows = []
     cfg = TrainConfig("resnet20_v1", r, train_subset=2048, test_subset=1000, progress=False, checkpoint=ck)
-    train = train_torch if framework == "torch" else train_keras
+    train = get_stack(framework).train
     train(cfg, data, rows.append)
     assert [row["epoch"] for row in rows] == [1, 2]
     assert rows[-1]["test_acc"] > 0.2 and rows[-1]["train_acc"] > 0.2
@@ -92,7 +93,7 @@ def test_keras_sgd_follows_torch_momentum_while_the_lr_moves(nesterov):
     import keras
     import torch
 
-    from bench.train_keras import CoupledSGD
+    from bench.stacks.keras.optimizers import CoupledSGD
     w0 = np.array([1.0, -2.0, 3.0], dtype="float64")
     tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
     topt = torch.optim.SGD([tw], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
@@ -117,7 +118,7 @@ def test_keras_adam_follows_torch_adam():
     import keras
     import torch
 
-    from bench.train_keras import CoupledAdam
+    from bench.stacks.keras.optimizers import CoupledAdam
     w0 = np.array([1.0, -2.0, 3.0], dtype="float64")
     tw = torch.nn.Parameter(torch.from_numpy(w0.copy()))
     topt = torch.optim.Adam([tw], lr=1e-3, weight_decay=1e-4)
@@ -136,8 +137,9 @@ def test_keras_checkpoint_round_trip_and_wrong_model(tmp_path):
     """save_checkpoint/load_checkpoint restore weights and optimizer state; another model's file is refused."""
     import keras
 
-    from bench.models import build
-    from bench.train_keras import CoupledSGD, load_checkpoint, save_checkpoint
+    from bench.stacks.keras.optimizers import CoupledSGD
+    from bench.stacks.keras.train import load_checkpoint, save_checkpoint
+    from bench.zoo import build
     net = build("resnet20_v1", "keras")
     opt = CoupledSGD(learning_rate=0.1, momentum=0.9)
     opt.build(net.trainable_variables)
@@ -166,17 +168,18 @@ def test_mixed_precision_training_runs(framework, precision, cifar_dir):
     import math
 
     from bench.data import load_cifar10
-    from bench.train import TrainConfig, train_keras, train_torch
+    from bench.stacks import get_stack
+    from bench.stacks.base import TrainConfig
     data = load_cifar10(cifar_dir, download=False)
     rows = []
     cfg = TrainConfig("resnet20_v1", recipe_for("fast", epochs=1, batch_size=64), precision=precision,
                       train_subset=256, test_subset=100, progress=False)
     if framework == "torch":
-        train_torch(cfg, data, rows.append)
+        get_stack("torch").train(cfg, data, rows.append)
     else:
         import keras
         try:
-            train_keras(cfg, data, rows.append)
+            get_stack("keras").train(cfg, data, rows.append)
             assert keras.config.dtype_policy().name == {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
         finally:
             keras.config.set_dtype_policy("float32")  # the policy is global: leave it as the other tests expect

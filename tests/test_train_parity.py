@@ -1,6 +1,6 @@
 """The twins train alike: one BN convention, the same optimizer semantics, k-step parity for every family.
 
-Small members of each registered family (depth overridden, as ``bench.models.build`` allows) keep the
+Small members of each registered family (depth overridden, as ``bench.zoo.build`` allows) keep the
 checks cheap; the registered depths run with ``python -m bench.twins --train``.
 """
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.train_parity import FLOOR_BN, FLOOR_WEIGHTS, train_parity
+from bench.twins.train_parity import FLOOR_BN, FLOOR_WEIGHTS, train_parity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ IDS = [n for n, _ in FAMILIES]
 
 def test_families_cover_the_registry():
     """Every registered model belongs to one of the families checked here."""
-    from bench.models import get_spec, list_models
+    from bench.zoo import get_spec, list_models
 
     def family(name):
         s = get_spec(name)
@@ -42,7 +42,7 @@ def test_train_parity_fp32(name, options):
     """float32, batch 16, 3 steps of the paper recipe: BN statistics agree within 1e-5 after one step, and
     every step stays within 4x PyTorch's own float32-vs-float64 distance (or the floors).
 
-    Inputs are 8x8 so that few ReLU inputs sit within float32 rounding of zero (see bench.train_parity)."""
+    Inputs are 8x8 so that few ReLU inputs sit within float32 rounding of zero (see bench.twins.train_parity)."""
     r = train_parity(name, steps=3, batch=16, recipe="paper", input_size=8, **options)
     first = r["per_step"][0]
     assert first["bn_stats_diff"] <= FLOOR_BN, first
@@ -61,9 +61,9 @@ def test_train_parity_fp64_one_cycle(name, options):
 
 _JAX_PARITY = """
 import json, numpy as np, torch
-from bench.models import build
-from bench.train_parity import _keras_arrays, train_parity
-from bench.twins import torch_to_keras
+from bench.zoo import build
+from bench.twins.train_parity import _keras_arrays, train_parity
+from bench.twins.transfer import torch_to_keras
 opts = dict(depth=8, input_size=8)
 t, k = build("resnet20_v1", "torch", **opts), build("resnet20_v1", "keras", **opts)
 torch_to_keras(t, k)
@@ -108,7 +108,7 @@ def test_parity_detects_keras_momentum_convention(monkeypatch):
     """Keras' own SGD (lr folded into the velocity) differs from PyTorch's once the lr moves: caught."""
     import keras
 
-    from bench.train_keras import CoupledSGD
+    from bench.stacks.keras.optimizers import CoupledSGD
     monkeypatch.setattr(CoupledSGD, "update_step", keras.optimizers.SGD.update_step)
     r = train_parity("resnet20_v1", steps=2, batch=8, recipe="smoke", precision="fp64", input_size=8, depth=8)
     assert r["per_step"][0]["ok"] and not r["per_step"][1]["ok"]
@@ -137,6 +137,6 @@ def test_keras_bn_update_is_unbiased_under_mixed_precision():
 
 
 def test_cli_refuses_bad_training_options(capsys):
-    from bench.twins import main
+    from bench.twins.__main__ import main
     assert main(["resnet20_v1", "--train", "--recipe", "nope"]) == 2
     assert "--train needs a recipe among" in capsys.readouterr().err

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from bench.models import build, get_entry, list_models
-from bench.twins import keras_inventory, keras_to_torch, parity, parity_tolerance, torch_inventory, torch_to_keras
+from bench.twins.parity import parity, parity_tolerance
+from bench.twins.transfer import keras_inventory, keras_to_torch, torch_inventory, torch_to_keras
+from bench.zoo import build, get_entry, list_models
 
 ALL = list_models()
 TOL = 1e-4  # max abs logit difference, float32, inference mode
@@ -29,7 +30,7 @@ def test_parity_tensorflow_backend(name):
 
 @pytest.mark.parametrize("name", [n for n in ALL if get_entry(n).paper_params])
 def test_trainable_params_match_paper(name):
-    from bench.counts import torch_param_counts
+    from bench.zoo.counts import torch_param_counts
     """Within 3% of the paper, or within the paper's printed precision ("0.8M" covers 0.769M)."""
     entry = get_entry(name)
     trainable, _ = torch_param_counts(build(name, "torch"))
@@ -97,8 +98,8 @@ def test_inventory_detects_a_missing_layer():
 
 
 def test_flops_match_published_counts():
-    """FLOPs per image agree with ANCHORS.md section 3 (torch FlopCounter): within 1%."""
-    from bench.counts import flops_per_image
+    """FLOPs per image agree with docs/anchors.md (FLOPs per image) (torch FlopCounter): within 1%."""
+    from bench.zoo.counts import flops_per_image
     published = {"resnet20_v1": 81.6, "resnet56_v1": 251.5, "densenet_bc100_k12": 576}
     for name, mflops in published.items():
         fwd, train = flops_per_image(build(name, "torch"))

@@ -1,0 +1,90 @@
+"""The unit of a run: one measurement of one implementation, run in a fresh process.
+
+The plan (``bench.pipeline.suites``) makes jobs, the executors run them, the worker hands each to its
+measure (``bench.measures``), and every row a job writes starts from ``Job.base_row``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bench.core.stack_registry import StackInfo, stack_info
+
+# the job fields each CSV kind repeats in its rows (beside the common ones)
+KIND_COLUMNS = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement, run in a fresh process.
+
+    Attributes:
+        kind: throughput | memory | epochs (the CSV it writes to).
+        model: registry name.
+        framework: torch | keras.
+        keras_backend: tensorflow | jax | torch for Keras jobs (the worker sets it before importing Keras),
+            None for torch jobs.
+        precision: fp32 | bf16 | fp16.
+        batch_size: examples per step (for epochs jobs: the recipe's batch).
+        measurement: train | infer (throughput, memory).
+        input: synthetic | real (throughput).
+        exec_mode: torch eager | compile | step-compile; keras jit | nojit (None: the runner's default).
+        steps: timed steps (throughput) or measured steps (memory).
+        max_warmup: cap on warm-up steps (warm-up runs until stable, at least 10).
+        recipe: training recipe (epochs jobs).
+        epochs: epochs override (None: the recipe's).
+        train_subset / test_subset: first N examples only (smoke).
+        device: cuda | cpu.
+        depth: memory jobs of a depth sweep: the registry model built at this depth (None: its own).
+        seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
+    """
+
+    kind: str
+    model: str
+    framework: str
+    keras_backend: str | None
+    precision: str
+    batch_size: int
+    measurement: str = "train"
+    input: str = "synthetic"
+    exec_mode: str | None = None
+    steps: int = 40
+    max_warmup: int = 100
+    recipe: str | None = None
+    epochs: int | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    device: str = "cuda"
+    depth: int | None = None
+    seed: int = 0
+
+    @property
+    def job_id(self) -> str:
+        parts = [self.kind, self.model, self.stack.job_tag, self.precision, f"b{self.batch_size}"]
+        if self.kind == "epochs":
+            parts += [self.recipe or "", f"e{self.epochs}" if self.epochs else "", f"n{self.train_subset}" if self.train_subset else "",
+                      self.exec_mode or ""]
+            parts.append(f"s{self.seed}" if self.seed else "")
+        else:
+            parts += [self.measurement, self.exec_mode or "default"]
+            if self.kind == "throughput":
+                parts.append(self.input)
+            if self.depth is not None:
+                parts.append(f"d{self.depth}")
+        return "/".join(p for p in parts if p)
+
+    @property
+    def stack(self) -> StackInfo:
+        """The registry entry of the implementation this job runs."""
+        return stack_info(self.framework, self.keras_backend)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def base_row(self, run_id: str) -> dict:
+        """The columns a job knows before it runs (a failed job's row has at least these)."""
+        row = {"run_id": run_id, "job_id": self.job_id, "model": self.model, "framework": self.framework,
+               "backend": self.stack.backend, "exec_mode": self.exec_mode, "device": self.device,
+               "precision": self.precision, "batch_size": self.batch_size}
+        row.update({c: getattr(self, c) for c in KIND_COLUMNS.get(self.kind, ())})
+        return row

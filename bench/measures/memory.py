@@ -1,0 +1,70 @@
+"""The ``memory`` measure: on a GPU the allocator peak over timed steps (primary), and on every device what
+one training step keeps (saved activations, weights, gradients, optimizer state), from the stack's memory
+counter (``Stack.memory()``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.core.job import Job
+from bench.core.nvml import Sampler
+from bench.measures.timing import summarize, timed
+from bench.results.schema import FILES, append_row
+from bench.stacks.base import StepMemory, is_oom
+
+
+def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
+    """A memory row: on a GPU the allocator peak over timed steps (primary), and on every device what one
+    training step keeps (saved activations, weights, gradients, optimizer state; the stack's ``MemoryCounter``)."""
+    from bench.stacks import get_stack
+    from bench.zoo import get_spec
+    stack = get_stack(job.framework, job.keras_backend)
+    mem = stack.memory()
+    options = {"depth": job.depth} if job.depth is not None else {}
+    row.update(oom=False, depth=get_spec(job.model, **options).depth)
+    reasons, peak, sampler = [], None, None
+    try:
+        if job.device == "cuda" and not options:
+            peak, sampler = _allocator_peak(job, row, stack, mem, reasons)
+        else:
+            row.update(stack.env(job.device), exec_mode=mem.exec_mode)
+            reasons.append("no GPU: allocator peak not defined on the CPU; no timed steps (the throughput suite times them)"
+                           if job.device != "cuda" else "no allocator peak for a depth-sweep job (the batch sweep measures it)")
+        if job.device == "cuda" and not mem.measure_on_gpu:
+            sm = StepMemory(reasons=[f"{mem.name}: step memory is measured by CPU memory runs, not on a GPU"])
+        else:
+            sm = mem.step_memory(job.model, job.batch_size, job.precision, job.device, **options)
+    except Exception as e:
+        if not is_oom(e):
+            raise
+        row.update(oom=True, status="oom", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                   null_reason="out of memory at this batch size")
+        append_row(out / FILES["memory"], "memory", row)
+        return
+    if row.get("params_trainable") is None:
+        row["params_trainable"] = sm.trainable_count
+    row.update(sm.columns(peak), null_reason="; ".join(reasons + sm.reasons) or None, status="ok")
+    append_row(out / FILES["memory"], "memory", row)
+    for smp in sampler.samples if sampler else ():
+        append_row(out / FILES["nvml"], "nvml", {**job.base_row(row["run_id"]), **{k: row[k] for k in (
+            "backend", "framework_version", "backend_version", "device", "device_name")}, **smp, "status": "ok"})
+
+
+def _allocator_peak(job: Job, row: dict, stack, mem, reasons: list[str]):
+    """Timed steps on the GPU with the allocator peak read over them; returns (peak bytes or None, sampler)."""
+    r = stack.make_step(job.model, job.measurement, job.batch_size, job.precision, "synthetic", job.device,
+                        job.exec_mode)
+    row.update(r.env, exec_mode=r.exec_mode, params_trainable=r.params[0])
+    r.step()  # compile / autotune outside the measured steps
+    r.sync()
+    mem.reset_peak()
+    with Sampler() as sampler:
+        times = [timed(r.step, r.sync) for _ in range(job.steps)]
+    peak, source = mem.peak_bytes()
+    if peak is None:
+        reasons.append(source)
+    if sampler.unavailable:
+        reasons.append(sampler.unavailable)
+    s = summarize(times, job.batch_size)
+    row.update(peak_alloc_mib=None if peak is None else peak / 2**20, peak_alloc_source=source if peak else None,
+               step_ms_median=s["step_ms_median"], images_per_s=s["images_per_s"], **sampler.summary())
+    return peak, sampler

@@ -1,0 +1,33 @@
+"""The ``throughput`` measure: a stack's step timed as the suites time it (``bench.measures.timing``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.core.job import Job
+from bench.measures.timing import measure, summarize
+from bench.results.schema import FILES, append_row
+
+
+def _mflops(model: str) -> float | None:
+    """Forward MFLOPs per image, counted on the torch twin (None where torch is not installed)."""
+    try:
+        from bench.zoo import build
+        from bench.zoo.counts import flops_per_image
+        return flops_per_image(build(model, "torch"))[0] / 1e6
+    except ImportError:
+        return None
+
+
+def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
+    """Time ``job``'s step: first step, warm-up until stable, ``job.steps`` samples; one throughput row."""
+    from bench.stacks import get_stack
+    r = get_stack(job.framework, job.keras_backend).make_step(
+        job.model, job.measurement, job.batch_size, job.precision, job.input, job.device, job.exec_mode,
+        data_dir=data_dir)
+    row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
+               params_trainable=r.params[0], params_total=sum(r.params))
+    m = measure(r, job.steps, job.max_warmup)
+    times = m.pop("times")
+    row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
+               fwd_mflops_per_image=_mflops(job.model))
+    append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})

@@ -1,0 +1,69 @@
+"""Step timing: warm-up until stable, per-step samples, and pytest-benchmark-style summary statistics."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+MIN_WARMUP = 10
+
+
+def timed(step: Callable[[], None], sync: Callable[[], None]) -> float:
+    """Seconds for one step; the device is synchronised before each clock read."""
+    sync()
+    t0 = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - t0
+
+
+def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = MIN_WARMUP,
+           max_steps: int = 100, window: int = 5, tol: float = 0.05) -> tuple[int, list[float]]:
+    """Run untimed steps until the median of the last ``window`` steps moves less than ``tol``.
+
+    Returns (steps run, their times). At least ``min_steps``, at most ``max_steps``.
+    """
+    times: list[float] = []
+    prev = None
+    while len(times) < max_steps:
+        times.append(timed(step, sync))
+        if len(times) >= max(min_steps, window) and len(times) % window == 0:
+            med = statistics.median(times[-window:])
+            if prev is not None and abs(med - prev) <= tol * prev:
+                break
+            prev = med
+    return len(times), times
+
+
+def measure(runner, steps: int, max_warmup: int = 100) -> dict:
+    """What the suites report for a ``bench.stacks.base.StepRunner``: first step, warm-up until stable, timed samples.
+
+    A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step, as
+    ``fit`` runs them; otherwise one ``runner.step()``), the device synchronised before and after; its time
+    divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, timed_steps,
+    steps_per_sample and the step times in seconds (``times``).
+    """
+    n = max(1, int(getattr(runner, "steps_per_sample", 1) or 1))
+    window = getattr(runner, "window", None)
+    sample = (lambda: window(n)) if window is not None and n > 1 else runner.step
+    t0 = time.perf_counter()
+    runner.sync()
+    runner.step()
+    runner.sync()
+    first = time.perf_counter() - t0
+    n_warm, _ = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
+    times = [timed(sample, runner.sync) / n for _ in range(steps)]
+    return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "timed_steps": len(times),
+            "steps_per_sample": n, "times": times}
+
+
+def summarize(times_s: list[float], batch_size: int) -> dict:
+    """min/max/mean/std/median/IQR in ms, and images/s from the median step."""
+    ms = sorted(t * 1e3 for t in times_s)
+    if not ms:
+        raise ValueError("no step times")
+    q = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else [ms[0]] * 3
+    med = statistics.median(ms)
+    return {"step_ms_median": med, "step_ms_iqr": q[2] - q[0], "step_ms_mean": statistics.fmean(ms),
+            "step_ms_std": statistics.stdev(ms) if len(ms) > 1 else 0.0, "step_ms_min": ms[0],
+            "step_ms_max": ms[-1], "images_per_s": batch_size / (med / 1e3)}

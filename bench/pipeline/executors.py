@@ -1,0 +1,446 @@
+"""Where a suite's jobs run: ``local`` (one child process after another, as always) or ``ray`` (a cluster).
+
+``bench.run`` expands a suite into jobs and hands the ones still to do to an executor, which yields
+``(job, status)`` as jobs finish. Both executors run the same ``python -m bench.pipeline.worker`` child
+process through ``bench.pipeline.jobs.run_job``; only where differs.
+
+- ``local``: the jobs one after another on this machine, rows appended by the worker itself.
+- ``ray``: each job is a Ray task asking for what it needs (one GPU for a GPU job; on a CPU node, all the
+  node's cores, so a timed job never shares them; ``--ray-jobs-per-device K`` lets K throughput jobs
+  share one device, memory jobs never share). The task runs the worker on its node into a temporary
+  folder and sends the rows, the log and any checkpoint back; the driver alone appends them to
+  ``results/<run_id>/`` with ``bench.results.schema.append_row``, so the CSVs, ``--resume`` and the reports are
+  the same whichever executor ran a job. A worker that dies without a row (killed, segfault) or a Ray
+  worker or node lost is retried ``--ray-retries`` times (default 1), then recorded as an error row.
+  Memory sweeps stay in order (a batch after an OOM is skipped, not tried). CIFAR-10 is made ready once
+  per node before the jobs (``bench.data.load_cifar10``: cache, download or the stand-in). Ctrl-C cancels
+  the outstanding tasks; finished rows are kept and ``--resume`` (with either executor) goes on.
+  ``run_meta.json`` gets a ``ray`` entry listing the nodes that took part.
+
+Checkpoints of training jobs travel with the task: the driver's checkpoint of a job (e.g. from an
+interrupted local run) is sent to the node, which resumes from it, and the node's checkpoint comes back
+when the task ends (done, or failed after its retries). A Ray training interrupted by Ctrl-C loses its
+running task, rows and checkpoint alike, and restarts from epoch 1 on resume.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.job import Job
+from bench.results.schema import FILES, KINDS, append_row
+
+ROOT = Path(__file__).resolve().parents[2]
+EXECUTORS = ("local", "ray")
+INSTALL_HINT = 'pip install -e ".[ray]"'
+DEFAULTS = {"executor": "local", "ray_address": None, "ray_retries": 1, "ray_jobs_per_device": 1}
+# not sent to a remote cluster with the code (runtime_env working_dir)
+UPLOAD_EXCLUDES = [".git", "results", "reports", "data", "**/__pycache__", ".pytest_cache", "*.pt", "*.npz"]
+
+
+class ExecutorError(Exception):
+    """The executor cannot start (Ray missing, no cluster at the address, bad option); the message says why."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every job of a run shares: where rows go, the run id, the data and the timeout asked for."""
+
+    out: Path
+    run_id: str
+    data_dir: str | None
+    job_timeout: float | None
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
+    """The executor options of ``bench.run`` (default None: on ``--resume`` a given one wins over the run's own)."""
+    g = ap.add_argument_group("where jobs run")
+    g.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="local (default): one job after another here; ray: every job a task on a Ray cluster")
+    g.add_argument("--ray-address", metavar="auto|HOST:PORT", default=None,
+                   help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance")
+    g.add_argument("--ray-retries", type=int, default=None, metavar="N",
+                   help="times a job whose worker died (killed, node lost) is run again before its error row (default 1)")
+    g.add_argument("--ray-jobs-per-device", type=int, default=None, metavar="K",
+                   help="throughput jobs that may share one GPU (or one CPU node) at a time (default 1; memory jobs never share)")
+
+
+def option(args: argparse.Namespace, name: str):
+    """An executor option's value, its default when not given."""
+    v = getattr(args, name, None)
+    return DEFAULTS[name] if v is None else v
+
+
+def carry_over(given: argparse.Namespace, resumed: argparse.Namespace) -> None:
+    """On ``--resume``: executor options given on this command line replace the original run's (all of
+    them when it names an executor: ``--executor local`` drops the run's ``--ray-*``)."""
+    names_one = getattr(given, "executor", None) is not None
+    for name in DEFAULTS:
+        if names_one or getattr(given, name, None) is not None:
+            setattr(resumed, name, getattr(given, name, None))
+
+
+def make_executor(args: argparse.Namespace) -> Executor:
+    """The executor ``args`` ask for, started (Ray connects here).
+
+    Raises:
+        ExecutorError: Ray not installed, no cluster at ``--ray-address``, or a bad option value.
+    """
+    name = option(args, "executor")
+    ray_opts = [f"--{n.replace('_', '-')}" for n in DEFAULTS if n.startswith("ray_") and getattr(args, n, None) is not None]
+    if name == "local":
+        if ray_opts:
+            raise ExecutorError(f"{', '.join(ray_opts)} only apply to --executor ray")
+        return LocalExecutor()
+    if option(args, "ray_retries") < 0:
+        raise ExecutorError(f"--ray-retries must be >= 0, got {args.ray_retries}")
+    if option(args, "ray_jobs_per_device") < 1:
+        raise ExecutorError(f"--ray-jobs-per-device must be >= 1, got {args.ray_jobs_per_device}")
+    return RayExecutor(option(args, "ray_address"), option(args, "ray_retries"), option(args, "ray_jobs_per_device"))
+
+
+def job_timeout(job: Job, ctx: RunContext) -> float | None:
+    """``--job-timeout``, else 1800 s; training jobs have none unless asked."""
+    return ctx.job_timeout or (None if job.kind == "epochs" else 1800.0)
+
+
+def record_skipped(job: Job, ctx: RunContext) -> str:
+    """A memory-sweep batch not tried because a smaller one was out of memory: its row, status ``skipped``."""
+    append_row(ctx.out / FILES["memory"], "memory", {
+        **job.base_row(ctx.run_id), "status": "skipped", "oom": None,
+        "null_reason": "not tried: a smaller batch of this sweep was already out of memory"})
+    return "skipped"
+
+
+def _oom_swept(job: Job, ctx: RunContext) -> bool:
+    from bench.pipeline.jobs import done_jobs, sweep_tag
+    return job.kind == "memory" and sweep_tag(job.job_id) in done_jobs(ctx.out)[1]
+
+
+class Executor:
+    """Runs a run's jobs; ``run`` yields ``(job, status)`` as each finishes (status as in the CSVs)."""
+
+    name = "executor"
+    runs_here = True  # the jobs run on this machine: the precondition pass checks its packages and data
+
+    def gpu_available(self) -> bool:
+        """Whether the machines that would run the jobs have a GPU (decides ``--device auto``)."""
+        raise NotImplementedError
+
+    def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """Today's behaviour: one child process after another on this machine, rows written by the worker."""
+
+    name = "local"
+
+    def gpu_available(self) -> bool:
+        from bench.core.env import gpu_available
+        return gpu_available()
+
+    def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+        from bench.pipeline.jobs import run_job
+        for job in todo:
+            on_start(job)
+            if _oom_swept(job, ctx):
+                status = record_skipped(job, ctx)
+            else:
+                status, _msg = run_job(job, ctx.out, ctx.run_id, ctx.data_dir, job_timeout(job, ctx))
+            yield job, status
+
+
+# ---------------------------------------------------------------------------------------------- Ray
+
+
+class WorkerDied(RuntimeError):
+    """Raised in a Ray task whose worker died without a row, so that Ray runs the task again.
+
+    Carries what the attempt left (rows, log, checkpoints, node) for the driver to keep after the last try.
+    """
+
+    def __init__(self, msg: str, result: dict) -> None:
+        super().__init__(msg)
+        self.msg, self.result = msg, result
+
+    def __reduce__(self):
+        return (WorkerDied, (self.msg, self.result))
+
+
+def _ckpt_token(job: Job) -> str:
+    return job.job_id.replace("/", "_")  # the checkpoint file of a job has this in its name (bench.measures.training.checkpoint_path)
+
+
+def node_info() -> dict:
+    """This node as run_meta.json lists it: Ray node id, host name, cores, GPU."""
+    import ray
+
+    from bench.core.env import nvml_info
+    info = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+            "ip": ray.util.get_node_ip_address(), "cpu_count": os.cpu_count()}
+    gpu = nvml_info()
+    info.update(gpu_name=gpu.get("gpu_name"), gpu_count=gpu.get("gpu_count", 0))
+    return info
+
+
+def prepare_node(data_dir: str | None, need_data: bool) -> dict:
+    """Ray task, once per node before the jobs: the node's description, and CIFAR-10 made ready there the
+    way the worker's loader does it (found, downloaded, or the stand-in built), in the worker's folder."""
+    info = node_info()
+    if need_data:
+        code = ("import sys; from bench.data import find_cifar10, load_cifar10; d = sys.argv[1] or None\n"
+                "if find_cifar10(d) is None: load_cifar10(d)\nprint(find_cifar10(d))")
+        p = subprocess.run([sys.executable, "-c", code, data_dir or ""], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": _pythonpath()})
+        last = (p.stdout.strip().splitlines() or [""])[-1]
+        info["data"] = last if p.returncode == 0 else None
+        if p.returncode != 0:
+            info["data_error"] = (p.stderr.strip().splitlines() or ["failed"])[-1][:300]
+    return info
+
+
+def _pythonpath() -> str:
+    """PYTHONPATH with this checkout first (once), so child processes import the same ``bench``."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    return os.pathsep.join([str(ROOT)] + rest)
+
+
+def _read_rows(out: Path) -> list[tuple[str, dict]]:
+    rows = []
+    for kind in KINDS:
+        path = out / FILES[kind]
+        if path.exists():
+            with open(path, newline="") as f:
+                rows += [(kind, r) for r in csv.DictReader(f)]
+    return rows
+
+
+def run_job_task(job_dict: dict, run_id: str, data_dir: str | None, timeout: float | None,
+                 checkpoints: dict[str, bytes]) -> dict:
+    """Ray task: run one job with ``bench.pipeline.jobs.run_job`` into a temporary folder on this node; return what
+    it wrote (rows, log, checkpoints) and the node. A worker that died without a row raises WorkerDied."""
+    from bench.pipeline.jobs import run_job
+    job = Job(**job_dict)
+    os.environ["PYTHONPATH"] = _pythonpath()  # the worker imports bench from where this task did
+    with tempfile.TemporaryDirectory(prefix="twinbench-job-") as tmp:
+        out = Path(tmp)
+        if checkpoints:
+            (out / "checkpoints").mkdir()
+            for name, data in checkpoints.items():
+                (out / "checkpoints" / name).write_bytes(data)
+        status, msg = run_job(job, out, run_id, data_dir, timeout)
+        logs = list((out / "logs").glob("*.log"))
+        result = {"status": status, "msg": msg, "rows": _read_rows(out), "node": node_info(),
+                  "log": logs[0].read_text(errors="replace") if logs else "",
+                  "checkpoints": {p.name: p.read_bytes() for p in (out / "checkpoints").glob("*")
+                                  if ".tmp" not in p.name} if (out / "checkpoints").is_dir() else {}}
+    if status == "error" and msg.startswith("worker died"):
+        raise WorkerDied(msg, result)
+    return result
+
+
+class RayExecutor(Executor):
+    """Every job a Ray task on whichever node has the resources it asks for; the driver writes the rows."""
+
+    name = "ray"
+    runs_here = False  # each node prepares CIFAR-10 itself (one task per node) and brings its own packages
+
+    def __init__(self, address: str | None, retries: int = 1, jobs_per_device: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorError(f"--executor ray needs Ray, which is not installed here: {INSTALL_HINT}") from None
+        self.ray, self.address, self.retries, self.jobs_per_device = ray, address, retries, jobs_per_device
+        self.nodes: dict[str, dict] = {}
+        self._started_here = False
+        self._start()
+
+    def _start(self) -> None:
+        ray = self.ray
+        env = {k: v for k, v in os.environ.items() if k.startswith("TWINBENCH_")}
+        runtime_env: dict = {"env_vars": env}
+        if self.address:  # another machine may not have this checkout: ship the code (not data or results)
+            runtime_env.update(working_dir=str(ROOT), excludes=UPLOAD_EXCLUDES)
+        else:
+            env["PYTHONPATH"] = _pythonpath()
+        try:
+            if ray.is_initialized():
+                return
+            if self.address:
+                ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+                self._started_here = True
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ExecutorError(f"could not start or join Ray at {self.address or 'a local instance'}: "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Start a head first "
+                                "(ray start --head) or drop --ray-address for a local instance") from None
+
+    def _alive(self) -> list[dict]:
+        return [n for n in self.ray.nodes() if n.get("Alive") and
+                (n["Resources"].get("CPU", 0) > 0 or n["Resources"].get("GPU", 0) > 0)]
+
+    def gpu_available(self) -> bool:
+        return self.ray.cluster_resources().get("GPU", 0) > 0
+
+    def resources(self, job: Job) -> dict:
+        """What a job's task asks Ray for: a whole GPU (or 1/K of one for a shared throughput job) and a
+        core; on a CPU, all the cores of the largest node (1/K of them for a shared throughput job)."""
+        share = self.jobs_per_device if job.kind == "throughput" else 1
+        if job.device == "cuda":
+            return {"num_gpus": 1 / share, "num_cpus": 1}
+        cpus = max([int(n["Resources"].get("CPU", 0)) for n in self._alive()] or [1])
+        return {"num_gpus": 0, "num_cpus": max(1, cpus // share)}
+
+    def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        need_data = any(j.kind == "epochs" or (j.kind == "throughput" and j.input == "real") for j in todo)
+        prep = [ray.remote(prepare_node).options(
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(ctx.data_dir, need_data) for n in self._alive()]
+        for ref in prep:
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayError as e:  # a node that left meanwhile runs no job anyway
+                print(f"warning: a Ray node could not be prepared ({type(e).__name__}); going on", file=sys.stderr)
+                continue
+            self.nodes.setdefault(info["node_id"], {**info, "jobs": 0})
+            if info.get("data_error"):
+                print(f"warning: node {info['hostname']} has no CIFAR-10 ({info['data_error']}); its data jobs will "
+                      "fail with that error", file=sys.stderr)
+        task = ray.remote(run_job_task)
+        has_gpu = self.gpu_available()
+        # a memory sweep is one chain: the next batch is sent after the previous one, skipped after an OOM
+        from bench.pipeline.jobs import sweep_tag
+        chains: dict[str, list[Job]] = {}
+        for j in todo:
+            chains.setdefault(sweep_tag(j.job_id) if j.kind == "memory" else j.job_id, []).append(j)
+        # longest first (by the plan's estimate): with N devices the run ends near total/N, not at a long
+        # training started last
+        from bench.pipeline.suites import estimate_seconds
+        queues = sorted(chains.values(), key=lambda q: -sum(estimate_seconds(j) for j in q))
+        pending: dict = {}
+        done: list[tuple[Job, str]] = []
+
+        def submit(q: list[Job]) -> None:
+            while q:
+                job = q.pop(0)
+                if _oom_swept(job, ctx):
+                    done.append((job, record_skipped(job, ctx)))
+                    continue
+                if job.device == "cuda" and not has_gpu:
+                    self._failure(job, ctx, "the Ray cluster has no GPU for this cuda job")
+                    done.append((job, "error"))
+                    continue
+                ref = task.options(**self.resources(job), max_retries=self.retries, retry_exceptions=[WorkerDied]).remote(
+                    job.to_dict(), ctx.run_id, ctx.data_dir, job_timeout(job, ctx), self._checkpoints_of(job, ctx))
+                pending[ref] = (job, q)
+                return
+
+        finished = False
+        try:
+            for q in queues:
+                submit(q)
+            while pending or done:
+                while done:
+                    yield done.pop(0)
+                if not pending:
+                    break
+                on_start(next(iter(pending.values()))[0])  # the oldest task still out: running, most likely
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                job, q = pending.pop(ref)
+                status = self._collect(ref, job, ctx)
+                done.append((job, status))
+                submit(q)  # after an OOM the rest of its sweep is recorded as skipped (_oom_swept)
+            finished = True
+        finally:
+            if not finished and pending:  # Ctrl-C / SIGTERM: cancel what is left; finished rows are kept
+                refs = list(pending)
+                for ref in refs:
+                    ray.cancel(ref)
+                try:
+                    ray.wait(refs, num_returns=len(refs), timeout=20)
+                except Exception:
+                    pass
+            self._write_meta(ctx)
+            if self._started_here:
+                ray.shutdown()
+
+    def _checkpoints_of(self, job: Job, ctx: RunContext) -> dict[str, bytes]:
+        d = ctx.out / "checkpoints"
+        if job.kind != "epochs" or not d.is_dir():
+            return {}
+        return {p.name: p.read_bytes() for p in d.glob(f"*{_ckpt_token(job)}*") if ".tmp" not in p.name}
+
+    def _collect(self, ref, job: Job, ctx: RunContext) -> str:
+        """Append a finished task's rows, log and checkpoints to the run; returns the job's status."""
+        from ray.exceptions import RayError
+        try:
+            res = self.ray.get(ref)
+        except RayError as e:  # every try died, or the Ray worker or its node died every time
+            cause = getattr(e, "cause", None) or e
+            if isinstance(cause, WorkerDied):
+                return self._collect_died(cause, job, ctx)
+            msg = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ''}"
+            self._failure(job, ctx, f"Ray task failed after {self.retries + 1} tries: {msg}")
+            return "error"
+        return self._keep(res, job, ctx)
+
+    def _collect_died(self, e: WorkerDied, job: Job, ctx: RunContext) -> str:
+        """Every try's worker died without a row: keep what the last try left, saying how often it was tried."""
+        res = e.result
+        for _kind, row in res["rows"]:
+            if row["job_id"] == job.job_id and row["status"] == "error":
+                row["error"] = f"{row['error']} (tried {self.retries + 1} times on Ray)"
+        return self._keep(res, job, ctx)
+
+    def _keep(self, res: dict, job: Job, ctx: RunContext) -> str:
+        for kind, row in res["rows"]:
+            append_row(ctx.out / FILES[kind], kind, row)
+        log = ctx.out / "logs" / (job.job_id.replace("/", "_") + ".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"[ray node {res['node']['hostname']} {res['node']['node_id'][:12]}]\n{res['log']}")
+        if res["checkpoints"]:
+            d = ctx.out / "checkpoints"
+            d.mkdir(parents=True, exist_ok=True)
+            for name, data in res["checkpoints"].items():
+                tmp = d / f".{name}.part"
+                tmp.write_bytes(data)
+                os.replace(tmp, d / name)
+        node = self.nodes.setdefault(res["node"]["node_id"], {**res["node"], "jobs": 0})
+        node["jobs"] += 1
+        return res["status"]
+
+    def _failure(self, job: Job, ctx: RunContext, msg: str) -> None:
+        from bench.pipeline.jobs import record_failure
+        record_failure(job, ctx.out, ctx.run_id, "error", msg)
+
+    def _write_meta(self, ctx: RunContext) -> None:
+        """run_meta.json's ``ray`` entry: the address and every node that ran a job (over all resumes)."""
+        import json
+
+        from bench.results.writes import write_json_atomic
+        path = ctx.out / "run_meta.json"
+        if not path.exists():
+            return
+        meta = json.loads(path.read_text())
+        entry = meta.setdefault("ray", {"address": self.address or "local instance", "nodes": []})
+        known = {n["node_id"]: n for n in entry["nodes"]}
+        for nid, n in self.nodes.items():
+            if n["jobs"]:
+                if nid in known:
+                    known[nid]["jobs"] += n["jobs"]
+                else:
+                    entry["nodes"].append(dict(n))
+        self.nodes = {nid: {**n, "jobs": 0} for nid, n in self.nodes.items()}
+        write_json_atomic(path, meta)

@@ -1,0 +1,108 @@
+"""Running one job: a child process (``python -m bench.pipeline.worker``), its log, its timeout, and the
+rows that say how it ended; and reading back which jobs of a run are done (``--resume``)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.core.job import Job
+from bench.results.schema import FILES, KINDS, append_row
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
+    """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
+    import csv
+    done, oom_sweeps = set(), set()
+    for kind in KINDS:
+        path = out / FILES[kind]
+        if kind == "nvml" or not path.exists():
+            continue
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["status"] in ("ok", "oom", "skipped"):
+                    done.add(row["job_id"])
+                if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
+                    done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
+                if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
+                    done.add(row["job_id"])
+                if row["status"] == "oom":
+                    oom_sweeps.add(sweep_tag(row["job_id"]))
+    return done, oom_sweeps
+
+
+def sweep_tag(job_id: str) -> str:
+    """A job id without its batch size: the jobs of one memory sweep share it."""
+    parts = job_id.split("/")
+    return "/".join(parts[:4] + parts[5:])
+
+
+def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: float | None) -> tuple[str, str]:
+    """Run one job in a child process; returns (status, message). Records crashes and timeouts itself."""
+    log_path = out / "logs" / (job.job_id.replace("/", "_") + ".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.pipeline.worker", "--out", str(out), "--run-id", run_id,
+           "--job", json.dumps(job.to_dict())] + (["--data-dir", data_dir] if data_dir else [])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    before = _rows_for(out, job)
+    with open(log_path, "w") as log:
+        # training jobs show their per-epoch progress bars on the terminal; other jobs log to a file
+        stderr = None if (job.kind == "epochs" and sys.stderr.isatty()) else log
+        proc = subprocess.Popen(cmd, stdout=log, stderr=stderr, env=env, cwd=ROOT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            record_failure(job, out, run_id, "timeout", f"killed after {timeout:.0f} s (--job-timeout)")
+            return "timeout", f"timed out after {timeout:.0f} s"
+        except KeyboardInterrupt:
+            _kill(proc)
+            raise
+    last = _last_status(out, job) if _rows_for(out, job) > before else None
+    if rc == 0 and last is not None:
+        return last, "exit 0"
+    if rc != 0 and last in ("error", "oom"):  # the worker recorded its own failure
+        return last, f"exit {rc}"
+    # died without saying why (segfault, kill, os._exit), possibly after some epoch rows
+    tail = log_path.read_text(errors="replace")[-400:].strip().replace("\n", " | ")
+    msg = f"worker died with exit code {rc} and wrote no error row; log {log_path.name}: {tail}"
+    record_failure(job, out, run_id, "error", msg)
+    return "error", msg
+
+
+def _rows_for(out: Path, job: Job) -> int:
+    path = out / FILES[job.kind]
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if f",{job.job_id}," in line)
+
+
+def _last_status(out: Path, job: Job) -> str | None:
+    import csv
+    with open(out / FILES[job.kind], newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["job_id"] == job.job_id]
+    return rows[-1]["status"] if rows else None
+
+
+def record_failure(job: Job, out: Path, run_id: str, status: str, msg: str) -> None:
+    """An error/timeout row for a job that could not write its own."""
+    row = {**job.base_row(run_id), "status": status, "error": msg, "null_reason": "job failed"}
+    if job.kind == "memory":
+        row["oom"] = False
+    append_row(out / FILES[job.kind], job.kind, row)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,293 @@
+"""Named suites: each expands into jobs (model x framework x precision x batch x measurement).
+
+Suites are code, with a comment on each value. A job is frozen data and runs in its own process
+(``bench.pipeline.worker``). Sizes adapt to the device: a CPU gets small batches and few steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bench.core.job import Job
+from bench.core.stack_registry import KERAS_BACKENDS, stacks_of  # noqa: F401  (KERAS_BACKENDS: for callers)
+from bench.zoo import list_models
+
+SUITES = {
+    "smoke": "a few small models, both frameworks, tiny batches: minutes on a 2-core CPU (run this first)",
+    "cifar10-quick": "every model: throughput and memory at one batch (a short sweep for DenseNet vs ResNet), "
+                     "15 epochs of the fast recipe for 5 models: under an hour on one GPU",
+    "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training: hours on a GPU",
+    "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
+    "memory": "memory of a train step: allocator peak (GPU, batch sweep up to the largest that fits) and, on any "
+              "device, saved activations + weights/gradients/optimizer state, over batch size and network depth",
+    "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
+    "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
+                "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
+}
+KINDS = ("throughput", "memory", "epochs")
+MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
+SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
+SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
+FIDELITY_MODELS = ("resnet20_v1",)
+FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
+FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
+# suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
+ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory")
+QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
+QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
+# cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
+# similar parameter count, where the concatenation cost shows; every other model at one batch
+QUICK_MEMORY_SWEEP = (128, 512, 2048)
+# On a CPU a memory job measures what one step keeps (bench.measures.memory: seconds per point), not an allocator
+# peak: the batch sweep stops at 64 (DenseNet-BC-100 naive keeps ~2.1 GiB there) to spare the host's RAM.
+CPU_MEMORY_SWEEP = (8, 16, 32, 64)
+# The depth sweep (CPU runs): each model rebuilt at these depths (Job.depth), one batch, saved activations only.
+# DenseNet's naive concatenation grows quadratically with the layers per block, the memory-efficient
+# variant and ResNet linearly. DenseNet-BC depths are 6n+4, DenseNet 3n+4, ResNet v1 6n+2.
+DEPTH_SWEEP = {"densenet_bc100_k12": (28, 40, 52, 76, 100), "densenet_bc100_k12_memeff": (28, 40, 52, 76, 100),
+               "densenet40_k12": (16, 22, 28, 34, 40), "densenet40_k12_memeff": (16, 22, 28, 34, 40),
+               "resnet110_v1": (20, 32, 56, 110)}
+DEPTH_SWEEP_BATCH = 32  # CPU runs only (a GPU would measure the same figure: its time goes to the allocator peaks)
+QUICK_MEMORY_SWEEP_MODELS = ("resnet56_v1", "resnet110_v1", "densenet40_k12", "densenet40_k12_memeff",
+                             "densenet_bc100_k12", "densenet_bc100_k12_memeff")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Narrowing options from the command line (None: the suite's default)."""
+
+    models: tuple[str, ...] | None = None
+    frameworks: tuple[str, ...] = ("torch", "keras")
+    keras_backends: tuple[str, ...] | None = None  # None: the suite's default (see keras_backends_for)
+    precisions: tuple[str, ...] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    epochs: int | None = None
+    recipe: str | None = None
+    exec_modes: tuple[str, ...] | None = None
+    gpu: bool = True
+
+
+def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
+    if opts.models is None:
+        return list(default)
+    return [m for pattern in opts.models for m in list_models(pattern)]
+
+
+def installed_keras_backends() -> tuple[str, ...]:
+    """The Keras backends whose library is installed, found without importing it (``importlib.util.find_spec``)."""
+    import importlib.util
+    return tuple(s.backend for s in stacks_of("keras") if all(importlib.util.find_spec(p) for p in s.packages[1:]))
+
+
+def keras_backends_for(suite: str, opts: Options) -> tuple[str, ...]:
+    """Backends the suite's Keras jobs run on: the ones asked for; else every installed backend for the GPU
+    suites (ALL_BACKEND_SUITES), tensorflow alone for the others (``smoke`` stays short on a CPU)."""
+    if opts.keras_backends:
+        return tuple(opts.keras_backends)
+    return installed_keras_backends() if suite in ALL_BACKEND_SUITES else ("tensorflow",)
+
+
+def _fw(opts: Options):
+    """(framework, keras_backend) of every stack asked for: a framework with one stack runs once (backend None),
+    one with several (Keras) once per backend asked for."""
+    for fw in opts.frameworks:
+        mine = stacks_of(fw)
+        if len(mine) == 1:
+            yield fw, None
+        else:
+            for be in opts.keras_backends or (mine[0].backend,):
+                yield fw, be
+
+
+def _modes(opts: Options, fw: str) -> list[str | None]:
+    """Execution modes asked for this framework (None: the runner's default for the device)."""
+    own = stacks_of(fw)[0].exec_modes
+    return [m for m in (opts.exec_modes or ()) if m in own] or [None]
+
+
+def _throughput(opts: Options, models, precisions, batches, steps, real_batch, max_warmup=100,
+                real_models=None) -> list[Job]:
+    dev = "cuda" if opts.gpu else "cpu"
+    jobs = []
+    for m in models:
+        for fw, be in _fw(opts):
+            for p in opts.precisions or precisions:
+                for mode in _modes(opts, fw):
+                    for b in opts.batch_sizes or batches:
+                        for meas in ("train", "infer"):
+                            jobs.append(Job("throughput", m, fw, be, p, b, meas, "synthetic", exec_mode=mode,
+                                            steps=steps, max_warmup=max_warmup, device=dev))
+                    # the real CIFAR-10 pipeline (augmentation included), next to the synthetic figure
+                    if real_models is None or m in real_models:
+                        rb = (opts.batch_sizes or (real_batch,))[0]
+                        jobs.append(Job("throughput", m, fw, be, p, rb, "train", "real", exec_mode=mode,
+                                        steps=steps, max_warmup=max_warmup, device=dev))
+    return jobs
+
+
+def _memory(opts: Options, models, sweep, steps) -> list[Job]:
+    dev = "cuda" if opts.gpu else "cpu"
+    return [Job("memory", m, fw, be, p, b, "train", exec_mode=mode, steps=steps, device=dev)
+            for m in models for fw, be in _fw(opts) for p in (opts.precisions or ("fp32",))
+            for mode in _modes(opts, fw) for b in (opts.batch_sizes or sweep)]
+
+
+def _depth_sweep(opts: Options, models, batch: int) -> list[Job]:
+    """Memory jobs that rebuild each DEPTH_SWEEP model at its other depths (at ``--batch-sizes``' first, if given)."""
+    from bench.zoo import get_spec
+    dev = "cuda" if opts.gpu else "cpu"
+    b = (opts.batch_sizes or (batch,))[0]
+    return [Job("memory", m, fw, be, p, b, "train", exec_mode=mode, steps=1, device=dev,
+                depth=None if d == get_spec(m).depth else d)
+            for m in models if m in DEPTH_SWEEP for d in DEPTH_SWEEP[m] for fw, be in _fw(opts)
+            for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
+
+
+def smoke_memory_models(models: list[str]) -> list[str]:
+    """The naive twin of each memory-efficient smoke model (not already in ``models``): smoke measures it too
+    (PyTorch only, ~6 s of CPU), so that a CPU smoke report shows what the memory-efficient variant saves."""
+    extra = [m.removesuffix("_memeff") for m in models if m.endswith("_memeff")]
+    return [m for m in dict.fromkeys(extra) if m not in models]
+
+
+def _unique(jobs: list[Job]) -> list[Job]:
+    """Jobs in order, each job id once (a depth sweep meets the batch sweep at the registry depth)."""
+    seen: set[str] = set()
+    return [j for j in jobs if not (j.job_id in seen or seen.add(j.job_id))]
+
+
+def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
+            batch=None, seeds=(0,)) -> list[Job]:
+    from bench.zoo import get_spec
+    from bench.zoo.recipes import recipe_for
+    dev = "cuda" if opts.gpu else "cpu"
+    jobs = []
+    for m in models:
+        r = recipe_for(opts.recipe or recipe, get_spec(m).family)
+        for fw, be in _fw(opts):
+            for p in opts.precisions or (("bf16",) if opts.gpu else ("fp32",)):
+                for mode in _modes(opts, fw):
+                    for seed in seeds:
+                        jobs.append(Job("epochs", m, fw, be, p, (opts.batch_sizes or (batch or r.batch_size,))[0],
+                                        exec_mode=mode, recipe=r.name, epochs=opts.epochs or epochs,
+                                        train_subset=train_subset, test_subset=test_subset, device=dev, seed=seed))
+    return jobs
+
+
+def expand(suite: str, opts: Options) -> list[Job]:
+    """The jobs of ``suite`` under ``opts``.
+
+    Raises:
+        ValueError: unknown suite, or a model pattern that matches nothing.
+    """
+    if suite not in SUITES:
+        import difflib
+        close = difflib.get_close_matches(suite, SUITES, n=3)
+        raise ValueError(f"unknown suite {suite!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                         + f"; suites: {', '.join(SUITES)}")
+    if opts.models is not None:
+        for pattern in opts.models:
+            if not list_models(pattern):
+                from bench.zoo import get_entry
+                get_entry(pattern)  # raises KeyError with close matches
+    every = list_models()
+    gpu = opts.gpu
+    opts = dataclasses.replace(opts, keras_backends=keras_backends_for(suite, opts))
+    if suite == "smoke":
+        models = _models(opts, SMOKE_MODELS)
+        return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
+                + _memory(opts, models, (8,), 3)
+                + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
+                          smoke_memory_models(models), (8,), 3)
+                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], SMOKE_TRAIN["recipe"],
+                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"]))
+    if suite == "throughput":
+        return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
+                           (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
+    if suite == "memory":
+        models = _models(opts, every)
+        # the depth sweep measures saved activations alone, the same on any device: CPU runs only
+        return _unique(_memory(opts, models, MEMORY_SWEEP if gpu else CPU_MEMORY_SWEEP, 5 if gpu else 1)
+                       + ([] if gpu else _depth_sweep(opts, models, DEPTH_SWEEP_BATCH)))
+    if suite == "train":
+        return _epochs(opts, _models(opts, every), "paper")
+    if suite == "fidelity":
+        # the same plan for both twins and every seed; the report sets the gap between frameworks beside
+        # the spread between seeds of one framework (bench.report.sections.fidelity)
+        f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
+        return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
+    if suite == "cifar10-quick":
+        # one process per job makes job count the cost: one batch and precision for throughput, the real
+        # pipeline and training only for the quick-train models, a short memory sweep where it tells
+        models = _models(opts, every)
+        trained = [m for m in QUICK_TRAIN_MODELS if m in models] or models[:1]
+        swept = [m for m in models if m in QUICK_MEMORY_SWEEP_MODELS]
+        return (_throughput(opts, models, ("bf16",) if gpu else ("fp32",), (512,) if gpu else (32,), 40 if gpu else 10,
+                            512 if gpu else 32, real_models=trained)
+                + _memory(opts, swept, QUICK_MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+                + _memory(opts, [m for m in models if m not in swept], (512,) if gpu else (32,), 5 if gpu else 2)
+                + _epochs(opts, trained, "fast", epochs=opts.epochs or QUICK_TRAIN_EPOCHS))
+    # cifar10-full
+    models = _models(opts, every)
+    return (_throughput(opts, models, ("fp32", "bf16") if gpu else ("fp32",), (128, 512) if gpu else (32,),
+                        40 if gpu else 10, 128 if gpu else 32)
+            + _memory(opts, models, MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
+            + _epochs(opts, models, "paper"))
+
+
+def describe_jobs(jobs: list[Job]) -> str:
+    """One line saying what a list of jobs runs: kinds, and each implementation (framework/backend, exec modes)."""
+    kinds = ", ".join(dict.fromkeys(j.kind for j in jobs))
+    impls: dict[str, list[str]] = {}
+    for j in jobs:
+        name = j.stack.name
+        modes = impls.setdefault(name, [])
+        if (j.exec_mode or "default") not in modes:
+            modes.append(j.exec_mode or "default")
+    return f"{kinds or 'nothing'}; " + ", ".join(f"{k} ({'/'.join(v)})" for k, v in impls.items())
+
+
+def estimate_seconds(job: Job) -> float:
+    """A rough wall-time estimate for --dry-run: process start + FLOPs / an assumed device speed.
+
+    Assumed sustained speed: 15 GFLOP/s on a CPU, 20 TFLOP/s on a GPU (small CIFAR nets run far
+    below peak). An estimate for planning, never a result.
+    """
+    from bench.zoo import get_spec
+    spec = get_spec(job.model, **({"depth": job.depth} if job.depth is not None else {}))
+    mflops = _approx_mflops(spec)
+    speed = 20e12 if job.device == "cuda" else 15e9
+    per_image = mflops * 1e6 * (3 if job.measurement == "train" or job.kind == "epochs" else 1)
+    if job.kind == "epochs":
+        from bench.zoo.recipes import recipe_for
+        r = recipe_for(job.recipe, spec.family)
+        n = (job.train_subset or 50000) * (job.epochs or r.epochs)
+        return 20 + n * per_image / speed
+    steps = job.steps + 15
+    if job.kind == "memory" and (job.device == "cpu" or job.depth is not None):
+        steps = 1  # one measured step, no timed ones (bench.measures.memory.run_memory)
+    return job.stack.startup_s + steps * job.batch_size * per_image / speed
+
+
+def _approx_mflops(spec) -> float:
+    """Forward MFLOPs per image from the spec alone (no framework import): convolutions only."""
+    if spec.family == "resnet":
+        n, hw = spec.blocks_per_stage, spec.input_size ** 2
+        total = 2 * 9 * 3 * spec.stem_width * hw
+        cin = spec.stem_width
+        for s, c in enumerate(spec.stage_widths):
+            area = hw / 4 ** s
+            if spec.version == 1:
+                total += 2 * 9 * c * c * area * 2 * n
+            else:
+                w = spec.bottleneck_width(s)
+                total += 2 * (cin * w + 9 * w * w + w * c) * area * n
+            cin = c
+        return total / 1e6
+    hw, total, k = spec.input_size ** 2, 0.0, spec.growth_rate
+    for b, ((cin, _), n) in enumerate(zip(spec.channel_plan(), spec.blocks)):
+        area = hw / 4 ** b
+        for i in range(n):
+            c = cin + i * k
+            total += 2 * area * ((c * 4 * k + 9 * 4 * k * k) if spec.bottleneck else 9 * c * k)
+    return total / 1e6

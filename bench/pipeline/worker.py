@@ -1,0 +1,122 @@
+"""Child process of ``bench.run``: runs one job's measure and appends its rows to ``results/<run_id>/*.csv``.
+
+``python -m bench.pipeline.worker --out DIR --run-id ID --job JSON``. The stack's process environment
+(``StackInfo.process_env``: KERAS_BACKEND), preallocation off and CPU-only when asked are set here
+*before* any framework import, which is why each job gets its own process (as timm's bulk_runner does).
+The measure is ``bench.measures.driver(job.kind)``. A Python exception becomes a row with
+``status=error`` (or ``oom``); a crash that leaves no row is recorded by the parent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from bench.core.job import Job
+from bench.core.stack_registry import PREALLOC_OFF
+from bench.results.schema import FILES, append_row
+
+
+def configure_env(job: Job) -> None:
+    """The job's process environment, before any framework is imported."""
+    import importlib
+    os.environ.update(PREALLOC_OFF)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if job.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ.update(job.stack.process_env)
+    for module in job.stack.preimport:  # e.g. Keras wants torch imported first on its torch backend
+        importlib.import_module(module)
+
+
+def _die_with_parent() -> None:
+    """Linux: this job dies with its ``bench.run`` (``kill -9`` of the run leaves no orphan that would write a
+    row after a ``--resume`` has started the same job again). Best effort elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        ppid = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != ppid:  # the parent died before the call
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _first_time(run_id: str, job_id: str) -> bool:
+    """True once per (run, job): the marker lives in $TWINBENCH_FAULT_DIR (default: the temp folder)."""
+    import hashlib
+    import tempfile
+    d = os.environ.get("TWINBENCH_FAULT_DIR") or tempfile.gettempdir()
+    marker = Path(d) / f"twinbench-crash-once-{hashlib.sha1(f'{run_id}/{job_id}'.encode()).hexdigest()[:16]}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.pipeline.worker", description="Run one TwinBench job (internal).")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--run-id", required=True)
+    ap.add_argument("--job", required=True, help="the job as JSON (bench.core.job.Job fields)")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    job = Job(**json.loads(args.job))
+    out = Path(args.out)
+    _die_with_parent()
+    configure_env(job)
+    row = job.base_row(args.run_id)
+    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
+    # (enospc:<file>: bench.results.writes)
+    faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
+    from bench.results.writes import ResultsWriteError
+    try:
+        return _run(job, out, row, args.data_dir, faults)
+    except ResultsWriteError as e:  # disk full / not writable: say so (the parent stops the suite), no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+
+
+def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> int:
+    try:
+        if (job.job_id, "crash") in faults:
+            os._exit(3)  # dies like a segfault would: no row, the parent records it
+        if (job.job_id, "hang") in faults:
+            import time
+            print("injected hang (TWINBENCH_INJECT_FAULT)", file=sys.stderr, flush=True)
+            time.sleep(3600)  # a job that is still running when the whole run is killed
+        if (job.job_id, "crash-once") in faults and _first_time(row["run_id"], job.job_id):
+            os.kill(os.getpid(), signal.SIGKILL)  # killed mid-job (OOM killer, a lost node), the first time only: a retry runs
+        if (job.job_id, "oom") in faults:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
+        from bench.measures import driver
+        driver(job.kind)(job, out, row, data_dir)
+    except Exception as e:
+        from bench.results.writes import ResultsWriteError
+        if isinstance(e, ResultsWriteError):
+            raise
+        from bench.data import DataError
+        from bench.stacks.base import is_oom
+        status = "oom" if is_oom(e) else "error"
+        msg = f"{type(e).__name__}: {e}" if isinstance(e, DataError) else f"{type(e).__name__}: {str(e)[:500]}"
+        if not isinstance(e, DataError):
+            traceback.print_exc()
+        extra = {"oom": True} if job.kind == "memory" else {}
+        append_row(out / FILES[job.kind], job.kind, {**row, **extra, "status": status, "error": msg,
+                                                     "null_reason": "job failed" if status == "error" else
+                                                     "out of memory at this batch size"})
+        return 0 if status == "oom" else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

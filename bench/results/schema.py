@@ -1,0 +1,205 @@
+"""The CSV schema of ``results/<run_id>/``, defined once, with a version number.
+
+Every CSV kind has the ``COMMON`` columns (who, where, with what), then its own. Units are in the
+column names. A figure that cannot be measured is left empty and ``null_reason`` says why; a failed
+job is a row with ``status`` != ``ok`` and its ``error``. ``python -m bench.schema`` prints the
+columns with their meaning; each column's producer is named there too, so a reader can go from a CSV
+column to the code that fills it in one step.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+# Layer kinds of the saved-bytes breakdown (``saved_by_kind_mib``), in report order.
+LAYER_KINDS = ("conv", "batchnorm", "relu", "concat", "pool", "linear", "other")
+
+# (column, meaning, produced by)
+COMMON = (
+    ("schema_version", "version of this schema", "bench.results.schema.SCHEMA_VERSION"),
+    ("run_id", "results/<run_id>/ this row belongs to", "bench.run.main"),
+    ("job_id", "the job within the suite (model/framework/measurement/precision/batch)", "bench.core.job.Job.job_id"),
+    ("timestamp", "UTC ISO time the row was written", "bench.results.schema.append_row"),
+    ("status", "ok | error | oom | timeout | skipped", "bench.pipeline.worker.main"),
+    ("error", "error message of a failed job (empty when ok)", "bench.pipeline.worker.main"),
+    ("null_reason", "why some figure of this row is empty (e.g. 'no GPU: allocator peak not defined')", "bench.pipeline.worker.main"),
+    ("model", "registry name (bench.zoo)", "bench.core.job.Job.base_row"),
+    ("framework", "torch | keras", "bench.core.job.Job.base_row"),
+    ("backend", "torch, or the Keras backend: tensorflow | jax | torch", "bench.stacks.base.Stack.env"),
+    ("framework_version", "torch or keras version", "bench.stacks.base.Stack.env"),
+    ("backend_version", "version of the backend library (tensorflow, jax, torch)", "bench.stacks.base.Stack.env"),
+    ("exec_mode", "torch: eager | compile (the model) | step-compile (forward+backward+optimizer in one "
+     "torch.compile; CUDA graphs on a GPU); keras: jit | nojit. Throughput/memory: the step's mode; epochs: the "
+     "training loop's", "bench.stacks.base.Stack.make_step"),
+    ("device", "cuda | cpu (where the step ran)", "bench.stacks.base.Stack.env"),
+    ("device_name", "GPU or CPU model name", "bench.stacks.base.Stack.env"),
+    ("precision", "fp32 | bf16 | fp16 (mixed)", "bench.core.job.Job.base_row"),
+    ("batch_size", "examples per step", "bench.core.job.Job.base_row"),
+)
+
+KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "throughput": (
+        ("measurement", "train (forward+backward+optimizer) | infer (forward, inference mode)", "bench.core.job.Job.base_row"),
+        ("input", "synthetic (already on the device) | real (CIFAR-10 pipeline, augmentation included)", "bench.core.job.Job.base_row"),
+        ("channels_last", "torch memory format (keras twins are always NHWC)", "bench.stacks.pytorch.step.make_torch_step"),
+        ("warmup_steps", "untimed steps run before timing (until step time was stable, >= 10)", "bench.measures.timing.warmup"),
+        ("timed_steps", "timed samples (step_times_ms has one step time per sample; each sample is "
+         "steps_per_sample steps)", "bench.measures.timing.measure"),
+        ("steps_per_sample", "steps per timed sample. torch: 1, each step timed alone, device synchronised before "
+         "and after. Keras train: a window of steps (10 on a GPU, 4 on a CPU) run as model.fit runs them (the "
+         "compiled train function back to back, no host read-back between batches, JAX state kept in flight), one "
+         "read-back at its end; the sample's step time is the window's time / its steps. Keras inference: 1 "
+         "(predict_on_batch, which reads back every step)", "bench.stacks.keras.step.KERAS_WINDOW"),
+        ("first_step_s", "wall time of the first step: compilation / tracing / autotuning", "bench.measures.timing.measure"),
+        ("step_ms_median", "median over the timed samples of the step time (one step, or a sample's mean step when "
+         "steps_per_sample > 1); the device is synchronised at every clock read", "bench.measures.timing.summarize"),
+        ("step_ms_iqr", "interquartile range of the samples' step times (a window's spread is its mean's, "
+         "smaller than single steps')", "bench.measures.timing.summarize"),
+        ("step_ms_mean", "mean step time", "bench.measures.timing.summarize"),
+        ("step_ms_std", "standard deviation of step times", "bench.measures.timing.summarize"),
+        ("step_ms_min", "fastest sample's step time", "bench.measures.timing.summarize"),
+        ("step_ms_max", "slowest sample's step time", "bench.measures.timing.summarize"),
+        ("images_per_s", "batch_size / median step time", "bench.measures.timing.summarize"),
+        ("params_trainable", "trainable parameters (bench.zoo.counts convention)", "bench.stacks.base.Stack.param_counts"),
+        ("params_total", "trainable + BN moving statistics", "bench.stacks.base.Stack.param_counts"),
+        ("fwd_mflops_per_image", "forward MFLOPs per image (torch FlopCounter on the torch twin)", "bench.zoo.counts.flops_per_image"),
+        ("step_times_ms", "every timed sample's step time, space separated", "bench.measures.throughput.run_throughput"),
+    ),
+    "memory": (
+        ("measurement", "train | infer", "bench.core.job.Job.base_row"),
+        ("oom", "true when the batch did not fit (the batch tried is batch_size)", "bench.measures.memory.run_memory"),
+        ("peak_alloc_mib", "allocator peak over the measured steps (torch max_memory_allocated, "
+         "TF get_memory_info peak, JAX peak_bytes_in_use)", "bench.stacks.base.MemoryCounter.peak_bytes"),
+        ("peak_alloc_source", "which allocator counter gave peak_alloc_mib", "bench.stacks.base.MemoryCounter.peak_bytes"),
+        ("nvml_peak_used_mib", "peak device memory used seen by the NVML sampler (whole device)", "bench.core.nvml.Sampler"),
+        ("nvml_mean_util_pct", "mean GPU utilisation during the measured steps", "bench.core.nvml.Sampler"),
+        ("nvml_max_power_w", "peak board power", "bench.core.nvml.Sampler"),
+        ("nvml_mean_sm_clock_mhz", "mean SM clock", "bench.core.nvml.Sampler"),
+        ("nvml_samples", "NVML samples taken (rate >= 20 Hz)", "bench.core.nvml.Sampler"),
+        ("step_ms_median", "median step time of the measured steps (memory-efficient variants' time cost); GPU rows "
+         "only: a CPU memory job runs one untimed step", "bench.measures.timing.summarize"),
+        ("images_per_s", "batch_size / median step time", "bench.measures.timing.summarize"),
+        ("params_trainable", "trainable parameters (Stack.param_counts on GPU rows, StepMemory.trainable_count otherwise)",
+         "bench.stacks.base.Stack.param_counts"),
+        ("depth", "depth of the network measured: the registry model's, or the depth-sweep job's override "
+         "(bench.core.job.Job.depth)", "bench.measures.memory.run_memory"),
+        ("saved_activations_mib", "bytes one training step keeps for backward: every storage torch autograd saves "
+         "(saved_tensors_hooks), each once, weights excluded; torch and keras/torch only, any device",
+         "bench.stacks.common.autograd.SavedBytesCounter"),
+        ("saved_by_kind_mib", "saved_activations_mib split by the layer kind that produced each storage, "
+         "'conv=..;batchnorm=..;relu=..;concat=..;pool=..;linear=..;other=..' (MiB)",
+         "bench.stacks.common.autograd.SavedBytesCounter.by_kind"),
+        ("jax_residuals_mib", "keras/jax only: bytes of the residuals jax.ad_checkpoint lists for the step's VJP "
+         "(arguments excluded), counted before XLA fusion: NOT comparable with saved_activations_mib",
+         "bench.stacks.keras.jax.KerasJaxMemory.step_memory"),
+        ("params_mib", "bytes of every weight (trainable and BN moving statistics)", "bench.stacks.base.MemoryCounter.step_memory"),
+        ("grads_mib", "bytes of the gradients of one step", "bench.stacks.base.MemoryCounter.step_memory"),
+        ("optimizer_state_mib", "bytes of the optimizer state after one step (SGD momentum buffers)",
+         "bench.stacks.base.MemoryCounter.step_memory"),
+        ("state_plus_activations_mib", "params_mib + grads_mib + optimizer_state_mib + saved_activations_mib",
+         "bench.stacks.base.StepMemory.columns"),
+        ("activations_source", "what measured saved_activations_mib / jax_residuals_mib", "bench.stacks.base.StepMemory.columns"),
+        ("peak_over_state_activations", "peak_alloc_mib / state_plus_activations_mib (GPU rows; 1.0 = the allocator "
+         "held exactly state + saved activations)", "bench.stacks.base.StepMemory.columns"),
+    ),
+    "epochs": (
+        ("recipe", "training recipe name (bench.zoo.recipes)", "bench.zoo.recipes.recipe_for"),
+        ("epoch", "1-based epoch number", "bench.stacks.base.epoch_row"),
+        ("epochs_total", "epochs the recipe runs", "bench.zoo.recipes.Recipe"),
+        ("lr", "learning rate at the last step of the epoch", "bench.zoo.recipes.Recipe.lr_at"),
+        ("train_loss", "mean training cross-entropy over the epoch", "bench.stacks.base.epoch_row"),
+        ("train_acc", "training accuracy over the epoch (augmented batches)", "bench.stacks.base.epoch_row"),
+        ("test_loss", "cross-entropy on the test set (inference mode)", "bench.stacks.base.epoch_row"),
+        ("test_acc", "test accuracy", "bench.stacks.base.epoch_row"),
+        ("epoch_s", "wall seconds of the training part of the epoch", "bench.stacks.base.epoch_row"),
+        ("train_images_per_s", "training images / epoch_s", "bench.stacks.base.epoch_row"),
+        ("peak_mem_mib", "allocator peak during the epoch", "bench.stacks.base.MemoryCounter.peak_bytes"),
+        ("train_examples", "examples per epoch (a subset when asked)", "bench.stacks.base.epoch_row"),
+        ("seed", "sampler and init seed", "bench.stacks.base.epoch_row"),
+        ("data_source", "official (md5-verified) or a copy such as the JPEG stand-in", "bench.data.data_kind"),
+    ),
+    "nvml": (
+        ("t_s", "seconds since the sampler started", "bench.core.nvml.Sampler"),
+        ("mem_used_mib", "device memory used", "bench.core.nvml.Sampler"),
+        ("util_pct", "GPU utilisation", "bench.core.nvml.Sampler"),
+        ("power_w", "board power", "bench.core.nvml.Sampler"),
+        ("sm_clock_mhz", "SM clock", "bench.core.nvml.Sampler"),
+    ),
+}
+
+FILES = {kind: f"{kind}.csv" for kind in KINDS}
+
+
+def columns(kind: str) -> list[str]:
+    """Ordered column names of a CSV kind."""
+    if kind not in KINDS:
+        raise KeyError(f"unknown CSV kind {kind!r}; kinds: {', '.join(KINDS)}")
+    return [c[0] for c in COMMON + KINDS[kind]]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
+    """Append one row to ``path`` as a single write + fsync (the header first when the file is new).
+
+    Raises:
+        KeyError: a key that is not a column of ``kind`` (the schema is the contract).
+        bench.results.writes.ResultsWriteError: disk full or not writable; the file is left as it was (a header
+            is never written without its row), so every CSV still parses.
+    """
+    cols = columns(kind)
+    extra = sorted(set(row) - set(cols))
+    if extra:
+        raise KeyError(f"columns {extra} are not in the {kind} schema (bench/results/schema.py)")
+    row = {"schema_version": SCHEMA_VERSION, **row}
+    if not row.get("timestamp"):
+        import datetime
+        row["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    path = Path(path)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    new = not path.exists() or path.stat().st_size == 0
+    if new:
+        w.writerow(cols)
+    w.writerow([_fmt(row.get(c)) for c in cols])
+    from bench.results.writes import append_bytes
+    append_bytes(path, buf.getvalue().encode())  # all or nothing: a failed write leaves the file as it was
+
+
+def read_csv(path: str | os.PathLike, kind: str):
+    """Read a results CSV into a pandas DataFrame; checks the header against the schema."""
+    import pandas as pd
+    df = pd.read_csv(path)
+    missing = [c for c in columns(kind) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (schema_version {SCHEMA_VERSION})")
+    return df
+
+
+def parse_by_kind(text) -> dict[str, float]:
+    """``"conv=1.0;relu=2.5"`` (a saved_by_kind_mib cell) -> {"conv": 1.0, "relu": 2.5}; {} for an empty cell."""
+    if not isinstance(text, str) or not text:
+        return {}
+    return {k: float(v) for k, v in (p.split("=", 1) for p in text.split(";") if "=" in p)}
+
+
+def describe() -> str:
+    lines = [f"TwinBench CSV schema v{SCHEMA_VERSION}", ""]
+    for kind in KINDS:
+        lines.append(f"## {FILES[kind]}")
+        for name, meaning, producer in COMMON + KINDS[kind]:
+            lines.append(f"  {name:<24} {meaning}  [{producer}]")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""Writing results safely: a failed write (disk full, no permission) leaves nothing half-written behind.
+
+Every file TwinBench writes goes through one of two functions here:
+
+* :func:`append_bytes` appends a CSV row (``bench.schema.append_row``). The bytes go in one write +
+  fsync; when a write fails or comes up short, the file is truncated back to its size before, and a
+  file that this write created is removed, so every CSV still parses and never holds a header without
+  its first row.
+* :func:`atomic_write` writes a whole file (``run_meta.json``, checkpoints, report pages) into a
+  temporary file next to it and renames it over the target only when complete; on failure the
+  temporary file is removed and the previous version stays.
+
+Both raise :class:`ResultsWriteError`, whose message is one sentence naming the file and the cause.
+
+Test hook: ``TWINBENCH_INJECT_FAULT="enospc:<file name>"`` (``;``-separated with the worker's faults)
+makes writes to files of that name fail with ENOSPC half-way, in whichever process writes them.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+class ResultsWriteError(OSError):
+    """A result, checkpoint or report file could not be written (disk full, no permission, ...).
+
+    Attributes:
+        path: the file that was being written.
+        reason: the operating system's reason (e.g. "No space left on device").
+    """
+
+    def __init__(self, path: str | os.PathLike, err: BaseException) -> None:
+        self.path = Path(path)
+        self.reason = (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or type(err).__name__
+        super().__init__(err.errno if isinstance(err, OSError) else None, self.reason, str(path))
+
+    def __str__(self) -> str:
+        return f"could not write {self.path}: {self.reason}"
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The results directory (the folder holding run_meta.json) the file belongs to, if any."""
+        for d in self.path.parents:
+            if (d / "run_meta.json").is_file():
+                return d
+        return None
+
+
+def _injected(path: Path) -> bool:
+    faults = os.environ.get("TWINBENCH_INJECT_FAULT", "")
+    return f"enospc:{path.name}" in faults.split(";")
+
+
+def _enospc() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _write(fd: int, data: memoryview, path: Path) -> int:
+    if _injected(path):  # a short write, then the error, as a full disk does
+        if len(data) > 1:
+            return os.write(fd, data[: len(data) // 2])
+        raise _enospc()
+    return os.write(fd, data)
+
+
+def append_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Append ``data`` to ``path`` in one write + fsync, or not at all.
+
+    Raises:
+        ResultsWriteError: the bytes could not all be written; the file is as it was before
+            (removed when this call created it, or when it was empty).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ResultsWriteError(path, e) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = _write(fd, view, path)
+                if n <= 0:
+                    raise _enospc()
+                view = view[n:]
+            os.fsync(fd)
+        except OSError as e:
+            try:
+                if size == 0:
+                    os.unlink(path)  # a CSV is never left as a 0-byte file or a header without its row
+                else:
+                    os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise ResultsWriteError(path, e) from None
+    finally:
+        os.close(fd)
+
+
+def _is_write_failure(e: BaseException) -> bool:
+    # torch.save reports a full disk as RuntimeError("... PytorchStreamWriter failed writing file ...")
+    return isinstance(e, OSError) or (isinstance(e, RuntimeError) and "writ" in str(e).lower())
+
+
+def atomic_write(path: str | os.PathLike, save: Callable[[str], None], tmp_suffix: str | None = None) -> None:
+    """Write a whole file through ``save(tmp_path)``, then rename it over ``path``.
+
+    Args:
+        path: the target file.
+        save: writes the complete file to the path it is given.
+        tmp_suffix: ending of the temporary file (default: ``.tmp`` + the target's suffix; some savers,
+            e.g. ``numpy.savez``, need the right ending).
+
+    Raises:
+        ResultsWriteError: the file could not be written; the previous version (if any) is untouched
+            and no temporary file is left.
+    """
+    path = Path(path)
+    tmp = str(path.with_name(path.stem + (tmp_suffix or ".tmp" + path.suffix)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _injected(path):
+            with open(tmp, "wb") as f:
+                f.write(b"\0")
+            raise _enospc()
+        save(tmp)
+        os.replace(tmp, path)
+    except Exception as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if _is_write_failure(e):
+            raise ResultsWriteError(path, e) from None
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write`` of a text file (UTF-8)."""
+    atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write ``obj`` as JSON into ``path`` atomically.
+
+    Raises:
+        ResultsWriteError: disk full or not writable (no temporary file is left behind).
+    """
+    import json
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))

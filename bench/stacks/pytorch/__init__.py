@@ -1,0 +1,42 @@
+"""PyTorch: the timed step (``step``), the training loop (``train``), the memory counter (``memory``), the
+plain-script baseline (``baseline``) and the device-side data plan (``data``), behind :class:`PyTorchStack`."""
+from __future__ import annotations
+
+from bench.core.env import cpu_name
+from bench.stacks.base import Stack
+
+
+class PyTorchStack(Stack):
+    name = "torch"
+    framework = "torch"
+    backend = "torch"
+    checkpoint_ext = ".pt"
+
+    def env(self, device: str | None = None) -> dict:
+        import torch
+        cuda = torch.cuda.is_available() and device != "cpu"
+        return {"framework": "torch", "backend": "torch", "framework_version": torch.__version__,
+                "backend_version": torch.__version__, "device": "cuda" if cuda else "cpu",
+                "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name()}
+
+    def param_counts(self, net) -> tuple[int, int]:
+        from bench.zoo.counts import torch_param_counts
+        return torch_param_counts(net)
+
+    def make_step(self, model, measurement="train", batch_size=32, precision="fp32", input="synthetic", device=None,
+                  exec_mode=None, channels_last=None, data_dir=None, seed=0, model_options=None):
+        from bench.stacks.pytorch.step import make_torch_step
+        return make_torch_step(self, model, measurement, batch_size, precision, input, device, exec_mode, channels_last,
+                               data_dir, seed, model_options)
+
+    def train(self, cfg, data, on_epoch):
+        from bench.stacks.pytorch.train import train_torch
+        return train_torch(self, cfg, data, on_epoch)
+
+    def memory(self):
+        from bench.stacks.pytorch.memory import TorchMemory
+        return TorchMemory()
+
+    def plain_baseline(self, model, batch, precision, device, steps):
+        from bench.stacks.pytorch.baseline import bare_loop
+        return bare_loop(model, batch, precision, device, steps)

@@ -1,0 +1,44 @@
+"""PyTorch's memory counter: the CUDA caching allocator's peak; saved tensors through autograd hooks
+(``bench.stacks.common.autograd``, shared with Keras on torch)."""
+from __future__ import annotations
+
+from bench.stacks.base import MemoryCounter, StepMemory
+from bench.stacks.common.autograd import SavedBytesCounter, TorchCudaPeak, storage_bytes
+
+
+class TorchMemory(TorchCudaPeak, MemoryCounter):
+    """PyTorch: the CUDA caching allocator's peak; saved tensors through autograd hooks."""
+
+    name = "torch"
+    exec_mode = "eager"
+
+    def _device(self, device: str | None) -> str:
+        import torch
+        return device if device else ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def step_memory(self, model: str, batch_size: int, precision: str = "fp32", device: str | None = None,
+                    **options) -> StepMemory:
+        import torch
+        import torch.nn.functional as F
+
+        from bench.stacks.pytorch.step import torch_amp_dtype
+        from bench.zoo import build
+        dev = self._device(device)
+        torch.manual_seed(0)
+        net = build(model, "torch", **options).to(dev)
+        net.train()
+        weights = list(net.parameters()) + list(net.buffers())
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)  # as the timed step
+        x = torch.randn(batch_size, 3, 32, 32, device=dev)
+        y = torch.randint(0, 10, (batch_size,), device=dev)
+        amp = torch_amp_dtype(precision)
+        with SavedBytesCounter({w.untyped_storage().data_ptr() for w in weights}) as c:
+            with torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None):
+                loss = F.cross_entropy(net(x).float(), y)
+        loss.backward()
+        opt.step()
+        state = [t for s in opt.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+        return StepMemory(saved_activations=c.total, saved_by_kind=c.by_kind(), params=storage_bytes(weights),
+                          grads=storage_bytes(p.grad for p in net.parameters()), optimizer_state=storage_bytes(state),
+                          source="torch.autograd.graph.saved_tensors_hooks, eager step",
+                          trainable_count=sum(p.numel() for p in net.parameters() if p.requires_grad))
