@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench.schema import FILES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = (0.5, 0.8, 0.9)  # test accuracies for the time-to-accuracy table
 
 
@@ -750,6 +750,3 @@ def main(argv: list[str] | None = None) -> int:
     print(path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
