@@ -35,7 +35,7 @@ def load_run(run_dir: Path) -> dict:
     return out
 
 
-def _label(df: pd.DataFrame) -> pd.Series:
+def impl_label(df: pd.DataFrame) -> pd.Series:
     """The implementation of a row: ``torch <exec mode>`` | ``keras/<backend> <exec mode>`` (e.g. ``torch
     step-compile``, ``keras/jax jit``): one label per framework, backend and exec mode, never pooled. A row
     without an exec mode (older runs) is labelled by framework/backend alone."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import TARGETS, Section, _label, _params, _plt, _save
+from bench.report.common import TARGETS, Section, _params, _plt, _save, impl_label
 
 
 def section_accuracy(run: dict, out: Path) -> Section:
@@ -17,7 +17,7 @@ def section_accuracy(run: dict, out: Path) -> Section:
         return s
     plt, sns = _plt()
     ok = df[df.status == "ok"].copy()
-    ok["impl"] = _label(ok)
+    ok["impl"] = impl_label(ok)
     long = ok.melt(id_vars=["model", "impl", "epoch"], value_vars=["train_acc", "test_acc"], var_name="split",
                    value_name="accuracy")
     g = sns.relplot(data=long, x="epoch", y="accuracy", hue="impl", style="split", col="model", col_wrap=3,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Section, _label, _plt, _save
+from bench.report.common import Section, _plt, _save, impl_label
 
 
 def fidelity_table(ok: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def section_fidelity(run: dict, out: Path) -> Section:
         s.text.append("No training with several seeds in this run (the `fidelity` suite makes one).")
         return s
     ok = df[df.status == "ok"].copy()
-    ok["impl"] = _label(ok)
+    ok["impl"] = impl_label(ok)
     tbl = fidelity_table(ok)
     if not len(tbl):
         s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread.")

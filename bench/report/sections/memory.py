@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _family, _label, _plt, _reference, _save
+from bench.report.common import Section, _family, _plt, _reference, _save, impl_label
 
 
 def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
@@ -27,7 +27,7 @@ def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
             ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
         if not len(ok):
             continue
-        ok["impl"] = _label(ok)
+        ok["impl"] = impl_label(ok)
         parts = []
         for m, g in ok.groupby("model"):
             n = g.impl.nunique()
@@ -64,7 +64,7 @@ def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
     for c in MEMORY_COLUMNS:
         if c not in ok:
             ok[c] = np.nan
-    ok["impl"] = _label(ok)
+    ok["impl"] = impl_label(ok)
     ok["registry_depth"] = [get_spec(m).depth for m in ok.model]
     ok["depth"] = ok.depth.fillna(ok.registry_depth).astype(int)
     ok["variant"] = np.where(ok.model.str.endswith("_memeff"), "memory-efficient", "naive")

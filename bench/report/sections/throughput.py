@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _label, _plt, _reference, _save
+from bench.report.common import Section, _plt, _reference, _save, impl_label
 
 
 def fastest_sentence(ok: pd.DataFrame) -> list[str]:
@@ -49,7 +49,7 @@ def section_throughput(run: dict, out: Path) -> Section:
         s.text.append("Every throughput job failed; see 'Errors and OOM'.")
         return s
     plt, sns = _plt()
-    ok["impl"] = _label(ok)
+    ok["impl"] = impl_label(ok)
     s.text += fastest_sentence(ok)
     steps = _explode_steps(ok[ok.input == "synthetic"])
     groups = steps.groupby(["measurement", "precision", "batch_size"]) if len(steps) else []
