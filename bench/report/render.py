@@ -16,16 +16,23 @@ from bench.report.sections.fidelity import section_fidelity
 from bench.report.sections.memory import section_memory
 from bench.report.sections.throughput import section_throughput
 
+# The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
+# and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
+SECTIONS = (section_environment, section_throughput, section_memory, section_accuracy, section_fidelity, section_errors,
+            section_compare)
+
 
 def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Path:
     """Render the report of ``run_dir`` into ``out_dir``; returns the path of index.html."""
     run = load_run(run_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = [section_environment(run), section_throughput(run, out_dir), section_memory(run, out_dir),
-                section_accuracy(run, out_dir), section_fidelity(run, out_dir), section_errors(run)]
-    if compare_dir is not None:
-        sections.append(section_compare(run, load_run(compare_dir), out_dir))
+    sections = []
+    for section in SECTIONS:
+        if section is not section_compare:
+            sections.append(section(run, out_dir))
+        elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
+            sections.append(section_compare(run, load_run(compare_dir), out_dir))
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
     from bench.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
     write_text_atomic(out_dir / "index.md", _markdown(title, sections))

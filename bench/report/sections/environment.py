@@ -1,12 +1,15 @@
 """The Environment section: where and with what the run ran."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from bench.report.common import Section
 
 
-def section_environment(run: dict) -> Section:
+def section_environment(run: dict, out: Path | None = None) -> Section:
+    """Run id, suite, command, commit, device and versions (``out`` unused: it draws no figure)."""
     m = run["meta"]
     s = Section("Environment")
     v = m.get("versions", {})

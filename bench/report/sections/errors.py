@@ -1,12 +1,15 @@
 """The Errors and OOM section: every row that is not ok, kept in the CSVs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from bench.report.common import Section
 
 
-def section_errors(run: dict) -> Section:
+def section_errors(run: dict, out: Path | None = None) -> Section:
+    """Every row that is not ok, from every CSV (``out`` unused: it draws no figure)."""
     s = Section("Errors and OOM")
     frames = []
     for kind in ("throughput", "memory", "epochs"):
