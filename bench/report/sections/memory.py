@@ -132,7 +132,6 @@ def _analytic(ax, models, xs, per_x, label_at_end: bool = True) -> None:
 
 
 def section_memory(run: dict, out: Path) -> Section:
-    from bench.memory import LAYER_KINDS, parse_by_kind
     s = Section("Memory")
     s.text += leanest_sentence(run["memory"])
     df = run["memory"]
@@ -147,28 +146,58 @@ def section_memory(run: dict, out: Path) -> Section:
         s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
         return s
     plt, sns = _plt()
-    s.text += memory_headline(ok)
+    s.text += _memory_notes(ok, peak)
+    base = ok[ok.depth == ok.registry_depth]
+    s.tables.append(_memory_table(base))
+    s.text += _peak_ratio_sentence(peak)
+    _batch_figures(s, base, out, plt, sns)
+    _depth_figure(s, ok, act, out, plt, sns)
+    _twin_cause(s, base)
+    _activations_by_kind(s, base, out, plt)
+    pairs = memeff_pairs(base)
+    if len(pairs):
+        s.tables.append(("memory-efficient DenseNet: memory saved and time it costs", pairs.round(1)))
+    else:
+        s.text.append("No naive / memory-efficient DenseNet pair at the same batch size in this run.")
+    return s
+
+
+def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
+    """The headlines (saved activations, then the allocator peak on a GPU), what saved activations are, and why
+    an implementation has none."""
+    out = memory_headline(ok)
     if len(peak):
-        s.text += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib")]
-    s.text.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
-                  "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
-                  "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree.")
+        out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib")]
+    out.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
+               "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
+               "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree.")
     for impl, g in ok.groupby("impl"):
         if g.saved_activations_mib.isna().all():
             why = sorted({p.strip() for r in g.null_reason.dropna().astype(str) for p in r.split(";")
                           if p.strip().startswith(impl.split()[0] + ":")})
-            s.text.append(f"{impl} rows have no saved_activations_mib: " + ("; ".join(why) or "not measured") + ".")
-    base = ok[ok.depth == ok.registry_depth]
+            out.append(f"{impl} rows have no saved_activations_mib: " + ("; ".join(why) or "not measured") + ".")
+    return out
+
+
+def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The memory of one training step per model, implementation and batch, at the registry depth."""
     cols = ["model", "impl", "batch_size", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
             "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "jax_residuals_mib"]
     tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
-    s.tables.append(("memory of one training step (MiB); jax_residuals_mib counts JAX's residuals before XLA fusion, "
-                     "not comparable with saved_activations_mib", tbl.dropna(axis=1, how="all").round(3)))
-    if len(peak) and peak.peak_over_state_activations.notna().any():
-        r = peak.peak_over_state_activations.dropna()
-        s.text.append(f"Allocator peak / (state + saved activations): {r.min():.2f} to {r.max():.2f} over "
-                      f"{len(r)} GPU rows.")
-    # activation memory (or the allocator peak where that is all there is) against batch size
+    return ("memory of one training step (MiB); jax_residuals_mib counts JAX's residuals before XLA fusion, "
+            "not comparable with saved_activations_mib", tbl.dropna(axis=1, how="all").round(3))
+
+
+def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
+    """The range of allocator peak / (state + saved activations) over the GPU rows, where there is one."""
+    if not (len(peak) and peak.peak_over_state_activations.notna().any()):
+        return []
+    r = peak.peak_over_state_activations.dropna()
+    return [f"Allocator peak / (state + saved activations): {r.min():.2f} to {r.max():.2f} over {len(r)} GPU rows."]
+
+
+def _batch_figures(s: Section, base: pd.DataFrame, out: Path, plt, sns) -> None:
+    """Activation memory (or the allocator peak where that is all there is) against batch size, one figure each."""
     for ycol, what, stem in (("saved_activations_mib", "saved activations", "activations_vs_batch"),
                              ("peak_alloc_mib", "allocator peak", "memory_vs_batch")):
         data = base[base[ycol].notna()] if ycol in base else base.iloc[:0]
@@ -176,66 +205,95 @@ def section_memory(run: dict, out: Path) -> Section:
             continue
         fig, ax = plt.subplots(figsize=(8, 5))
         if data.batch_size.nunique() == 1:  # one batch (smoke): bars, the analytic concat storage as a gray tick
-            b = int(data.batch_size.iloc[0])
-            order = sorted(data.model.unique())
-            sns.barplot(data=data, x="model", y=ycol, hue="impl", order=order, ax=ax)
-            for i, m in enumerate(order):
-                c = concat_bytes_per_image(m) if not m.endswith("_memeff") else None
-                if c:
-                    ax.plot([i - 0.4, i + 0.4], [c * b / 2**20] * 2, ls="--", lw=1.5, color="black")
-                    ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
-            ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
-                                                             "storage)")
-            ax.tick_params(axis="x", rotation=20)
-            s.figures.append((_save(fig, out, stem), f"{what} at batch {b}"))
-            continue
-        sns.lineplot(data=data, x="batch_size", y=ycol, hue="model", style="impl", markers=True, ax=ax)
-        naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
-        _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
-                  lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"{what} (MiB)",
-               title=f"Training-step {what} vs batch size (dotted: analytic naive-concat storage)")
-        s.figures.append((_save(fig, out, stem), f"{what} vs batch size"))
-    # against depth: the depth sweep (one batch), naive vs memory-efficient vs ResNet
+            caption = _batch_bars(ax, sns, data, ycol, what)
+        else:
+            caption = _batch_lines(ax, sns, data, ycol, what)
+        s.figures.append((_save(fig, out, stem), caption))
+
+
+def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
+    """One batch size: a bar per model and implementation, the analytic naive-concat storage dashed; the caption."""
+    b = int(data.batch_size.iloc[0])
+    order = sorted(data.model.unique())
+    sns.barplot(data=data, x="model", y=ycol, hue="impl", order=order, ax=ax)
+    for i, m in enumerate(order):
+        c = concat_bytes_per_image(m) if not m.endswith("_memeff") else None
+        if c:
+            ax.plot([i - 0.4, i + 0.4], [c * b / 2**20] * 2, ls="--", lw=1.5, color="black")
+            ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
+    ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
+                                                     "storage)")
+    ax.tick_params(axis="x", rotation=20)
+    return f"{what} at batch {b}"
+
+
+def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
+    """Several batch sizes: log-log lines per model and implementation, the analytic storage dotted; the caption."""
+    sns.lineplot(data=data, x="batch_size", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
+    _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
+              lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"{what} (MiB)",
+           title=f"Training-step {what} vs batch size (dotted: analytic naive-concat storage)")
+    return f"{what} vs batch size"
+
+
+def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, plt, sns) -> None:
+    """Against depth: the depth sweep (one batch), naive vs memory-efficient vs ResNet, and the quadratic fit."""
     ycol = "saved_activations_mib" if len(act) else "peak_alloc_mib"
     swept = ok[ok[ycol].notna()]
-    if len(swept):
-        b = swept.groupby("batch_size").depth.nunique().idxmax()
-        at = swept[swept.batch_size == b]
-        fig, ax = plt.subplots(figsize=(8, 5))
-        sns.lineplot(data=at, x="depth", y=ycol, hue="model", style="impl", markers=True, ax=ax)
-        dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
-        _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
-                  lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
-        ax.set(xlabel="depth (layers)", ylabel=("saved activations" if len(act) else "allocator peak") + " (MiB)",
-               title=f"Training-step memory vs depth, batch {b} (dotted: analytic naive-concat storage)")
-        s.figures.append((_save(fig, out, "memory_vs_depth"), f"memory vs depth at batch {b}"))
-        growth = depth_growth(at, ycol)
-        if len(growth):
-            s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
-                             "= a*depth^2 / fitted value at the deepest point (about 0 = linear)", growth))
-    # the twin ratio and its cause: which layer kinds keep what
-    twins = twin_ratios(ok[ok.depth == ok.registry_depth])
+    if not len(swept):
+        return
+    b = swept.groupby("batch_size").depth.nunique().idxmax()
+    at = swept[swept.batch_size == b]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    sns.lineplot(data=at, x="depth", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
+    _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
+              lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
+    ax.set(xlabel="depth (layers)", ylabel=("saved activations" if len(act) else "allocator peak") + " (MiB)",
+           title=f"Training-step memory vs depth, batch {b} (dotted: analytic naive-concat storage)")
+    s.figures.append((_save(fig, out, "memory_vs_depth"), f"memory vs depth at batch {b}"))
+    growth = depth_growth(at, ycol)
+    if len(growth):
+        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
+                         "= a*depth^2 / fitted value at the deepest point (about 0 = linear)", growth))
+
+
+def _twin_cause(s: Section, base: pd.DataFrame) -> None:
+    """The twin ratio and its cause: which layer kinds keep what (a sentence per twin, then the table)."""
+    twins = twin_ratios(base)
     if len(twins):
         for r in twins.itertuples():
             s.text.append(f"{r.impl} keeps {r.ratio:.2f}x the saved activations of {r.torch_impl} for {r.model} at batch "
                           f"{r.batch_size}" + (f"; most of the difference: {r[-1]}" if r[-1] else "") + ".")
         s.tables.append(("twin ratio of saved activations and its cause: MiB by the layer kind that produced each "
                          "saved storage", twins.round(2)))
+
+
+def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:
+    """Stacked bars of saved activations by the layer kind that produced them, at the largest batch."""
+    from bench.memory import LAYER_KINDS, parse_by_kind
     kinds = base[base.saved_by_kind_mib.notna()]
-    if len(kinds):
-        b = kinds.batch_size.max()
-        kinds = kinds[kinds.batch_size == b]
-        parts = pd.DataFrame([parse_by_kind(t) for t in kinds.saved_by_kind_mib], index=kinds.model + "\n" + kinds.impl)
-        parts = parts.reindex(columns=list(LAYER_KINDS)).fillna(0.0).sort_index()
-        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(parts) + 2), 4.5))
-        parts.plot.bar(stacked=True, ax=ax, width=0.75)
-        ax.set(ylabel="saved activations (MiB)", xlabel="",
-               title=f"Saved activations by the layer kind that produced them, batch {b}")
-        ax.title.set_fontsize(10)
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-        ax.legend(fontsize=8)
-        s.figures.append((_save(fig, out, "activations_by_kind"), f"saved activations by layer kind, batch {b}"))
+    if not len(kinds):
+        return
+    b = kinds.batch_size.max()
+    kinds = kinds[kinds.batch_size == b]
+    parts = pd.DataFrame([parse_by_kind(t) for t in kinds.saved_by_kind_mib], index=kinds.model + "\n" + kinds.impl)
+    parts = parts.reindex(columns=list(LAYER_KINDS)).fillna(0.0).sort_index()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(parts) + 2), 4.5))
+    parts.plot.bar(stacked=True, ax=ax, width=0.75)
+    ax.set(ylabel="saved activations (MiB)", xlabel="",
+           title=f"Saved activations by the layer kind that produced them, batch {b}")
+    ax.title.set_fontsize(10)
+    ax.tick_params(axis="x", rotation=30, labelsize=8)
+    ax.legend(fontsize=8)
+    s.figures.append((_save(fig, out, "activations_by_kind"), f"saved activations by layer kind, batch {b}"))
+
+
+def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
+    """Each naive model beside its memory-efficient twin (same implementation and batch): the memory it saves
+    (allocator peak, saved activations) and the step time it costs, in %. Empty when the run has no pair."""
     pairs = []
     for m in sorted(base.model.unique()):
         if m.endswith("_memeff"):
@@ -253,11 +311,7 @@ def section_memory(run: dict, out: Path) -> Section:
                 if pd.notna(r.step_ms_median) and pd.notna(e.step_ms_median):
                     row["time_cost_pct"] = 100 * (e.step_ms_median / r.step_ms_median - 1)
                 pairs.append(row)
-    if pairs:
-        s.tables.append(("memory-efficient DenseNet: memory saved and time it costs", pd.DataFrame(pairs).round(1)))
-    else:
-        s.text.append("No naive / memory-efficient DenseNet pair at the same batch size in this run.")
-    return s
+    return pd.DataFrame(pairs)
 
 
 def depth_growth(at: pd.DataFrame, col: str) -> pd.DataFrame:
