@@ -44,17 +44,17 @@ def _rows(impl_accs: dict) -> pd.DataFrame:
 
 
 def test_fidelity_table_sets_the_gap_beside_the_seed_spread():
-    from bench.report import _label, fidelity_table
+    from bench.report import fidelity_table, impl_label
     df = _rows({("torch", 0): [0.30, 0.50], ("torch", 1): [0.34, 0.52],
                 ("keras", 0): [0.31, 0.40], ("keras", 1): [0.33, 0.42]})
-    t = fidelity_table(df.assign(impl=_label(df)))
+    t = fidelity_table(df.assign(impl=impl_label(df)))
     assert list(t.epoch) == [1, 2]
     e1, e2 = t.iloc[0], t.iloc[1]
     assert abs(e1["torch eager mean"] - 0.32) < 1e-9 and abs(e1["keras/tensorflow nojit mean"] - 0.32) < 1e-9
     assert abs(e1["gap between frameworks"]) < 1e-9 and abs(e1["largest seed spread"] - 0.04) < 1e-9
     assert abs(e2["gap between frameworks"] - 0.10) < 1e-9 and abs(e2["gap / spread"] - 5.0) < 1e-6
     # one seed only: no spread to compare with, no table
-    assert not len(fidelity_table(df[df.seed == 0].assign(impl=_label(df[df.seed == 0]))))
+    assert not len(fidelity_table(df[df.seed == 0].assign(impl=impl_label(df[df.seed == 0]))))
 
 
 def test_report_renders_fidelity_and_says_what_a_subset_training_is(tmp_path):

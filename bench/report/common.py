@@ -1,0 +1,95 @@
+"""What the sections and the renderer share: a run's data, the implementation label, figure and table helpers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.schema import FILES
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = (0.5, 0.8, 0.9)  # test accuracies for the time-to-accuracy table
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (file stem, caption)
+
+
+def load_run(run_dir: Path) -> dict:
+    """{'meta': dict, 'throughput'|'memory'|'epochs': DataFrame or None}."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no results directory {run_dir}")
+    meta_path = run_dir / "run_meta.json"
+    out = {"meta": json.loads(meta_path.read_text()) if meta_path.exists() else {}, "dir": run_dir}
+    for kind in ("throughput", "memory", "epochs"):
+        p = run_dir / FILES[kind]
+        out[kind] = pd.read_csv(p) if p.exists() and p.stat().st_size else None
+    return out
+
+
+def impl_label(df: pd.DataFrame) -> pd.Series:
+    """The implementation of a row: ``torch <exec mode>`` | ``keras/<backend> <exec mode>`` (e.g. ``torch
+    step-compile``, ``keras/jax jit``): one label per framework, backend and exec mode, never pooled. A row
+    without an exec mode (older runs) is labelled by framework/backend alone."""
+    base = pd.Series(np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str)), index=df.index)
+    if "exec_mode" not in df or not len(df):
+        return base
+    mode = df.exec_mode
+    return base.where(mode.isna() | (mode.astype(str) == ""), base + " " + mode.astype(str))
+
+
+def _reference(impls) -> str | None:
+    """The implementation every other is compared with: PyTorch eager (``torch`` in runs without exec modes)."""
+    return next((c for c in ("torch eager", "torch") if c in impls), None)
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt, sns
+
+
+def _save(fig, out: Path, stem: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=110)
+    fig.savefig(out / f"{stem}.svg")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return stem
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency); empty cells for nulls."""
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    cols = [str(c) for c in df.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(out)
+
+
+def _family(model: str) -> str:
+    from bench.models import get_spec
+    return get_spec(model).family
+
+
+def _params(model: str) -> int | None:
+    try:
+        from bench.counts import torch_param_counts
+        from bench.models import build
+        return torch_param_counts(build(model, "torch"))[0]
+    except ImportError:
+        return None

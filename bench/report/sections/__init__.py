@@ -1,0 +1,1 @@
+"""The sections of a report, one module each; bench.report.render.SECTIONS says which and in which order."""

@@ -1,0 +1,101 @@
+"""The Accuracy section: accuracy per epoch, degradation, parameters vs accuracy, time to accuracy."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.common import TARGETS, Section, _params, _plt, _save, impl_label
+
+
+def section_accuracy(run: dict, out: Path) -> Section:
+    from bench.anchors import PAPER_ERRORS
+    s = Section("Accuracy")
+    df = run["epochs"]
+    if df is None or not len(df) or not (df.status == "ok").any():
+        s.text.append("No training in this run.")
+        return s
+    plt, sns = _plt()
+    ok = df[df.status == "ok"].copy()
+    ok["impl"] = impl_label(ok)
+    long = ok.melt(id_vars=["model", "impl", "epoch"], value_vars=["train_acc", "test_acc"], var_name="split",
+                   value_name="accuracy")
+    g = sns.relplot(data=long, x="epoch", y="accuracy", hue="impl", style="split", col="model", col_wrap=3,
+                    kind="line", markers=True, height=3.2, facet_kws={"sharey": False})
+    g.figure.suptitle("Accuracy per epoch (Keras and PyTorch overlaid)", y=1.02)
+    s.figures.append((_save(g.figure, out, "accuracy_per_epoch"), "train and test accuracy per epoch"))
+    deg = ok[ok.model.isin(["plain20", "plain56", "resnet20_v1", "resnet56_v1"])].copy()
+    if deg.model.nunique() >= 2:
+        deg["train_error_pct"] = 100 * (1 - deg.train_acc)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        sns.lineplot(data=deg, x="epoch", y="train_error_pct", hue="model", style="impl", ax=ax)
+        ax.set(title="Degradation: plain-20/56 vs ResNet-20/56 training error", ylabel="training error (%)")
+        s.figures.append((_save(fig, out, "degradation"), "the degradation experiment"))
+    last = ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]).tail(1).copy()
+    from bench.models import get_entry
+    last["params_m"] = [(_params(m) or 0) / 1e6 for m in last.model]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.scatterplot(data=last, x="params_m", y="test_acc", hue="model", style="impl", s=80, ax=ax)
+    refs = [(p, 1 - e / 100, m) for m, (e, p, _) in PAPER_ERRORS.items() if get_entry(m)]
+    ax.scatter([r[0] for r in refs], [r[1] for r in refs], marker="x", color="black", label="published (reference)")
+    for p, a, m in refs:
+        ax.annotate(m, (p, a), fontsize=6, color="gray")
+    ax.set(xlabel="trainable params (M)", ylabel="final test accuracy", title="Parameters vs final accuracy")
+    ax.legend(fontsize=7)
+    s.figures.append((_save(fig, out, "params_vs_accuracy"), "parameters vs final accuracy; x = published"))
+    cols = ["model", "impl", "recipe", "precision", "epoch", "epochs_total", "test_acc", "train_acc",
+            "train_images_per_s"]
+    tbl = last[cols].copy()
+    tbl["published_acc (reference)"] = [1 - PAPER_ERRORS[m][0] / 100 if m in PAPER_ERRORS else None for m in tbl.model]
+    s.tables.append(("final epoch", tbl.round(4)))
+    s.text += subset_notes(last)
+    standin = standin_check(last)
+    if standin is not None:
+        s.tables.append(("resnet20_v1, paper recipe, on the stand-in data: against the reference script "
+                         "(../shared/anchors/train_resnet20.py, H100, ANCHORS.md; run it on the same machine for "
+                         "the figure that counts)", standin))
+    tta = []
+    for (m, impl, rec, prec), g in ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]):
+        wall = g.epoch_s.cumsum()
+        row = {"model": m, "impl": impl, "recipe": rec, "precision": prec}
+        for t in TARGETS:
+            hit = g.test_acc.values >= t
+            row[f"s_to_{int(t * 100)}%"] = round(float(wall.values[hit.argmax()]), 1) if hit.any() else "not reached"
+        tta.append(row)
+    s.tables.append(("time to a target test accuracy (training seconds, evaluation excluded)", pd.DataFrame(tta)))
+    if ok.epochs_total.max() > ok.epoch.max():
+        s.text.append("Some trainings are unfinished (epoch < epochs_total): resume the run to complete them.")
+    return s
+
+
+def subset_notes(last: pd.DataFrame) -> list[str]:
+    """One sentence per training on a subset of CIFAR-10 (the smoke and CPU fidelity runs): what it was,
+    so its accuracy is never read as a result."""
+    if "train_examples" not in last:
+        return []
+    notes = []
+    sub = last[last.train_examples.notna() & (last.train_examples < 50000)]
+    for (m, rec, n, e), g in sub.groupby(["model", "recipe", "train_examples", "epochs_total"]):
+        accs = ", ".join(f"{impl} {a:.1%}" for impl, a in zip(g.impl, g.test_acc))
+        notes.append(f"{m}: trained on the first {int(n):,} training images for {int(e)} epoch(s) (recipe '{rec}'), "
+                     f"tested on a subset of the test set: a check that the trainer learns (chance is 10%), not a "
+                     f"result to compare with published accuracy. Final test accuracy: {accs}.")
+    return notes
+
+
+def standin_check(last: pd.DataFrame) -> pd.DataFrame | None:
+    """The paper-recipe ResNet-20 rows trained on a copy of CIFAR-10 (not the official files), next to the
+    reference script's accuracy on that copy, and whether they reach it minus 0.5 point (issue #6)."""
+    from bench.anchors import STANDIN_RESNET20
+    if "data_source" not in last:
+        return None
+    rows = last[(last.model == "resnet20_v1") & (last.recipe == "paper") & last.precision.isin(list(STANDIN_RESNET20))
+                & last.data_source.notna() & (last.data_source.astype(str) != "official")]
+    if not len(rows):
+        return None
+    out = rows[["impl", "precision", "epoch", "epochs_total", "test_acc"]].copy()
+    out["reference_acc"] = [STANDIN_RESNET20[p] for p in out.precision]
+    out["reaches_reference_minus_0.5pt"] = [
+        ("yes" if a >= r - 0.005 else "no") if e >= t else "unfinished"
+        for a, r, e, t in zip(out.test_acc, out.reference_acc, out.epoch, out.epochs_total)]
+    return out.round(4)

@@ -1,0 +1,328 @@
+"""The Memory section: allocator peaks, saved activations, their growth with batch and depth, twin ratios, memory-efficient DenseNets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report.common import Section, _family, _plt, _reference, _save, impl_label
+
+
+def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
+    """'Which stack is leanest per model': per model, the implementation with the lowest allocator peak (GPU),
+    or, where no peak was measured (a CPU), the lowest weights + gradients + optimizer state + saved
+    activations (a figure only the autograd-hooked stacks have: the sentence names how many were compared),
+    at the largest batch size every compared implementation of that model ran."""
+    if df is None or not len(df):
+        return []
+    out = []
+    for col, what in (("peak_alloc_mib", "lowest allocator peak, training"),
+                      ("state_plus_activations_mib", "lowest state + saved activations of a training step")):
+        if col not in df:
+            continue
+        ok = df[(df.status == "ok") & df[col].notna()].copy()
+        if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
+            from bench.models import get_spec
+            ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
+        if not len(ok):
+            continue
+        ok["impl"] = impl_label(ok)
+        parts = []
+        for m, g in ok.groupby("model"):
+            n = g.impl.nunique()
+            common = g.groupby("batch_size").impl.nunique()
+            b = common[common == n].index.max() if (common == n).any() else common.idxmax()
+            at = g[g.batch_size == b].groupby("impl")[col].median()
+            parts.append(f"{m}: {at.idxmin()} ({at.min():,.0f} MiB at batch {b}; {len(at)} compared)")
+        out.append(f"Leanest per model ({what}): " + "; ".join(parts) + ".")
+        break
+    return out
+
+
+def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float | None:
+    """Analytic size of the concatenated inputs a naive DenseNet stores per image (quadratic in block depth)."""
+    from bench.models import get_spec
+    spec = get_spec(model, **options)
+    if spec.family != "densenet":
+        return None
+    total = 0.0
+    for b, ((cin, _), n) in enumerate(zip(spec.channel_plan(), spec.blocks)):
+        area = (spec.input_size / 2 ** b) ** 2
+        total += sum(cin + i * spec.growth_rate for i in range(n)) * area  # layer i reads cin + i*k channels
+    return total * dtype_bytes
+
+
+MEMORY_COLUMNS = ("depth", "saved_activations_mib", "saved_by_kind_mib", "jax_residuals_mib", "params_mib", "grads_mib",
+                  "optimizer_state_mib", "state_plus_activations_mib", "peak_over_state_activations", "params_trainable")
+
+
+def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """ok memory rows with the implementation label, the registry depth and every memory column (older runs: NaN)."""
+    from bench.models import get_spec
+    ok = df[df.status == "ok"].copy()
+    for c in MEMORY_COLUMNS:
+        if c not in ok:
+            ok[c] = np.nan
+    ok["impl"] = impl_label(ok)
+    ok["registry_depth"] = [get_spec(m).depth for m in ok.model]
+    ok["depth"] = ok.depth.fillna(ok.registry_depth).astype(int)
+    ok["variant"] = np.where(ok.model.str.endswith("_memeff"), "memory-efficient", "naive")
+    return ok
+
+
+def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> list[str]:
+    """One sentence per naive DenseNet of the run (at its registry depth): its activations against the ResNet
+    of the closest parameter count and its memory-efficient twin, computed from the rows (same impl, batch)."""
+    base = ok[(ok.depth == ok.registry_depth) & ok[col].notna()]
+    out = []
+    naive_dn = base[base.model.map(lambda m: _family(m) == "densenet" and not m.endswith("_memeff")).astype(bool)]
+    for impl in sorted(naive_dn.impl.unique(), key=lambda i: (i != "torch", i)):  # torch first, one batch each
+        b = naive_dn[naive_dn.impl == impl].batch_size.max()
+        g = base[(base.impl == impl) & (base.batch_size == b)]
+        fig = g.groupby("model")[[col, "params_trainable"]].median()
+        resnets = [m for m in fig.index if _family(m) == "resnet" and fig.params_trainable[m] > 0]
+        for d in [m for m in fig.index if _family(m) == "densenet" and not m.endswith("_memeff")]:
+            parts = []
+            if resnets and fig.params_trainable[d] > 0:
+                r = min(resnets, key=lambda m: abs(np.log(fig.params_trainable[m] / fig.params_trainable[d])))
+                parts.append(f"{d} keeps {fig[col][d] / fig[col][r]:.1f}x the activations of {r} with "
+                             f"{fig.params_trainable[d] / fig.params_trainable[r]:.2f}x its parameters")
+            if d + "_memeff" in fig.index:
+                parts.append(f"the memory-efficient variant keeps {100 * fig[col][d + '_memeff'] / fig[col][d]:.0f}% "
+                             f"({fig[col][d + '_memeff']:,.0f} vs {fig[col][d]:,.0f} MiB)")
+            if parts:
+                out.append(f"{impl}, batch {b}: " + "; ".join(parts) + ".")
+    return out
+
+
+def twin_ratios(ok: pd.DataFrame) -> pd.DataFrame:
+    """Saved activations of each Keras implementation over PyTorch's, same model / depth / batch, with the
+    per-layer-kind MiB of both and where the difference sits (the cause of the ratio)."""
+    from bench.memory import LAYER_KINDS, parse_by_kind
+    rows = []
+    have = ok[ok.saved_activations_mib.notna()]
+    ref = have[have.framework == "torch"]
+    ref = ref[ref.impl == (_reference(set(ref.impl)) or "")] if len(ref) else ref  # PyTorch eager
+    for r in have[have.framework != "torch"].itertuples():
+        t = ref[(ref.model == r.model) & (ref.depth == r.depth) & (ref.batch_size == r.batch_size)]
+        if not len(t):
+            continue
+        t = t.iloc[0]
+        kk, kt = parse_by_kind(r.saved_by_kind_mib), parse_by_kind(t.saved_by_kind_mib)
+        diff = {k: kk.get(k, 0.0) - kt.get(k, 0.0) for k in LAYER_KINDS}
+        top = sorted(diff, key=lambda k: -diff[k])[:2]
+        rows.append({"model": r.model, "depth": r.depth, "batch_size": r.batch_size, "impl": r.impl, "torch_impl": t.impl,
+                     "impl_mib": r.saved_activations_mib, "torch_mib": t.saved_activations_mib,
+                     "ratio": r.saved_activations_mib / t.saved_activations_mib,
+                     **{f"{k} (impl / torch)": f"{kk.get(k, 0.0):.0f} / {kt.get(k, 0.0):.0f}" for k in LAYER_KINDS},
+                     "most of the difference": ", ".join(f"{k} {diff[k]:+.0f} MiB" for k in top if diff[k] > 0)})
+    return pd.DataFrame(rows)
+
+
+def _analytic(ax, models, xs, per_x, label_at_end: bool = True) -> None:
+    """Dotted gray lines of the analytic naive-concatenation storage (concat_bytes_per_image)."""
+    for m in models:
+        pts = [(x, per_x(m, x)) for x in xs(m)]
+        pts = [(x, y) for x, y in pts if y]
+        if len(pts) >= 1:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ls=":", color="gray", marker=".")
+            if label_at_end:
+                ax.annotate(f"{m}: analytic concat", pts[-1], fontsize=7, color="gray", ha="right", va="bottom")
+
+
+def section_memory(run: dict, out: Path) -> Section:
+    s = Section("Memory")
+    s.text += leanest_sentence(run["memory"])
+    df = run["memory"]
+    if df is None or not len(df):
+        s.text.append("No memory data in this run.")
+        return s
+    ok = _memory_rows(df)
+    peak = ok[ok.peak_alloc_mib.notna()] if "peak_alloc_mib" in ok else ok.iloc[:0]
+    act = ok[ok.saved_activations_mib.notna()]
+    if not len(peak) and not len(act) and not ok.jax_residuals_mib.notna().any():
+        reasons = sorted(set(df.null_reason.dropna().astype(str)))
+        s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
+        return s
+    plt, sns = _plt()
+    s.text += _memory_notes(ok, peak)
+    base = ok[ok.depth == ok.registry_depth]
+    s.tables.append(_memory_table(base))
+    s.text += _peak_ratio_sentence(peak)
+    _batch_figures(s, base, out, plt, sns)
+    _depth_figure(s, ok, act, out, plt, sns)
+    _twin_cause(s, base)
+    _activations_by_kind(s, base, out, plt)
+    pairs = memeff_pairs(base)
+    if len(pairs):
+        s.tables.append(("memory-efficient DenseNet: memory saved and time it costs", pairs.round(1)))
+    else:
+        s.text.append("No naive / memory-efficient DenseNet pair at the same batch size in this run.")
+    return s
+
+
+def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
+    """The headlines (saved activations, then the allocator peak on a GPU), what saved activations are, and why
+    an implementation has none."""
+    out = memory_headline(ok)
+    if len(peak):
+        out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib")]
+    out.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
+               "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
+               "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree.")
+    for impl, g in ok.groupby("impl"):
+        if g.saved_activations_mib.isna().all():
+            why = sorted({p.strip() for r in g.null_reason.dropna().astype(str) for p in r.split(";")
+                          if p.strip().startswith(impl.split()[0] + ":")})
+            out.append(f"{impl} rows have no saved_activations_mib: " + ("; ".join(why) or "not measured") + ".")
+    return out
+
+
+def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The memory of one training step per model, implementation and batch, at the registry depth."""
+    cols = ["model", "impl", "batch_size", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
+            "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "jax_residuals_mib"]
+    tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
+    return ("memory of one training step (MiB); jax_residuals_mib counts JAX's residuals before XLA fusion, "
+            "not comparable with saved_activations_mib", tbl.dropna(axis=1, how="all").round(3))
+
+
+def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
+    """The range of allocator peak / (state + saved activations) over the GPU rows, where there is one."""
+    if not (len(peak) and peak.peak_over_state_activations.notna().any()):
+        return []
+    r = peak.peak_over_state_activations.dropna()
+    return [f"Allocator peak / (state + saved activations): {r.min():.2f} to {r.max():.2f} over {len(r)} GPU rows."]
+
+
+def _batch_figures(s: Section, base: pd.DataFrame, out: Path, plt, sns) -> None:
+    """Activation memory (or the allocator peak where that is all there is) against batch size, one figure each."""
+    for ycol, what, stem in (("saved_activations_mib", "saved activations", "activations_vs_batch"),
+                             ("peak_alloc_mib", "allocator peak", "memory_vs_batch")):
+        data = base[base[ycol].notna()] if ycol in base else base.iloc[:0]
+        if not len(data):
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        if data.batch_size.nunique() == 1:  # one batch (smoke): bars, the analytic concat storage as a gray tick
+            caption = _batch_bars(ax, sns, data, ycol, what)
+        else:
+            caption = _batch_lines(ax, sns, data, ycol, what)
+        s.figures.append((_save(fig, out, stem), caption))
+
+
+def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
+    """One batch size: a bar per model and implementation, the analytic naive-concat storage dashed; the caption."""
+    b = int(data.batch_size.iloc[0])
+    order = sorted(data.model.unique())
+    sns.barplot(data=data, x="model", y=ycol, hue="impl", order=order, ax=ax)
+    for i, m in enumerate(order):
+        c = concat_bytes_per_image(m) if not m.endswith("_memeff") else None
+        if c:
+            ax.plot([i - 0.4, i + 0.4], [c * b / 2**20] * 2, ls="--", lw=1.5, color="black")
+            ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
+    ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
+                                                     "storage)")
+    ax.tick_params(axis="x", rotation=20)
+    return f"{what} at batch {b}"
+
+
+def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
+    """Several batch sizes: log-log lines per model and implementation, the analytic storage dotted; the caption."""
+    sns.lineplot(data=data, x="batch_size", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
+    _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
+              lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"{what} (MiB)",
+           title=f"Training-step {what} vs batch size (dotted: analytic naive-concat storage)")
+    return f"{what} vs batch size"
+
+
+def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, plt, sns) -> None:
+    """Against depth: the depth sweep (one batch), naive vs memory-efficient vs ResNet, and the quadratic fit."""
+    ycol = "saved_activations_mib" if len(act) else "peak_alloc_mib"
+    swept = ok[ok[ycol].notna()]
+    if not len(swept):
+        return
+    b = swept.groupby("batch_size").depth.nunique().idxmax()
+    at = swept[swept.batch_size == b]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    sns.lineplot(data=at, x="depth", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
+    _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
+              lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
+    ax.set(xlabel="depth (layers)", ylabel=("saved activations" if len(act) else "allocator peak") + " (MiB)",
+           title=f"Training-step memory vs depth, batch {b} (dotted: analytic naive-concat storage)")
+    s.figures.append((_save(fig, out, "memory_vs_depth"), f"memory vs depth at batch {b}"))
+    growth = depth_growth(at, ycol)
+    if len(growth):
+        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
+                         "= a*depth^2 / fitted value at the deepest point (about 0 = linear)", growth))
+
+
+def _twin_cause(s: Section, base: pd.DataFrame) -> None:
+    """The twin ratio and its cause: which layer kinds keep what (a sentence per twin, then the table)."""
+    twins = twin_ratios(base)
+    if len(twins):
+        for r in twins.itertuples():
+            s.text.append(f"{r.impl} keeps {r.ratio:.2f}x the saved activations of {r.torch_impl} for {r.model} at batch "
+                          f"{r.batch_size}" + (f"; most of the difference: {r[-1]}" if r[-1] else "") + ".")
+        s.tables.append(("twin ratio of saved activations and its cause: MiB by the layer kind that produced each "
+                         "saved storage", twins.round(2)))
+
+
+def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:
+    """Stacked bars of saved activations by the layer kind that produced them, at the largest batch."""
+    from bench.memory import LAYER_KINDS, parse_by_kind
+    kinds = base[base.saved_by_kind_mib.notna()]
+    if not len(kinds):
+        return
+    b = kinds.batch_size.max()
+    kinds = kinds[kinds.batch_size == b]
+    parts = pd.DataFrame([parse_by_kind(t) for t in kinds.saved_by_kind_mib], index=kinds.model + "\n" + kinds.impl)
+    parts = parts.reindex(columns=list(LAYER_KINDS)).fillna(0.0).sort_index()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(parts) + 2), 4.5))
+    parts.plot.bar(stacked=True, ax=ax, width=0.75)
+    ax.set(ylabel="saved activations (MiB)", xlabel="",
+           title=f"Saved activations by the layer kind that produced them, batch {b}")
+    ax.title.set_fontsize(10)
+    ax.tick_params(axis="x", rotation=30, labelsize=8)
+    ax.legend(fontsize=8)
+    s.figures.append((_save(fig, out, "activations_by_kind"), f"saved activations by layer kind, batch {b}"))
+
+
+def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
+    """Each naive model beside its memory-efficient twin (same implementation and batch): the memory it saves
+    (allocator peak, saved activations) and the step time it costs, in %. Empty when the run has no pair."""
+    pairs = []
+    for m in sorted(base.model.unique()):
+        if m.endswith("_memeff"):
+            continue
+        eff = base[base.model == m + "_memeff"]
+        for r in base[base.model == m].itertuples():
+            e = eff[(eff.impl == r.impl) & (eff.batch_size == r.batch_size)]
+            if len(e):
+                e = e.iloc[0]
+                row = {"model": m, "impl": r.impl, "batch_size": r.batch_size}
+                for c, name in (("peak_alloc_mib", "peak"), ("saved_activations_mib", "saved")):
+                    if c in base and pd.notna(getattr(r, c)) and pd.notna(e[c]):
+                        row.update({f"naive_{name}_mib": getattr(r, c), f"memeff_{name}_mib": e[c],
+                                    f"{name}_memory_saved_pct": 100 * (1 - e[c] / getattr(r, c))})
+                if pd.notna(r.step_ms_median) and pd.notna(e.step_ms_median):
+                    row["time_cost_pct"] = 100 * (e.step_ms_median / r.step_ms_median - 1)
+                pairs.append(row)
+    return pd.DataFrame(pairs)
+
+
+def depth_growth(at: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Per model and impl with >= 4 depths: the quadratic fit ``a d^2 + b d + c`` of ``col`` against depth d."""
+    rows = []
+    for (m, impl), g in at.groupby(["model", "impl"]):
+        g = g.groupby("depth")[col].median()
+        if len(g) < 4:
+            continue
+        a, b1, c = np.polyfit(g.index.values.astype(float), g.values, 2)
+        d = float(g.index.max())
+        rows.append({"model": m, "impl": impl, "depths": " ".join(str(int(x)) for x in g.index), "a": a, "b": b1,
+                     "c": c, "quadratic_share": a * d * d / (a * d * d + b1 * d + c)})
+    return pd.DataFrame(rows).round(4)
