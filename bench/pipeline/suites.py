@@ -213,7 +213,7 @@ def expand(suite: str, opts: Options) -> list[Job]:
         return _epochs(opts, _models(opts, every), "paper")
     if suite == "fidelity":
         # the same plan for both twins and every seed; the report sets the gap between frameworks beside
-        # the spread between seeds of one framework (bench.report.sections.fidelity)
+        # the spread between seeds of one framework (bench.report.sections.fidelity.section_fidelity)
         f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
         return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
     if suite == "cifar10-quick":

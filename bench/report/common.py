@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.schema import FILES
+from bench.results.schema import FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = (0.5, 0.8, 0.9)  # test accuracies for the time-to-accuracy table
@@ -39,7 +39,8 @@ def impl_label(df: pd.DataFrame) -> pd.Series:
     """The implementation of a row: ``torch <exec mode>`` | ``keras/<backend> <exec mode>`` (e.g. ``torch
     step-compile``, ``keras/jax jit``): one label per framework, backend and exec mode, never pooled. A row
     without an exec mode (older runs) is labelled by framework/backend alone."""
-    base = pd.Series(np.where(df.framework == "torch", "torch", "keras/" + df.backend.astype(str)), index=df.index)
+    from bench.core.stack_registry import stack_name
+    base = pd.Series([stack_name(f, b) for f, b in zip(df.framework, df.backend.astype(str))], index=df.index, dtype=object)
     if "exec_mode" not in df or not len(df):
         return base
     mode = df.exec_mode
@@ -47,8 +48,11 @@ def impl_label(df: pd.DataFrame) -> pd.Series:
 
 
 def _reference(impls) -> str | None:
-    """The implementation every other is compared with: PyTorch eager (``torch`` in runs without exec modes)."""
-    return next((c for c in ("torch eager", "torch") if c in impls), None)
+    """The implementation every other is compared with: the reference stack (PyTorch) in its default mode
+    (``torch eager``; ``torch`` in runs without exec modes)."""
+    from bench.core.stack_registry import REFERENCE, STACKS
+    mode = STACKS[REFERENCE].default_modes.get("cpu")
+    return next((c for c in (f"{REFERENCE} {mode}", REFERENCE) if c in impls), None)
 
 
 def _plt():
@@ -82,14 +86,14 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _family(model: str) -> str:
-    from bench.models import get_spec
+    from bench.zoo import get_spec
     return get_spec(model).family
 
 
 def _params(model: str) -> int | None:
     try:
-        from bench.counts import torch_param_counts
-        from bench.models import build
+        from bench.zoo import build
+        from bench.zoo.counts import torch_param_counts
         return torch_param_counts(build(model, "torch"))[0]
     except ImportError:
         return None

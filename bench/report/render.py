@@ -34,7 +34,7 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Pat
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
             sections.append(section_compare(run, load_run(compare_dir), out_dir))
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
-    from bench.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
+    from bench.results.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
     write_text_atomic(out_dir / "index.md", _markdown(title, sections))
     write_text_atomic(out_dir / "index.html", _html(title, sections, out_dir))
     return out_dir / "index.html"

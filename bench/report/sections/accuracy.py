@@ -9,7 +9,7 @@ from bench.report.common import TARGETS, Section, _params, _plt, _save, impl_lab
 
 
 def section_accuracy(run: dict, out: Path) -> Section:
-    from bench.anchors import PAPER_ERRORS
+    from bench.zoo.anchors import PAPER_ERRORS
     s = Section("Accuracy")
     df = run["epochs"]
     if df is None or not len(df) or not (df.status == "ok").any():
@@ -32,7 +32,7 @@ def section_accuracy(run: dict, out: Path) -> Section:
         ax.set(title="Degradation: plain-20/56 vs ResNet-20/56 training error", ylabel="training error (%)")
         s.figures.append((_save(fig, out, "degradation"), "the degradation experiment"))
     last = ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]).tail(1).copy()
-    from bench.models import get_entry
+    from bench.zoo import get_entry
     last["params_m"] = [(_params(m) or 0) / 1e6 for m in last.model]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.scatterplot(data=last, x="params_m", y="test_acc", hue="model", style="impl", s=80, ax=ax)
@@ -52,7 +52,7 @@ def section_accuracy(run: dict, out: Path) -> Section:
     standin = standin_check(last)
     if standin is not None:
         s.tables.append(("resnet20_v1, paper recipe, on the stand-in data: against the reference script "
-                         "(../shared/anchors/train_resnet20.py, H100, ANCHORS.md; run it on the same machine for "
+                         "(a plain train_resnet20.py, H100, docs/anchors.md; run it on the same machine for "
                          "the figure that counts)", standin))
     tta = []
     for (m, impl, rec, prec), g in ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]):
@@ -86,7 +86,7 @@ def subset_notes(last: pd.DataFrame) -> list[str]:
 def standin_check(last: pd.DataFrame) -> pd.DataFrame | None:
     """The paper-recipe ResNet-20 rows trained on a copy of CIFAR-10 (not the official files), next to the
     reference script's accuracy on that copy, and whether they reach it minus 0.5 point (issue #6)."""
-    from bench.anchors import STANDIN_RESNET20
+    from bench.zoo.anchors import STANDIN_RESNET20
     if "data_source" not in last:
         return None
     rows = last[(last.model == "resnet20_v1") & (last.recipe == "paper") & last.precision.isin(list(STANDIN_RESNET20))

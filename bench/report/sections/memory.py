@@ -23,7 +23,7 @@ def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
             continue
         ok = df[(df.status == "ok") & df[col].notna()].copy()
         if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
-            from bench.models import get_spec
+            from bench.zoo import get_spec
             ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
         if not len(ok):
             continue
@@ -42,7 +42,7 @@ def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
 
 def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float | None:
     """Analytic size of the concatenated inputs a naive DenseNet stores per image (quadratic in block depth)."""
-    from bench.models import get_spec
+    from bench.zoo import get_spec
     spec = get_spec(model, **options)
     if spec.family != "densenet":
         return None
@@ -59,7 +59,7 @@ MEMORY_COLUMNS = ("depth", "saved_activations_mib", "saved_by_kind_mib", "jax_re
 
 def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
     """ok memory rows with the implementation label, the registry depth and every memory column (older runs: NaN)."""
-    from bench.models import get_spec
+    from bench.zoo import get_spec
     ok = df[df.status == "ok"].copy()
     for c in MEMORY_COLUMNS:
         if c not in ok:
@@ -99,12 +99,14 @@ def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> lis
 def twin_ratios(ok: pd.DataFrame) -> pd.DataFrame:
     """Saved activations of each Keras implementation over PyTorch's, same model / depth / batch, with the
     per-layer-kind MiB of both and where the difference sits (the cause of the ratio)."""
-    from bench.memory import LAYER_KINDS, parse_by_kind
+    from bench.results.schema import LAYER_KINDS, parse_by_kind
     rows = []
     have = ok[ok.saved_activations_mib.notna()]
-    ref = have[have.framework == "torch"]
+    from bench.core.stack_registry import REFERENCE
+    is_ref = have.impl.str.split(" ").str[0] == REFERENCE
+    ref = have[is_ref]
     ref = ref[ref.impl == (_reference(set(ref.impl)) or "")] if len(ref) else ref  # PyTorch eager
-    for r in have[have.framework != "torch"].itertuples():
+    for r in have[~is_ref].itertuples():
         t = ref[(ref.model == r.model) & (ref.depth == r.depth) & (ref.batch_size == r.batch_size)]
         if not len(t):
             continue
@@ -273,7 +275,7 @@ def _twin_cause(s: Section, base: pd.DataFrame) -> None:
 
 def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:
     """Stacked bars of saved activations by the layer kind that produced them, at the largest batch."""
-    from bench.memory import LAYER_KINDS, parse_by_kind
+    from bench.results.schema import LAYER_KINDS, parse_by_kind
     kinds = base[base.saved_by_kind_mib.notna()]
     if not len(kinds):
         return
