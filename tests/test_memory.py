@@ -13,18 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.results.schema import LAYER_KINDS, parse_by_kind
+from bench.results.schema import KINDS, LAYER_KINDS, append_row, parse_by_kind, read_csv
 from bench.stacks import get_stack
 from bench.stacks.base import MIB, StepMemory
 from bench.stacks.common.autograd import SavedBytesCounter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def for_framework(framework, backend=None):
     """The memory counter of a stack (bench.stacks.get_stack(...).memory())."""
     return get_stack(framework, backend).memory()
-from bench.results.schema import KINDS, append_row, read_csv
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
