@@ -301,10 +301,10 @@ class RayExecutor(Executor):
         cpus = max([int(n["Resources"].get("CPU", 0)) for n in self._alive()] or [1])
         return {"num_gpus": 0, "num_cpus": max(1, cpus // share)}
 
-    def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+    def _prepare_nodes(self, ctx: RunContext, need_data: bool) -> None:
+        """One preparation task per alive node (its description; CIFAR-10 ready there when jobs read it)."""
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        need_data = any(j.kind == "epochs" or (j.kind == "throughput" and j.input == "real") for j in todo)
         prep = [ray.remote(prepare_node).options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
         ).remote(ctx.data_dir, need_data) for n in self._alive()]
@@ -318,6 +318,10 @@ class RayExecutor(Executor):
             if info.get("data_error"):
                 print(f"warning: node {info['hostname']} has no CIFAR-10 ({info['data_error']}); its data jobs will "
                       "fail with that error", file=sys.stderr)
+
+    def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+        ray = self.ray
+        self._prepare_nodes(ctx, any(j.kind == "epochs" or (j.kind == "throughput" and j.input == "real") for j in todo))
         task = ray.remote(run_job_task)
         has_gpu = self.gpu_available()
         # a memory sweep is one chain: the next batch is sent after the previous one, skipped after an OOM

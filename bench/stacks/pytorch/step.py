@@ -50,6 +50,33 @@ def compile_torch_step(fn: Callable, device: str) -> Callable:
     return run
 
 
+def _real_input(state: dict, data_dir: str | None, batch: int, seed: int, dev: str, fmt) -> Callable[[], None]:
+    """``next_batch()`` of the real pipeline: the training set resident on the device, each step's batch
+    cropped and flipped there from the shared plan, written into ``state["x"]`` / ``state["y"]``."""
+    import torch
+
+    from bench.data import real_batches
+    from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
+    xpad_np, ytr, sampler = real_batches(data_dir, batch, seed)
+    xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
+    ytr_d = torch.from_numpy(ytr).to(dev)
+
+    def device_rows():  # each epoch's plan copied once (a copy per step would block on the GPU queue)
+        epoch = 0
+        while True:
+            rows_d = epoch_rows_torch(sampler, epoch, dev)
+            for i in range(sampler.steps_per_epoch):
+                yield rows_d[i * batch:(i + 1) * batch]
+            epoch += 1
+    plans = device_rows()
+
+    def next_batch():
+        rows = next(plans)
+        state["x"] = augment_torch(xpad, rows).contiguous(memory_format=fmt)
+        state["y"] = ytr_d[rows[:, 0].long()]
+    return next_batch
+
+
 def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
                     input: str = "synthetic", device: str | None = None, mode: str | None = None,
                     channels_last: bool | None = None, data_dir: str | None = None, seed: int = 0,
@@ -82,29 +109,7 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     x = torch.randn(batch, 3, size, size, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
-    if input == "real":
-        from bench.data import real_batches
-        from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
-        xpad_np, ytr, sampler = real_batches(data_dir, batch, seed)
-        xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
-        ytr_d = torch.from_numpy(ytr).to(dev)
-
-        def device_rows():  # each epoch's plan copied once (a copy per step would block on the GPU queue)
-            epoch = 0
-            while True:
-                rows_d = epoch_rows_torch(sampler, epoch, dev)
-                for i in range(sampler.steps_per_epoch):
-                    yield rows_d[i * batch:(i + 1) * batch]
-                epoch += 1
-        plans = device_rows()
-
-        def next_batch():
-            rows = next(plans)
-            state["x"] = augment_torch(xpad, rows).contiguous(memory_format=fmt)
-            state["y"] = ytr_d[rows[:, 0].long()]
-    else:
-        def next_batch():
-            pass
+    next_batch = _real_input(state, data_dir, batch, seed, dev, fmt) if input == "real" else (lambda: None)
 
     ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     if measurement == "train":

@@ -1,0 +1,131 @@
+"""The architecture, checked: import contracts (import-linter), complexity (ruff C901), dispatch on the stack.
+
+The contracts live in ``pyproject.toml`` (``[tool.importlinter]``): layers from the commands down to
+``bench.core``, stacks independent of each other, the Keras backends independent, no circle in the
+pipeline or the twins. ``lint-imports`` must keep them all, and must break on a forbidden import.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    if not Path(LINT_IMPORTS).exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    return subprocess.run([LINT_IMPORTS, "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(cwd), "PATH": str(Path(sys.executable).parent)})
+
+
+def test_import_contracts_are_kept():
+    p = _lint_imports(ROOT)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "0 broken" in p.stdout
+
+
+@pytest.mark.parametrize("module, line, names", [
+    # the executors imported run_job / done_jobs back from the CLI module (run <-> executors <-> preflight)
+    ("bench/pipeline/executors.py", "from bench.run import main", "bench.pipeline.executors -> bench.run"),
+    # the CLI of the twins was the library of the training parity (twins <-> train_parity)
+    ("bench/twins/transfer.py", "from bench.twins.__main__ import main", "bench.twins.transfer -> bench.twins.__main__"),
+    # a lower layer importing a higher one
+    ("bench/stacks/base.py", "from bench.measures import timing", "bench.stacks.base -> bench.measures"),
+    # one stack importing another
+    ("bench/stacks/keras/torch.py", "from bench.stacks.pytorch import memory", "bench.stacks.keras.torch -> bench.stacks.pytorch"),
+])
+def test_a_forbidden_import_breaks_a_contract_and_is_named(tmp_path, module, line, names):
+    for item in ("bench", "models_torch", "models_tf", "pyproject.toml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    target = tmp_path / module
+    target.write_text(target.read_text() + f"\n\ndef _forbidden():\n    {line}  # noqa\n")
+    p = _lint_imports(tmp_path)
+    assert p.returncode != 0, p.stdout[-2000:]
+    assert "BROKEN" in p.stdout and names in p.stdout, p.stdout[-3000:]
+
+
+def test_ruff_with_the_complexity_rule_passes():
+    """ruff's rules of pyproject.toml, C901 at max-complexity 15 included, on the code and the twins."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    p = subprocess.run([ruff, "check", "bench", "models_torch", "models_tf", "tests"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stdout[-3000:]
+
+
+DISPATCH = re.compile(r"""(framework|backend|keras_backend)\s*(==|!=)\s*["']|["'](torch|keras|tensorflow|jax)["']\s*(==|!=)\s*"""
+                      r"""\w*(framework|backend)\b|(framework|backend)\s+(not\s+)?in\s*\(""")
+
+
+def test_no_stack_dispatch_outside_the_stacks():
+    """Measures, the pipeline, the worker, the report and the commands read the stack registry or call a Stack
+    method; ``if framework == ...`` lives nowhere outside bench/stacks but in the registration that lists the
+    stacks (bench/core/stack_registry.py), at most 5 lines there."""
+    offenders, registration = [], []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("bench/stacks/"):
+            continue
+        for n, text in enumerate(path.read_text().splitlines(), 1):
+            if DISPATCH.search(text.split("#")[0]):
+                (registration if rel == "bench/core/stack_registry.py" else offenders).append(f"{rel}:{n}: {text.strip()}")
+    assert not offenders, "stack dispatch outside bench/stacks:\n" + "\n".join(offenders)
+    assert len(registration) <= 5, "\n".join(registration)
+
+
+def test_the_dispatch_check_catches_dispatch():
+    assert DISPATCH.search('if job.framework == "torch":') and DISPATCH.search("if backend != 'jax':")
+    assert DISPATCH.search('if framework in ("torch", "keras"):')
+    assert not DISPATCH.search('stack = get_stack(job.framework, job.keras_backend)')
+
+
+def test_every_registered_stack_implements_the_interface():
+    """Each registry entry names a Stack subclass whose identity matches its entry and that overrides every
+    method of the interface (a stack that forgot one would fail inside a job, far from here)."""
+    import importlib
+
+    from bench.core.stack_registry import STACKS
+    from bench.stacks.base import Stack
+    methods = [m for m in ("env", "param_counts", "make_step", "train", "memory", "plain_baseline")]
+    for info in STACKS.values():
+        module, name = info.target.split(":")
+        cls = getattr(importlib.import_module(module), name)  # stack modules import no framework at import time
+        assert issubclass(cls, Stack)
+        assert (cls.name, cls.framework, cls.backend) == (info.name, info.framework, info.backend)
+        for m in methods:
+            assert getattr(cls, m) is not getattr(Stack, m), f"{info.name} does not implement {m}"
+        assert set(info.default_modes.values()) <= set(info.exec_modes)
+
+
+def test_registering_a_stack_twice_raises():
+    from bench.core.stack_registry import STACKS, register_stack
+    with pytest.raises(ValueError, match="already registered"):
+        register_stack(STACKS["torch"])
+
+
+@pytest.mark.slow
+def test_keras_private_jax_state_the_fit_window_reads_exists():
+    """The fit-like Keras window reads Keras' private JAX trainer state (bench.stacks.keras.jax.fit_window); on a
+    Keras that renames it this test fails loudly with the version, before any benchmark does."""
+    code = ("import keras\nfrom bench.stacks.keras.jax import check_private_api\n"
+            "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])\n"
+            "m.compile(optimizer='sgd', loss='mse')\nm.train_on_batch(keras.ops.ones((2, 4)), keras.ops.ones((2, 2)))\n"
+            "check_private_api(m)\nprint('ok', keras.__version__)")
+    env = {**__import__("os").environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-2000:]
+
+
+def test_the_private_api_check_names_what_is_missing():
+    from bench.stacks.keras.jax import check_private_api
+    with pytest.raises(RuntimeError, match="_get_jax_state"):
+        check_private_api(object())
