@@ -129,3 +129,10 @@ def test_the_private_api_check_names_what_is_missing():
     from bench.stacks.keras.jax import check_private_api
     with pytest.raises(RuntimeError, match="_get_jax_state"):
         check_private_api(object())
+
+
+def test_jax_private_saved_residuals_exists():
+    """The Keras-on-JAX memory counter reads JAX's private saved_residuals; a JAX that moves it fails here."""
+    pytest.importorskip("jax")
+    from bench.stacks.keras.jax import saved_residuals_fn
+    assert callable(saved_residuals_fn())

@@ -105,7 +105,7 @@ def stack_info(framework: str, backend: str | None = None) -> StackInfo:
     for s in mine:
         if s.backend == (backend or DEFAULT_BACKEND.get(framework)):
             return s
-    raise ValueError(f"unknown stack {framework!r} on backend {backend!r}; stacks: {', '.join(STACKS)}")
+    raise ValueError(f"unknown stack {framework + '/' + str(backend)!r}; stacks: {', '.join(STACKS)}")
 
 
 def stack_name(framework: str, backend: str | None = None) -> str:

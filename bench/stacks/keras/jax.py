@@ -7,7 +7,7 @@ from bench.stacks.keras import KerasStack
 from bench.stacks.keras.memory import KerasMemory
 
 # Keras' private JAX trainer state that fit() keeps in flight (keras/src/backend/jax/trainer.py); read by
-# fit_window alone. check_private_api() fails loudly on a Keras that renames any of it (tests/test_stacks.py).
+# fit_window alone. check_private_api() fails loudly on a Keras that renames any of it (tests/test_architecture.py).
 PRIVATE_JAX_STATE = ("_get_jax_state", "_jax_state_synced", "jax_state_sync")
 STATE_NAMES = ("trainable_variables", "non_trainable_variables", "optimizer_variables", "metrics_variables")
 
@@ -21,6 +21,18 @@ def check_private_api(model) -> None:
         raise RuntimeError(f"Keras {keras.__version__} has no {', '.join(missing)} on its JAX trainer: "
                            "bench.stacks.keras.jax.fit_window reads Keras' private JAX state as fit() does; "
                            "update it for this Keras version")
+
+
+def saved_residuals_fn():
+    """JAX's ``saved_residuals`` (what ``jax.ad_checkpoint.print_saved_residuals`` prints), a private JAX function
+    the memory counter relies on; RuntimeError naming the JAX version where it moved."""
+    import jax
+    try:
+        from jax._src.ad_checkpoint import saved_residuals
+    except ImportError as e:
+        raise RuntimeError(f"JAX {jax.__version__} has no jax._src.ad_checkpoint.saved_residuals: "
+                           "bench.stacks.keras.jax.KerasJaxMemory needs updating for this JAX version") from e
+    return saved_residuals
 
 
 class KerasJaxStack(KerasStack):
@@ -73,7 +85,7 @@ class KerasJaxMemory(KerasMemory):
                     **options) -> StepMemory:
         import keras
         import numpy as np
-        from jax._src.ad_checkpoint import saved_residuals  # what jax.ad_checkpoint.print_saved_residuals prints
+        saved_residuals = saved_residuals_fn()
         net, opt = self._build(model, precision, **options)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         trainable = [v.value for v in net.trainable_variables]
