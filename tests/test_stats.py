@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.results.stats import FASTER, FEW, SAME, SLOWER, compare, cv, mann_whitney_p, parse_times
+from bench.results.stats import FASTER, FEW, SAME, SLOWER, compare, compare_groups, cv, mann_whitney_p, parse_times
 
 
 def _sample(seed, n=40, scale=1.0):
@@ -50,3 +50,18 @@ def test_few_samples_give_no_verdict_and_helpers():
     assert list(parse_times("1.5 2.5")) == [1.5, 2.5] and len(parse_times(float("nan"))) == 0
     assert cv([1.0, 1.0, 1.0]) == 0.0 and cv([1.0, 3.0]) == pytest.approx(math.sqrt(2) / 2)
     assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
+
+
+def test_spread_between_processes_widens_the_interval():
+    # three processes per side whose levels differ by +-5%: within each, steps are tight
+    rng = np.random.default_rng(5)
+    procs = lambda lv: [lvl * rng.normal(10, 0.02, 30) for lvl in lv]  # noqa: E731
+    a, b = procs((0.95, 1.0, 1.05)), procs((1.05, 0.95, 1.0))
+    pooled = compare_groups([np.concatenate(a)], [np.concatenate(b)])
+    between = compare_groups(a, b)
+    assert between.hi - between.lo > 2 * (pooled.hi - pooled.lo)
+    assert between.verdict == SAME
+    slow = compare_groups([1.3 * g for g in a], b)  # a 30% slowdown still shows through the spread
+    assert slow.verdict == SLOWER and slow.lo > 1.1
+    one = compare_groups([a[0]], [b[0]])
+    assert one == compare(a[0], b[0])  # one process each: the plain within-process comparison

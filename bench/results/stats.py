@@ -130,3 +130,37 @@ def cv(times) -> float:
     """Coefficient of variation (sample std / mean) of step times; nan for fewer than 2."""
     t = np.asarray(times, float)
     return float(t.std(ddof=1) / t.mean()) if len(t) > 1 and t.mean() > 0 else math.nan
+
+
+def _hier_medians(groups: list[np.ndarray], n_boot: int, rng) -> np.ndarray:
+    """Bootstrap medians resampling processes, then the steps within each chosen process."""
+    k = len(groups)
+    out = np.empty(n_boot)
+    for i in range(n_boot):
+        chosen = [groups[j] for j in rng.integers(0, k, k)]
+        out[i] = np.median(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in chosen]))
+    return out
+
+
+def compare_groups(a: list, b: list, min_effect: float = MIN_EFFECT, alpha: float = ALPHA, n_boot: int = N_BOOT,
+                   seed: int = SEED) -> Comparison:
+    """Compare step times kept per process: ``a`` and ``b`` are lists of samples, one per process (repeats).
+
+    One process on each side: :func:`compare` (the spread within the process). Several on either side:
+    the ratio of the pooled medians, the Mann-Whitney U test on the pooled steps, and a **hierarchical**
+    bootstrap interval (processes resampled, then the steps within each), so the spread between
+    processes, the noise a user meets from one run to the next, widens the interval.
+    """
+    a = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in a) if len(g)]
+    b = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in b) if len(g)]
+    if len(a) <= 1 and len(b) <= 1:
+        return compare(a[0] if a else [], b[0] if b else [], min_effect, alpha, n_boot, seed)
+    pa, pb = np.concatenate(a), np.concatenate(b)
+    if len(pa) < MIN_SAMPLES or len(pb) < MIN_SAMPLES:
+        return Comparison(float(np.median(pa) / np.median(pb)), math.nan, math.nan, math.nan, FEW, len(pa), len(pb))
+    r = float(np.median(pa) / np.median(pb))
+    rng = np.random.default_rng(seed)
+    lo, hi = np.quantile(_hier_medians(a, n_boot, rng) / _hier_medians(b, n_boot, rng), [0.025, 0.975])
+    p = mann_whitney_p(pa, pb)
+    return Comparison(r, float(lo), float(hi), p, verdict_of(r, float(lo), float(hi), p, min_effect, alpha),
+                      len(pa), len(pb))

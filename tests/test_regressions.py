@@ -1,0 +1,97 @@
+"""Verdicts in the report, --compare like with like, and --fail-on-regression (fabricated runs: no timing)."""
+import numpy as np
+
+from bench.report import main, render
+from bench.results.schema import append_row
+from bench.results.writes import write_json_atomic
+
+IMPLS = (("torch", "torch", "eager"), ("torch", "torch", "step-compile"), ("keras", "jax", "jit"))
+
+
+def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None):
+    """A CPU throughput run: 3 implementations x 2 models, 40 lognormal step times each (5% spread)."""
+    rng = np.random.default_rng(seed)
+    d = root / run_id
+    d.mkdir(parents=True)
+    write_json_atomic(d / "run_meta.json", {"run_id": run_id, "suite": "throughput", "device": "cpu"})
+    for model in ("resnet20_v1", "densenet40_k12"):
+        for fw, be, mode in IMPLS:
+            base = (ms or {}).get(mode, 10.0) * (2 if "densenet" in model else 1)
+            f = factor if (be, mode) == slow else 1.0
+            times = f * base * rng.lognormal(0, 0.05, 40)
+            common = {"run_id": run_id, "status": "ok", "model": model, "framework": fw, "backend": be,
+                      "exec_mode": mode, "device": "cpu", "precision": "fp32", "batch_size": 16}
+            med = float(np.median(times))
+            append_row(d / "throughput.csv", "throughput", {
+                **common, "job_id": f"t/{model}/{be}/{mode}", "measurement": "train", "input": "synthetic",
+                "first_step_s": 1.0, "step_ms_median": med, "images_per_s": 16 / (med / 1e3),
+                "step_times_ms": " ".join(f"{t:.4f}" for t in times)})
+            append_row(d / "memory.csv", "memory", {
+                **common, "job_id": f"m/{model}/{be}/{mode}", "measurement": "train", "oom": False,
+                "saved_activations_mib": 100.0 * (heavier if (be, mode) == slow else 1.0)})
+    return d
+
+
+def _cli(tmp_path, a, b, *extra):
+    return main([a.name, "--compare", b.name, "--results", str(tmp_path / "results"), "--out",
+                 str(tmp_path / "reports"), *extra])
+
+
+def test_compare_keys_include_the_exec_mode_and_a_slowdown_is_found_alone(tmp_path, capsys):
+    base = make_run(tmp_path / "results", "base", seed=0)
+    slow = make_run(tmp_path / "results", "slow", seed=1, slow=("torch", "step-compile"), factor=1.2)
+    assert _cli(tmp_path, slow, base) == 0
+    md = (tmp_path / "reports" / "slow" / "index.md").read_text()
+    section = md.split("## Compared with base")[1]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "| synthetic |" in ln]
+    assert len(rows) == 2 * len(IMPLS)  # one row per job: no cross-join of exec modes
+    for ln in rows:
+        if "step-compile" in ln:
+            assert "| slower |" in ln
+            ratio = float(ln.split(" | ")[11])
+            assert 0.78 < ratio < 0.88  # images/s this / other ~ 1 / 1.2
+        else:
+            assert "| no measurable difference |" in ln
+    assert "saved_activations_mib" in section  # memory compared beside throughput
+    capsys.readouterr()
+    assert _cli(tmp_path, slow, base, "--fail-on-regression", "10") == 4
+    err = capsys.readouterr().err
+    found = [ln for ln in err.splitlines() if ln.startswith("regression:")]
+    assert len(found) == 2 and all("torch step-compile" in ln and "% slower" in ln for ln in found)
+    pct = [float(ln.split("step ")[1].split("%")[0]) for ln in found]
+    assert all(14 < p < 26 for p in pct)  # the right size: ~20%
+    assert _cli(tmp_path, slow, base, "--fail-on-regression", "30") == 0
+    assert _cli(tmp_path, base, slow, "--fail-on-regression", "10") == 0  # faster is never a regression
+
+
+def test_heavier_memory_is_a_regression(tmp_path, capsys):
+    base = make_run(tmp_path / "results", "base", seed=0)
+    heavy = make_run(tmp_path / "results", "heavy", seed=0, slow=("jax", "jit"), heavier=1.5)
+    assert _cli(tmp_path, heavy, base, "--fail-on-regression", "10") == 4
+    err = capsys.readouterr().err
+    assert "keras/jax jit resnet20_v1 train batch 16: saved_activations_mib 50.0% heavier" in err
+    assert "slower" not in err  # identical step times: no throughput regression
+
+
+def test_fail_on_regression_needs_compare(tmp_path, capsys):
+    a = make_run(tmp_path / "results", "a", seed=0)
+    assert main([a.name, "--results", str(tmp_path / "results"), "--fail-on-regression", "10"]) == 2
+    assert "needs --compare" in capsys.readouterr().err
+
+
+def test_exit_status_is_documented_in_both_helps():
+    from bench.pipeline.preflight import EXIT_REGRESSION, EXIT_STATUS_HELP
+    from bench.report.render import EXIT_REGRESSION as REPORT_REGRESSION
+    from bench.report.render import REPORT_EXIT_HELP
+    assert EXIT_REGRESSION == REPORT_REGRESSION == 4
+    assert "\n  4 " in EXIT_STATUS_HELP and "\n  4 " in REPORT_EXIT_HELP
+
+
+def test_fastest_sentence_says_no_measurable_difference(tmp_path):
+    # eager and step-compile drawn from one distribution; jax 30% slower
+    d = make_run(tmp_path / "results", "tie", seed=2, ms={"eager": 10.0, "step-compile": 10.0, "jit": 13.0})
+    md = (render(d, tmp_path / "reports" / "tie").parent / "index.md").read_text()
+    first = next(ln for ln in md.split("## Throughput")[1].splitlines() if ln.strip())
+    assert first.count("no measurable difference between torch") == 2  # both models
+    ratio_rows = [ln for ln in md.splitlines() if "| synthetic | keras/jax jit |" in ln]
+    assert len(ratio_rows) == 2 and all("| slower |" in ln and "within process" in ln for ln in ratio_rows)
