@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core.job import Job
-from bench.measures.timing import measure, summarize
+from bench.measures.timing import Slowed, injected_slowdown, measure, summarize
 from bench.results.schema import FILES, append_row
 
 
@@ -26,7 +26,9 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
         data_dir=data_dir)
     row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
                params_trainable=r.params[0], params_total=sum(r.params))
-    m = measure(r, job.steps, job.max_warmup)
+    from bench.core.stack_registry import stack_name
+    slow = injected_slowdown(job.job_id, f"{stack_name(job.framework, job.keras_backend)} {r.exec_mode}")
+    m = measure(Slowed(r, slow) if slow != 1.0 else r, job.steps, job.max_warmup)
     times = m.pop("times")
     row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))

@@ -1,6 +1,7 @@
 """Step timing: warm-up until stable, per-step samples, and pytest-benchmark-style summary statistics."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -67,3 +68,39 @@ def summarize(times_s: list[float], batch_size: int) -> dict:
     return {"step_ms_median": med, "step_ms_iqr": q[2] - q[0], "step_ms_mean": statistics.fmean(ms),
             "step_ms_std": statistics.stdev(ms) if len(ms) > 1 else 0.0, "step_ms_min": ms[0],
             "step_ms_max": ms[-1], "images_per_s": batch_size / (med / 1e3)}
+
+
+def injected_slowdown(job_id: str, implementation: str) -> float:
+    """Test hook: ``TWINBENCH_INJECT_SLOWDOWN="<target>:<factor>"`` (``;``-separated) slows the timed step of
+    every job whose job_id contains ``target``, or whose implementation label (``torch eager``) is ``target``,
+    by ``factor`` (1.2: 20% slower). 1.0 when none applies."""
+    for part in filter(None, os.environ.get("TWINBENCH_INJECT_SLOWDOWN", "").split(";")):
+        target, _, factor = part.rpartition(":")
+        if target and (target == implementation or target in job_id):
+            return float(factor)
+    return 1.0
+
+
+class Slowed:
+    """A step runner whose step (and window of steps) takes ``factor`` times as long: the step runs, the
+    device is synchronised, then the process sleeps (factor - 1) x the step's time, inside the timed region."""
+
+    def __init__(self, runner, factor: float) -> None:
+        self._runner, self._factor = runner, factor
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def _slowed(self, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self._runner.sync()
+        time.sleep((self._factor - 1) * (time.perf_counter() - t0))
+
+    def step(self) -> None:
+        self._slowed(self._runner.step)
+
+    @property
+    def window(self):
+        inner = getattr(self._runner, "window", None)
+        return None if inner is None else (lambda n: self._slowed(lambda: inner(n)))
