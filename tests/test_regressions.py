@@ -8,7 +8,7 @@ from bench.results.writes import write_json_atomic
 IMPLS = (("torch", "torch", "eager"), ("torch", "torch", "step-compile"), ("keras", "jax", "jit"))
 
 
-def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None):
+def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, flagged=None):
     """A CPU throughput run: 3 implementations x 2 models, 40 lognormal step times each (5% spread)."""
     rng = np.random.default_rng(seed)
     d = root / run_id
@@ -25,7 +25,8 @@ def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None):
             append_row(d / "throughput.csv", "throughput", {
                 **common, "job_id": f"t/{model}/{be}/{mode}", "measurement": "train", "input": "synthetic",
                 "first_step_s": 1.0, "step_ms_median": med, "images_per_s": 16 / (med / 1e3),
-                "step_times_ms": " ".join(f"{t:.4f}" for t in times)})
+                "step_times_ms": " ".join(f"{t:.4f}" for t in times),
+                "hygiene_flag": "contended: others used 1.20 cores" if (be, mode) == flagged else None})
             append_row(d / "memory.csv", "memory", {
                 **common, "job_id": f"m/{model}/{be}/{mode}", "measurement": "train", "oom": False,
                 "saved_activations_mib": 100.0 * (heavier if (be, mode) == slow else 1.0)})
@@ -95,3 +96,13 @@ def test_fastest_sentence_says_no_measurable_difference(tmp_path):
     assert first.count("no measurable difference between torch") == 2  # both models
     ratio_rows = [ln for ln in md.splitlines() if "| synthetic | keras/jax jit |" in ln]
     assert len(ratio_rows) == 2 and all("| slower |" in ln and "within process" in ln for ln in ratio_rows)
+
+
+def test_a_flagged_row_is_marked_and_kept_out_of_verdicts(tmp_path, capsys):
+    base = make_run(tmp_path / "results", "base", seed=0)
+    run = make_run(tmp_path / "results", "busy", seed=1, slow=("jax", "jit"), factor=1.5, flagged=("jax", "jit"))
+    assert _cli(tmp_path, run, base, "--fail-on-regression", "10") == 0  # a contended row gates nothing
+    md = (tmp_path / "reports" / "busy" / "index.md").read_text()
+    assert "2 throughput row(s) flagged and kept out of every verdict" in md and "t/resnet20_v1/jax/jit" in md
+    jax = [ln for ln in md.splitlines() if "| keras/jax jit |" in ln and "| synthetic |" in ln and "interval" not in ln]
+    assert len(jax) == 4 and all("| excluded (contended: others used 1.20 cores) |" in ln for ln in jax)
