@@ -1,4 +1,6 @@
 """Verdicts in the report, --compare like with like, and --fail-on-regression (fabricated runs: no timing)."""
+import re
+
 import numpy as np
 
 from bench.report import main, render
@@ -8,7 +10,7 @@ from bench.results.writes import write_json_atomic
 IMPLS = (("torch", "torch", "eager"), ("torch", "torch", "step-compile"), ("keras", "jax", "jit"))
 
 
-def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, flagged=None):
+def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, flagged=None, repeats=0):
     """A CPU throughput run: 3 implementations x 2 models, 40 lognormal step times each (5% spread)."""
     rng = np.random.default_rng(seed)
     d = root / run_id
@@ -18,15 +20,16 @@ def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, fl
         for fw, be, mode in IMPLS:
             base = (ms or {}).get(mode, 10.0) * (2 if "densenet" in model else 1)
             f = factor if (be, mode) == slow else 1.0
-            times = f * base * rng.lognormal(0, 0.05, 40)
             common = {"run_id": run_id, "status": "ok", "model": model, "framework": fw, "backend": be,
                       "exec_mode": mode, "device": "cpu", "precision": "fp32", "batch_size": 16}
-            med = float(np.median(times))
-            append_row(d / "throughput.csv", "throughput", {
-                **common, "job_id": f"t/{model}/{be}/{mode}", "measurement": "train", "input": "synthetic",
-                "first_step_s": 1.0, "step_ms_median": med, "images_per_s": 16 / (med / 1e3),
-                "step_times_ms": " ".join(f"{t:.4f}" for t in times),
-                "hygiene_flag": "contended: others used 1.20 cores" if (be, mode) == flagged else None})
+            for r in range(repeats or 1):  # a process's level differs from the next one's by ~5%
+                times = f * base * rng.lognormal(0, 0.05, 40) * (rng.normal(1, 0.05) if repeats else 1)
+                med = float(np.median(times))
+                append_row(d / "throughput.csv", "throughput", {
+                    **common, "job_id": f"t/{model}/{be}/{mode}" + (f"/r{r + 1}" if repeats else ""),
+                    "measurement": "train", "input": "synthetic", "first_step_s": 1.0, "step_ms_median": med,
+                    "images_per_s": 16 / (med / 1e3), "step_times_ms": " ".join(f"{t:.4f}" for t in times),
+                    "hygiene_flag": "contended: others used 1.20 cores" if (be, mode) == flagged else None})
             append_row(d / "memory.csv", "memory", {
                 **common, "job_id": f"m/{model}/{be}/{mode}", "measurement": "train", "oom": False,
                 "saved_activations_mib": 100.0 * (heavier if (be, mode) == slow else 1.0)})
@@ -106,3 +109,23 @@ def test_a_flagged_row_is_marked_and_kept_out_of_verdicts(tmp_path, capsys):
     assert "2 throughput row(s) flagged and kept out of every verdict" in md and "t/resnet20_v1/jax/jit" in md
     jax = [ln for ln in md.splitlines() if "| keras/jax jit |" in ln and "| synthetic |" in ln and "interval" not in ln]
     assert len(jax) == 4 and all("| excluded (contended: others used 1.20 cores) |" in ln for ln in jax)
+
+
+def test_repeats_use_the_spread_between_processes(tmp_path):
+    d = make_run(tmp_path / "results", "rep", seed=3, repeats=4)
+    md = (render(d, tmp_path / "reports" / "rep").parent / "index.md").read_text()
+    rows = [ln for ln in md.splitlines() if "| synthetic | torch step-compile |" in ln]
+    assert len(rows) == 2 and all("| between processes |" in ln for ln in rows)
+    assert "The intervals rest on the spread between processes (4 ratio(s), --repeats" in md
+
+
+def test_repeats_expand_each_throughput_job_in_rounds():
+    from bench.pipeline.suites import Options, expand
+    opts = Options(models=("resnet20_v1",), frameworks=("torch",), gpu=False)
+    once = expand("smoke", opts)
+    three = expand("smoke", Options(**{**opts.__dict__, "repeats": 3}))
+    t1 = [j.job_id for j in once if j.kind == "throughput"]
+    t3 = [j.job_id for j in three if j.kind == "throughput"]
+    assert t3 == [f"{j}/r{i}" for i in (1, 2, 3) for j in t1]  # rounds: every job once, then again
+    assert [j.job_id for j in three if j.kind != "throughput"] == [j.job_id for j in once if j.kind != "throughput"]
+    assert not any(re.search(r"/r\d+$", j) for j in t1)  # N = 1 leaves the job ids as they were

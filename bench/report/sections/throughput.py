@@ -121,8 +121,14 @@ def section_throughput(run: dict, out: Path) -> Section:
     ref = _reference(piv.columns)
     others = [c for c in piv.columns if c != ref]
     if ref and others:
+        table = ratio_table(ok, ref, min_effect)
         s.tables.append((f"ratio to {ref} (images/s of the implementation / {ref}; > 1 = faster), 95% interval and "
-                         f"verdict (minimum effect {min_effect:.0%}); {METHOD}", ratio_table(ok, ref, min_effect)))
+                         f"verdict (minimum effect {min_effect:.0%}); {METHOD}", table))
+        if len(table):
+            noise = table.noise.value_counts()
+            s.text.append("The intervals rest on " + " and ".join(
+                f"the spread {n} ({c} ratio(s){', --repeats: one row per process' if n.startswith('between') else ''})"
+                for n, c in noise.items()) + ".")
     elif not ref:
         s.text.append("No PyTorch eager rows in this run: no ratio table.")
     real = ok[ok.input == "real"]
