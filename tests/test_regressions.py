@@ -1,7 +1,11 @@
 """Verdicts in the report, --compare like with like, and --fail-on-regression (fabricated runs: no timing)."""
+import json
 import re
+import shutil
+import subprocess
 
 import numpy as np
+import pytest
 
 from bench.report import main, render
 from bench.results.schema import append_row
@@ -129,3 +133,49 @@ def test_repeats_expand_each_throughput_job_in_rounds():
     assert t3 == [f"{j}/r{i}" for i in (1, 2, 3) for j in t1]  # rounds: every job once, then again
     assert [j.job_id for j in three if j.kind != "throughput"] == [j.job_id for j in once if j.kind != "throughput"]
     assert not any(re.search(r"/r\d+$", j) for j in t1)  # N = 1 leaves the job ids as they were
+
+
+def test_history_lists_each_run_once_and_marks_the_change(tmp_path):
+    from bench.report.history import render_history
+    root = tmp_path / "results"
+    make_run(root, "20260101-000001-throughput", seed=0)
+    make_run(root, "20260101-000002-throughput", seed=1)
+    make_run(root, "20260101-000003-throughput", seed=2, slow=("torch", "step-compile"), factor=1.2)
+    other = make_run(tmp_path / "elsewhere", "20260101-000004-throughput", seed=3, slow=("jax", "jit"), factor=1.5)
+    meta = json.loads((other / "run_meta.json").read_text())
+    write_json_atomic(other / "run_meta.json", {**meta, "hostname": "gpu-box"})  # another machine
+    index = render_history([root, root / "20260101-000002-throughput", tmp_path / "elsewhere"], tmp_path / "hist")
+    md, html = (index.parent / "index.md").read_text(), index.read_text()
+    runs = [ln for ln in md.split("## Throughput over runs")[0].splitlines() if ln.startswith("| 2026")]
+    assert sorted(ln.split(" | ")[0][2:] for ln in runs) == [f"20260101-00000{i}-throughput" for i in (1, 2, 3, 4)]
+    assert md.count("## Throughput over runs:") == 2 and "gpu-box" in md  # machines never pooled
+    changed = [ln for ln in md.splitlines() if "| slower |" in ln or "| faster |" in ln]
+    assert len(changed) == 2 and all("torch step-compile" in ln and "| 20260101-000003-throughput |" in ln
+                                     for ln in changed)  # the slowdown, and nothing else, on that machine
+    assert "no measurable difference" in md
+    assert len(_images(html)) == md.count("![") >= 2
+
+
+def _images(html):
+    return re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+
+
+@pytest.mark.browser
+def test_history_opens_in_headless_chromium(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from bench.report.history import render_history
+    for i in range(3):
+        make_run(tmp_path / "results", f"20260101-00000{i}-throughput", seed=i)
+    index = render_history([tmp_path / "results"], tmp_path / "hist")
+    n_images = len(_images(index.read_text()))
+    probe = index.with_name("probe.html")
+    probe.write_text(index.read_text().replace("</body>", (
+        "<script>window.onload=()=>{const im=[...document.images];document.title='images='+im.length+"
+        "' broken='+im.filter(i=>!(i.complete&&i.naturalWidth>0)).length;}</script></body>")))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert n_images >= 1 and f"<title>images={n_images} broken=0</title>" in dom, dom[:300]
