@@ -122,5 +122,5 @@ def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
     flags = sorted(_flags(a) | _flags(b))
     return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
             "p": "" if np.isnan(c.p) else f"{c.p:.2g}",
-            "verdict": f"excluded ({', '.join(flags)})" if flags else c.verdict,
+            "verdict": f"excluded ({' / '.join(flags)})" if flags else c.verdict,
             "noise": noise_source(a, b), "_cmp": c}

@@ -22,7 +22,7 @@ def _best_of(g: pd.DataFrame, rows: pd.DataFrame, ref: str | None, min_effect: f
         if c["verdict"] == FEW:
             return f"{best.impl} ({best.images_per_s:,.0f} images/s; too few samples to test it against {second.impl})"
         if c["verdict"] != FASTER:
-            why = c["verdict"] if c["verdict"].startswith("excluded") else NO_DIFF
+            why = c["verdict"].replace("excluded", "no verdict", 1) if c["verdict"].startswith("excluded") else NO_DIFF
             return (f"{why} between {best.impl} ({best.images_per_s:,.0f} images/s) and {second.impl} "
                     f"({second.images_per_s:,.0f}; ratio {c['ratio']:.2f} {c['95% interval']})")
     vs = ""
