@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
                     help="seconds before a job is killed (default: 1800; epochs jobs: none)")
     ap.add_argument("--no-report", action="store_true", help="do not render reports/<run_id>/ at the end")
+    ap.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="run each throughput job N times, each in a fresh process (job ids end in /r1../rN); the "
+                         "report's intervals then carry the spread between processes (default: 1)")
     add_args(ap)  # --executor local|ray, --ray-address, ... (bench.pipeline.executors)
     args = ap.parse_args(argv)
     _check(ap, args)
@@ -97,6 +100,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--batch-sizes must be integers, got {args.batch_sizes!r}")
     if args.batch_sizes_t and min(args.batch_sizes_t) < 1:
         ap.error("--batch-sizes must be positive")
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be >= 1")
     modes = list(dict.fromkeys(m for s in STACKS.values() for m in s.exec_modes))
@@ -136,7 +141,8 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
                    frameworks=tuple(_csv(args.frameworks)), keras_backends=getattr(args, "keras_backends_t", None),
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
-                   exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu)
+                   exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu,
+                   repeats=getattr(args, "repeats", 1) or 1)
 
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:

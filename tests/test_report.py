@@ -83,7 +83,9 @@ def test_render_full_run(tmp_path):
     line = lambda impl: next(ln for ln in md.splitlines() if "0.8813" in ln and impl in ln)  # noqa: E731
     assert "| yes" in line("torch") and "| no" in line("keras")
     assert "worker died with exit code 3" in html and "out of memory" in html  # failures listed, not hidden
-    assert "memory saved" in html and "keras/tensorflow / torch" in html
+    assert "memory saved" in html and "ratio to torch (images/s of the implementation / torch" in html
+    ratio = [ln for ln in md.splitlines() if "| synthetic | keras/tensorflow |" in ln]
+    assert len(ratio) == 6 and all("within process" in ln for ln in ratio)  # 3 models x train/infer, each tested
     assert "Fixture GPU" in md
 
 

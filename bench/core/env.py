@@ -75,7 +75,8 @@ def run_meta(argv: list[str], suite: str, extra: dict | None = None) -> dict:
     meta = {
         "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
         "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *argv]), "suite": suite,
-        "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_name(),
+        "python": sys.version.split()[0], "platform": platform.platform(), "hostname": platform.node(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "versions": {p: _version(p) for p in ("torch", "keras", "tensorflow", "jax", "jaxlib", "numpy",
                                                "pandas", "nvidia-ml-py", "twinbench")},

@@ -37,6 +37,8 @@ class Job:
         device: cuda | cpu.
         depth: memory jobs of a depth sweep: the registry model built at this depth (None: its own).
         seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
+        repeat: which of ``--repeats N`` processes this is (1..N; 0, the default, when N is 1: the job_id
+            is left as it was, else it ends in ``/r<repeat>``).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class Job:
     device: str = "cuda"
     depth: int | None = None
     seed: int = 0
+    repeat: int = 0
 
     @property
     def job_id(self) -> str:
@@ -71,6 +74,8 @@ class Job:
                 parts.append(self.input)
             if self.depth is not None:
                 parts.append(f"d{self.depth}")
+        if self.repeat:
+            parts.append(f"r{self.repeat}")
         return "/".join(p for p in parts if p)
 
     @property

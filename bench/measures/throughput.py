@@ -1,10 +1,12 @@
 """The ``throughput`` measure: a stack's step timed as the suites time it (``bench.measures.timing``)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
+from bench.core.hygiene import CpuWindow, GpuWindow, flag
 from bench.core.job import Job
-from bench.measures.timing import measure, summarize
+from bench.measures.timing import Slowed, injected_slowdown, measure, summarize
 from bench.results.schema import FILES, append_row
 
 
@@ -18,6 +20,33 @@ def _mflops(model: str) -> float | None:
         return None
 
 
+@contextmanager
+def _windows(cpu: CpuWindow, nv: GpuWindow | None):
+    """The machine-load window, and the NVML one on a GPU, around the timed samples."""
+    with cpu:
+        if nv is None:
+            yield
+        else:
+            with nv:
+                yield
+
+
+def hygiene(times: list[float], cpu: CpuWindow, nv: GpuWindow | None, threads: int, images: int) -> dict:
+    """The row's hygiene columns: CV, machine load, threads, GPU state and energy, the flag, and null reasons."""
+    from bench.results.stats import cv
+    cols = {"step_cv": cv(times), "cpu_others_load_cores": cpu.others_cores, "cpu_threads": threads}
+    reasons = [cpu.why] if cpu.why else []
+    if nv is None:
+        reasons.append("CPU job: GPU clocks, power, temperature, throttle reasons and energy not defined")
+    else:
+        cols.update(nv.columns(images))
+        if nv.why:
+            reasons.append(nv.why)
+    cols["hygiene_flag"] = flag(cpu.others_cores, cols["step_cv"], cols.get("gpu_other_processes"))
+    cols["null_reason"] = "; ".join(reasons) or None
+    return cols
+
+
 def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     """Time ``job``'s step: first step, warm-up until stable, ``job.steps`` samples; one throughput row."""
     from bench.stacks import get_stack
@@ -26,8 +55,14 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
         data_dir=data_dir)
     row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
                params_trainable=r.params[0], params_total=sum(r.params))
-    m = measure(r, job.steps, job.max_warmup)
+    from bench.core.stack_registry import stack_name
+    stack = get_stack(job.framework, job.keras_backend)
+    slow = injected_slowdown(job.job_id, f"{stack_name(job.framework, job.keras_backend)} {r.exec_mode}")
+    gpu = row.get("device") == "cuda"
+    cpu, nv = CpuWindow(), GpuWindow() if gpu else None
+    m = measure(Slowed(r, slow) if slow != 1.0 else r, job.steps, job.max_warmup, around_timed=_windows(cpu, nv))
     times = m.pop("times")
     row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))
+    row.update(hygiene(times, cpu, nv, stack.threads(), job.batch_size * len(times) * m["steps_per_sample"]))
     append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})

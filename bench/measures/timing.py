@@ -1,6 +1,8 @@
 """Step timing: warm-up until stable, per-step samples, and pytest-benchmark-style summary statistics."""
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -18,10 +20,11 @@ def timed(step: Callable[[], None], sync: Callable[[], None]) -> float:
 
 
 def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = MIN_WARMUP,
-           max_steps: int = 100, window: int = 5, tol: float = 0.05) -> tuple[int, list[float]]:
+           max_steps: int = 100, window: int = 5, tol: float = 0.05) -> tuple[int, list[float], bool]:
     """Run untimed steps until the median of the last ``window`` steps moves less than ``tol``.
 
-    Returns (steps run, their times). At least ``min_steps``, at most ``max_steps``.
+    Returns (steps run, their times, whether it converged: stopped because the step time was stable rather
+    than at ``max_steps``). At least ``min_steps``, at most ``max_steps``.
     """
     times: list[float] = []
     prev = None
@@ -30,18 +33,19 @@ def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = 
         if len(times) >= max(min_steps, window) and len(times) % window == 0:
             med = statistics.median(times[-window:])
             if prev is not None and abs(med - prev) <= tol * prev:
-                break
+                return len(times), times, True
             prev = med
-    return len(times), times
+    return len(times), times, False
 
 
-def measure(runner, steps: int, max_warmup: int = 100) -> dict:
+def measure(runner, steps: int, max_warmup: int = 100, around_timed=None) -> dict:
     """What the suites report for a ``bench.stacks.base.StepRunner``: first step, warm-up until stable, timed samples.
 
     A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step, as
     ``fit`` runs them; otherwise one ``runner.step()``), the device synchronised before and after; its time
-    divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, timed_steps,
-    steps_per_sample and the step times in seconds (``times``).
+    divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, warmup_converged, timed_steps,
+    steps_per_sample and the step times in seconds (``times``). ``around_timed``: a context manager entered
+    around the timed samples alone (``bench.measures.throughput``: machine load and GPU energy windows).
     """
     n = max(1, int(getattr(runner, "steps_per_sample", 1) or 1))
     window = getattr(runner, "window", None)
@@ -51,10 +55,11 @@ def measure(runner, steps: int, max_warmup: int = 100) -> dict:
     runner.step()
     runner.sync()
     first = time.perf_counter() - t0
-    n_warm, _ = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
-    times = [timed(sample, runner.sync) / n for _ in range(steps)]
-    return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "timed_steps": len(times),
-            "steps_per_sample": n, "times": times}
+    n_warm, _, converged = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
+    with around_timed if around_timed is not None else contextlib.nullcontext():  # e.g. the hygiene windows
+        times = [timed(sample, runner.sync) / n for _ in range(steps)]
+    return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "warmup_converged": converged,
+            "timed_steps": len(times), "steps_per_sample": n, "times": times}
 
 
 def summarize(times_s: list[float], batch_size: int) -> dict:
@@ -67,3 +72,39 @@ def summarize(times_s: list[float], batch_size: int) -> dict:
     return {"step_ms_median": med, "step_ms_iqr": q[2] - q[0], "step_ms_mean": statistics.fmean(ms),
             "step_ms_std": statistics.stdev(ms) if len(ms) > 1 else 0.0, "step_ms_min": ms[0],
             "step_ms_max": ms[-1], "images_per_s": batch_size / (med / 1e3)}
+
+
+def injected_slowdown(job_id: str, implementation: str) -> float:
+    """Test hook: ``TWINBENCH_INJECT_SLOWDOWN="<target>:<factor>"`` (``;``-separated) slows the timed step of
+    every job whose job_id contains ``target``, or whose implementation label (``torch eager``) is ``target``,
+    by ``factor`` (1.2: 20% slower). 1.0 when none applies."""
+    for part in filter(None, os.environ.get("TWINBENCH_INJECT_SLOWDOWN", "").split(";")):
+        target, _, factor = part.rpartition(":")
+        if target and (target == implementation or target in job_id):
+            return float(factor)
+    return 1.0
+
+
+class Slowed:
+    """A step runner whose step (and window of steps) takes ``factor`` times as long: the step runs, the
+    device is synchronised, then the process sleeps (factor - 1) x the step's time, inside the timed region."""
+
+    def __init__(self, runner, factor: float) -> None:
+        self._runner, self._factor = runner, factor
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+    def _slowed(self, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self._runner.sync()
+        time.sleep((self._factor - 1) * (time.perf_counter() - t0))
+
+    def step(self) -> None:
+        self._slowed(self._runner.step)
+
+    @property
+    def window(self):
+        inner = getattr(self._runner, "window", None)
+        return None if inner is None else (lambda n: self._slowed(lambda: inner(n)))

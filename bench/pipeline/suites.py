@@ -65,6 +65,7 @@ class Options:
     recipe: str | None = None
     exec_modes: tuple[str, ...] | None = None
     gpu: bool = True
+    repeats: int = 1  # each timed (throughput) job this many times, each in its own process
 
 
 def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
@@ -175,11 +176,21 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
 
 
 def expand(suite: str, opts: Options) -> list[Job]:
-    """The jobs of ``suite`` under ``opts``.
+    """The jobs of ``suite`` under ``opts``; with ``opts.repeats`` N > 1, each throughput job N times
+    (``/r1`` .. ``/rN``), in rounds: every job's first repeat, then every job's second, ... so that a slow
+    drift of the machine spreads over every implementation instead of landing on one.
 
     Raises:
         ValueError: unknown suite, or a model pattern that matches nothing.
     """
+    jobs = _expand(suite, opts)
+    if opts.repeats <= 1:
+        return jobs
+    return [dataclasses.replace(j, repeat=i) if j.kind == "throughput" else j
+            for i in range(1, opts.repeats + 1) for j in jobs if j.kind == "throughput" or i == 1]
+
+
+def _expand(suite: str, opts: Options) -> list[Job]:
     if suite not in SUITES:
         import difflib
         close = difflib.get_close_matches(suite, SUITES, n=3)

@@ -12,6 +12,7 @@ from bench.results.schema import FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = (0.5, 0.8, 0.9)  # test accuracies for the time-to-accuracy table
+FLAG_COLUMN = "hygiene_flag"  # a throughput row measured under contention / with unstable timing: no verdict
 
 
 @dataclass
@@ -97,3 +98,29 @@ def _params(model: str) -> int | None:
         return torch_param_counts(build(model, "torch"))[0]
     except ImportError:
         return None
+
+
+def _flags(rows: pd.DataFrame) -> set[str]:
+    if FLAG_COLUMN not in rows:
+        return set()
+    return {str(f) for f in rows[FLAG_COLUMN] if isinstance(f, str) and f}
+
+
+def noise_source(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """Which spread the interval carries: between processes where either side has repeats, else within."""
+    return "between processes" if max(len(a), len(b)) > 1 else "within process"
+
+
+def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
+    """Throughput rows ``a`` against ``b`` (same batch): images/s ratio a / b, its 95% interval, the
+    Mann-Whitney p, the verdict (a faster / slower than b) and the noise it rests on. Each row is one
+    process (a repeat); its ``step_times_ms`` are the samples. A flagged row (contended, unstable) gets
+    no verdict."""
+    from bench.results.stats import compare_groups, parse_times
+    c = compare_groups([parse_times(t) for t in a.step_times_ms], [parse_times(t) for t in b.step_times_ms],
+                       min_effect=min_effect)
+    flags = sorted(_flags(a) | _flags(b))
+    return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
+            "p": "" if np.isnan(c.p) else f"{c.p:.2g}",
+            "verdict": f"excluded ({' / '.join(flags)})" if flags else c.verdict,
+            "noise": noise_source(a, b), "_cmp": c}

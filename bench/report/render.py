@@ -9,12 +9,13 @@ from pathlib import Path
 
 from bench.report.common import ROOT, Section, _md_table, load_run
 from bench.report.sections.accuracy import section_accuracy
-from bench.report.sections.compare import section_compare
+from bench.report.sections.compare import regressions, section_compare
 from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
 from bench.report.sections.memory import section_memory
 from bench.report.sections.throughput import section_throughput
+from bench.results.stats import MIN_EFFECT
 
 # The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
 # and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
@@ -22,9 +23,21 @@ SECTIONS = (section_environment, section_throughput, section_memory, section_acc
             section_compare)
 
 
-def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Path:
-    """Render the report of ``run_dir`` into ``out_dir``; returns the path of index.html."""
+EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)
+REPORT_EXIT_HELP = """exit status:
+  0    the report was written (and, with --fail-on-regression, no regression was found)
+  2    bad input: no such results directory, or not one written by python -m bench.run
+  3    the report could not be written (disk full, no permission)
+  4    --fail-on-regression PCT: some implementation is slower (a significant test: ratio beyond PCT, Mann-Whitney U
+       p < 0.01, 95% interval excluding 1) or heavier in memory than in the --compare run by more than PCT percent;
+       each such row is printed in one sentence (the report is written all the same)"""
+
+
+def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_effect: float = MIN_EFFECT) -> Path:
+    """Render the report of ``run_dir`` into ``out_dir``; returns the path of index.html. ``min_effect``: the
+    smallest ratio change (a fraction) a verdict calls faster / slower."""
     run = load_run(run_dir)
+    run["min_effect"] = min_effect
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -84,10 +97,16 @@ def latest_run(results: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.report", description="Render results/<run_id>/ into reports/<run_id>/.")
+    ap = argparse.ArgumentParser(prog="python -m bench.report", description="Render results/<run_id>/ into reports/<run_id>/.",
+                                 epilog=REPORT_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_id", nargs="?", help="run id under --results, or a path to a results directory")
     ap.add_argument("--latest", action="store_true", help="the most recent run")
     ap.add_argument("--compare", metavar="OTHER_RUN_ID", help="a second run to compare with (ratios, side by side)")
+    ap.add_argument("--min-effect", type=float, default=100 * MIN_EFFECT, metavar="PCT",
+                    help="smallest change, in percent, a verdict calls faster / slower (default: %(default)g)")
+    ap.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                    help="with --compare: exit 4 when an implementation is slower (significant test) or heavier in "
+                         "memory than in the compared run by more than PCT percent, listing each such row")
     ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
     ap.add_argument("--out", default=str(ROOT / "reports"), help="reports root (default: reports/)")
     args = ap.parse_args(argv)
@@ -106,14 +125,28 @@ def main(argv: list[str] | None = None) -> int:
             if not (d / "run_meta.json").is_file():
                 raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
                                         "results/<run_id>/ folder written by python -m bench.run")
+        if args.fail_on_regression is not None and other is None:
+            raise FileNotFoundError("--fail-on-regression needs --compare BASE: the run to hold this one against")
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        path = render(run_dir, Path(args.out) / run_dir.name, other)
+        path = render(run_dir, Path(args.out) / run_dir.name, other, args.min_effect / 100)
     except OSError as e:  # disk full / not writable: one sentence, not a traceback
         print(f"error: could not write the report into {Path(args.out) / run_dir.name} "
               f"({e.strerror or e}): free space or give --out elsewhere", file=sys.stderr)
         return 3
     print(path)
+    return _gate(run_dir, other, args) if args.fail_on_regression is not None else 0
+
+
+def _gate(run_dir: Path, other: Path, args) -> int:
+    """--fail-on-regression: each regression in one sentence on stderr; EXIT_REGRESSION when there is one."""
+    found = regressions(load_run(run_dir), load_run(other), args.fail_on_regression, args.min_effect / 100)
+    for sentence in found:
+        print(f"regression: {sentence}", file=sys.stderr)
+    if found:
+        print(f"{len(found)} regression(s) beyond {args.fail_on_regression:g}% against {other.name}", file=sys.stderr)
+        return EXIT_REGRESSION
+    print(f"no regression beyond {args.fail_on_regression:g}% against {other.name}", file=sys.stderr)
     return 0

@@ -68,6 +68,27 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("params_total", "trainable + BN moving statistics", "bench.stacks.base.Stack.param_counts"),
         ("fwd_mflops_per_image", "forward MFLOPs per image (torch FlopCounter on the torch twin)", "bench.zoo.counts.flops_per_image"),
         ("step_times_ms", "every timed sample's step time, space separated", "bench.measures.throughput.run_throughput"),
+        ("warmup_converged", "true when warm-up stopped because the step time was stable (false: it hit its cap)",
+         "bench.measures.timing.warmup"),
+        ("step_cv", "coefficient of variation (std / mean) of the timed samples' step times", "bench.results.stats.cv"),
+        ("cpu_others_load_cores", "CPU time other processes used during the timed samples, in cores (the machine's "
+         "busy jiffies in /proc/stat minus this process's in /proc/self/stat, over the window's wall time)",
+         "bench.core.hygiene.CpuWindow"),
+        ("cpu_threads", "CPU threads the stack's ops use in the job's process (torch.get_num_threads; "
+         "OMP_NUM_THREADS or the usable cores for the others)", "bench.stacks.base.Stack.threads"),
+        ("gpu_sm_clock_mhz", "SM clock at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
+        ("gpu_power_w", "board power at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
+        ("gpu_temp_c", "GPU temperature at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
+        ("gpu_throttle_reasons", "NVML clock throttle reasons at the end of the timed samples, '+'-joined "
+         "('none': clocks not held back)", "bench.core.hygiene.throttle_names"),
+        ("gpu_other_processes", "other compute processes on the GPU at the end of the timed samples",
+         "bench.core.hygiene.GpuWindow"),
+        ("energy_mj_per_image", "energy the GPU drew during the timed samples (NVML total energy counter) / their "
+         "images, millijoules (null on a CPU or a device without the counter: null_reason)",
+         "bench.core.hygiene.GpuWindow.columns"),
+        ("hygiene_flag", "why this row should not be trusted: 'contended: ...' (others' load > 0.5 core, or other "
+         "processes on the GPU) and/or 'unstable: CV ...' (step_cv > 0.10); empty when clean. The report keeps a "
+         "flagged row out of its verdicts", "bench.core.hygiene.flag"),
     ),
     "memory": (
         ("measurement", "train | infer", "bench.core.job.Job.base_row"),

@@ -221,6 +221,15 @@ class Stack:
         """(trainable, non-trainable) parameters of a built twin."""
         raise NotImplementedError
 
+    def threads(self) -> int:
+        """CPU threads this stack's ops use in this process. Default: ``OMP_NUM_THREADS`` when set, else the
+        cores this process may run on (what XLA and TensorFlow size their pools by)."""
+        import os
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
     def make_step(self, model: str, measurement: str = "train", batch_size: int = 32, precision: str = "fp32",
                   input: str = "synthetic", device: str | None = None, exec_mode: str | None = None,
                   channels_last: bool | None = None, data_dir: str | None = None, seed: int = 0,

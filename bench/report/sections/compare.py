@@ -1,30 +1,122 @@
-"""The comparison section (--compare): throughput of this run over another's."""
+"""The comparison section (--compare): this run against another, like with like (exec mode in the keys):
+throughput with a 95% interval and a verdict, memory and final accuracy beside it; and the regressions
+``--fail-on-regression`` gates on."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.common import Section, _plt, _save
+import pandas as pd
+
+from bench.report.common import Section, _plt, _save, compare_rows, impl_label
+from bench.results.stats import METHOD, MIN_EFFECT, SLOWER
+
+THROUGHPUT_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "input"]
+MEMORY_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "depth"]
+MEMORY_FIGURES = ("peak_alloc_mib", "saved_activations_mib", "state_plus_activations_mib")
+ACCURACY_KEYS = ["model", "framework", "backend", "exec_mode", "recipe", "precision", "batch_size", "seed"]
+
+
+def _ok(df: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame | None:
+    """Rows with status ok, each key present (older runs without exec_mode / depth: empty)."""
+    if df is None or not len(df):
+        return None
+    df = df[df.status == "ok"].copy()
+    for k in keys:
+        df[k] = df[k].fillna("").astype(str) if k in df else ""
+    return df
+
+
+def throughput_table(run: dict, other: dict, min_effect: float) -> pd.DataFrame:
+    """One row per throughput job both runs hold: images/s this / other, interval, p, verdict (this run's)."""
+    a, b = _ok(run["throughput"], THROUGHPUT_KEYS), _ok(other["throughput"], THROUGHPUT_KEYS)
+    if a is None or b is None:
+        return pd.DataFrame()
+    out = []
+    other_groups = dict(iter(b.groupby(THROUGHPUT_KEYS, sort=False)))
+    for k, ga in a.groupby(THROUGHPUT_KEYS, sort=False):
+        gb = other_groups.get(k)
+        if gb is None:
+            continue
+        c = compare_rows(ga, gb, min_effect)
+        cmp = c.pop("_cmp")
+        out.append({**dict(zip(THROUGHPUT_KEYS, k)), "implementation": impl_label(ga.iloc[:1]).iloc[0],
+                    "images_per_s": round(float(ga.images_per_s.median()), 1),
+                    "images_per_s_other": round(float(gb.images_per_s.median()), 1), **c,
+                    "_time_ratio": cmp.time_ratio})
+    return pd.DataFrame(out)
+
+
+def memory_table(run: dict, other: dict) -> pd.DataFrame:
+    """Memory figures both runs measured for the same job: this / other (counts are exact: no test)."""
+    a, b = _ok(run["memory"], MEMORY_KEYS), _ok(other["memory"], MEMORY_KEYS)
+    if a is None or b is None:
+        return pd.DataFrame()
+    m = a.merge(b, on=MEMORY_KEYS, suffixes=("", "_other"))
+    out = []
+    for r in m.itertuples(index=False):
+        for fig in MEMORY_FIGURES:
+            x, y = getattr(r, fig, None), getattr(r, f"{fig}_other", None)
+            if pd.notna(x) and pd.notna(y) and y:
+                out.append({**{k: getattr(r, k) for k in MEMORY_KEYS}, "figure": fig, "this": round(float(x), 2),
+                            "other": round(float(y), 2), "ratio": round(float(x) / float(y), 3)})
+    return pd.DataFrame(out)
+
+
+def accuracy_table(run: dict, other: dict) -> pd.DataFrame:
+    """Final test accuracy (last epoch of each training) of both runs, and the difference in points."""
+    a, b = _ok(run["epochs"], ACCURACY_KEYS), _ok(other["epochs"], ACCURACY_KEYS)
+    if a is None or b is None:
+        return pd.DataFrame()
+    last = lambda d: d.sort_values("epoch").groupby(ACCURACY_KEYS + ["epochs_total"]).tail(1)  # noqa: E731
+    m = last(a).merge(last(b), on=ACCURACY_KEYS + ["epochs_total"], suffixes=("", "_other"))
+    if not len(m):
+        return pd.DataFrame()
+    t = m[ACCURACY_KEYS + ["epoch", "test_acc", "test_acc_other"]].copy()
+    t["difference_points"] = ((t.test_acc - t.test_acc_other) * 100).round(2)
+    return t
+
+
+def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFECT) -> list[str]:
+    """One sentence per implementation slower (a significant test, beyond ``pct`` percent) or heavier in
+    memory (beyond ``pct`` percent) in ``run`` than in ``other``."""
+    out = []
+    t = throughput_table(run, other, min_effect)
+    for r in t.to_dict("records") if len(t) else ():
+        if r["verdict"] == SLOWER and r["_time_ratio"] > 1 + pct / 100:
+            out.append(f"{r['implementation']} {r['model']} {r['measurement']} {r['precision']} batch {r['batch_size']} "
+                       f"({r['input']}): step {100 * (r['_time_ratio'] - 1):.1f}% slower ({r['images_per_s']} vs "
+                       f"{r['images_per_s_other']} images/s, ratio {r['ratio']} {r['95% interval']}, p {r['p']})")
+    m = memory_table(run, other)
+    for r in m.itertuples(index=False) if len(m) else ():
+        if r.ratio > 1 + pct / 100:
+            out.append(f"{r.framework}/{r.backend} {r.exec_mode} {r.model} {r.measurement} batch {r.batch_size}: "
+                       f"{r.figure} {100 * (r.ratio - 1):.1f}% heavier ({r.this} vs {r.other} MiB)")
+    return out
 
 
 def section_compare(run: dict, other: dict, out: Path) -> Section:
     s = Section(f"Compared with {other['meta'].get('run_id', other['dir'].name)}")
-    keys = ["model", "framework", "backend", "measurement", "precision", "batch_size", "input"]
-    a, b = run["throughput"], other["throughput"]
-    if a is None or b is None:
-        s.text.append("One of the runs has no throughput data.")
-        return s
-    a, b = a[a.status == "ok"], b[b.status == "ok"]
-    m = a.merge(b, on=keys, suffixes=("", "_other"))[keys + ["images_per_s", "images_per_s_other"]]
-    if not len(m):
-        s.text.append("No throughput job in common.")
-        return s
-    m["ratio"] = m.images_per_s / m.images_per_s_other
-    s.tables.append(("images/s, this run / the other (1.0 = same)", m.round(3)))
-    plt, sns = _plt()
-    m["job"] = m.model + " " + m.framework + " " + m.measurement + " b" + m.batch_size.astype(str)
-    fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(m))))
-    sns.barplot(data=m, y="job", x="ratio", ax=ax, color="steelblue")
-    ax.axvline(1.0, color="black", lw=1)
-    ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
-    s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))
+    min_effect = run.get("min_effect", MIN_EFFECT)
+    t = throughput_table(run, other, min_effect)
+    if not len(t):
+        s.text.append("No throughput job in common (same model, stack, exec mode, measurement, precision, batch, input).")
+    else:
+        counts = t.verdict.value_counts()
+        s.text.append("Throughput, this run against the other, job by job (exec mode included): "
+                      + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Minimum effect {min_effect:.0%}; {METHOD}.")
+        s.tables.append(("images/s, this run / the other (1.0 = same; > 1 = this run faster), 95% interval, verdict",
+                         t.drop(columns=["_time_ratio"])))
+        plt, sns = _plt()
+        t["job"] = t.implementation + " " + t.model + " " + t.measurement + " b" + t.batch_size.astype(str)
+        fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(t))))
+        sns.barplot(data=t, y="job", x="ratio", ax=ax, color="steelblue")
+        ax.axvline(1.0, color="black", lw=1)
+        ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
+        s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))
+    m = memory_table(run, other)
+    if len(m):
+        s.tables.append(("memory, this run / the other (MiB; > 1 = heavier; exact counts, no test)", m))
+    acc = accuracy_table(run, other)
+    if len(acc):
+        s.tables.append(("final test accuracy, this run and the other (one training each: no test)", acc))
     return s

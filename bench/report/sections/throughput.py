@@ -6,12 +6,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _plt, _reference, _save, impl_label
+from bench.report.common import FLAG_COLUMN, Section, _plt, _reference, _save, compare_rows, impl_label
+from bench.results.stats import FASTER, FEW, METHOD, MIN_EFFECT
+from bench.results.stats import SAME as NO_DIFF
 
 
-def fastest_sentence(ok: pd.DataFrame) -> list[str]:
+def _best_of(g: pd.DataFrame, rows: pd.DataFrame, ref: str | None, min_effect: float) -> str:
+    """One model's part of the fastest sentence: the winner against the runner-up (and PyTorch eager)."""
+    order = g.sort_values("images_per_s", ascending=False)
+    best = order.iloc[0]
+    of = lambda impl: rows[rows.impl == impl]  # noqa: E731
+    if len(order) > 1:
+        second = order.iloc[1]
+        c = compare_rows(of(best.impl), of(second.impl), min_effect)
+        if c["verdict"] == FEW:
+            return f"{best.impl} ({best.images_per_s:,.0f} images/s; too few samples to test it against {second.impl})"
+        if c["verdict"] != FASTER:
+            why = c["verdict"].replace("excluded", "no verdict", 1) if c["verdict"].startswith("excluded") else NO_DIFF
+            return (f"{why} between {best.impl} ({best.images_per_s:,.0f} images/s) and {second.impl} "
+                    f"({second.images_per_s:,.0f}; ratio {c['ratio']:.2f} {c['95% interval']})")
+    vs = ""
+    if ref and best.impl != ref and ref in set(g.impl):
+        c = compare_rows(of(best.impl), of(ref), min_effect)
+        vs = f", {c['ratio']:.2f}x {c['95% interval']} {ref}"
+    return f"{best.impl} ({best.images_per_s:,.0f} images/s{vs})"
+
+
+def fastest_sentence(ok: pd.DataFrame, min_effect: float = MIN_EFFECT) -> list[str]:
     """'Which stack is fastest per model': the implementation with the highest median train images/s on
-    synthetic input, per model (and precision / batch where a run holds several), against PyTorch eager."""
+    synthetic input, per model (and precision / batch where a run holds several), tested against the
+    runner-up: when the test cannot tell them apart the sentence says "no measurable difference"."""
     train = ok[(ok.measurement == "train") & (ok.input == "synthetic")]
     if not len(train):
         return []
@@ -19,13 +43,39 @@ def fastest_sentence(ok: pd.DataFrame) -> list[str]:
     several = med.precision.nunique() > 1 or med.batch_size.nunique() > 1
     parts = []
     for (m, p, b), g in med.groupby(["model", "precision", "batch_size"], sort=False):
-        best = g.loc[g.images_per_s.idxmax()]
-        ref = g[g.impl == _reference(set(g.impl))]
-        vs = (f", {best.images_per_s / ref.images_per_s.iloc[0]:.2f}x {ref.impl.iloc[0]}"
-              if len(ref) and best.impl != ref.impl.iloc[0] else "")
+        rows = train[(train.model == m) & (train.precision == p) & (train.batch_size == b)]
         where = f" ({p}, batch {b})" if several else ""
-        parts.append(f"{m}{where}: {best.impl} ({best.images_per_s:,.0f} images/s{vs}; {g.impl.nunique()} compared)")
-    return ["Fastest train step per model (median images/s, synthetic input): " + "; ".join(parts) + "."]
+        parts.append(f"{m}{where}: {_best_of(g, rows, _reference(set(g.impl)), min_effect)}; "
+                     f"{g.impl.nunique()} compared")
+    return ["Fastest train step per model (median images/s, synthetic input; tested against the runner-up, "
+            f"minimum effect {min_effect:.0%}): " + " | ".join(parts) + "."]
+
+
+def ratio_table(ok: pd.DataFrame, ref: str, min_effect: float) -> pd.DataFrame:
+    """Every implementation against ``ref`` per model / measurement / precision / batch / input: images/s
+    ratio, 95% interval, Mann-Whitney p, verdict, and which noise the interval carries."""
+    keys = ["model", "measurement", "precision", "batch_size", "input"]
+    out = []
+    for k, g in ok.groupby(keys, sort=False):
+        base = g[g.impl == ref]
+        if not len(base):
+            continue
+        for impl, rows in g[g.impl != ref].groupby("impl", sort=False):
+            c = compare_rows(rows, base, min_effect)
+            c.pop("_cmp")
+            out.append({**dict(zip(keys, k)), "implementation": impl, **c})
+    return pd.DataFrame(out)
+
+
+def hygiene_notes(ok: pd.DataFrame) -> list[str]:
+    """Rows measured under contention or with unstable timing, named (they get no verdict)."""
+    if FLAG_COLUMN not in ok:
+        return []
+    bad = ok[ok[FLAG_COLUMN].fillna("").astype(str) != ""]
+    if not len(bad):
+        return []
+    names = "; ".join(f"{r.job_id} ({getattr(r, FLAG_COLUMN)})" for r in bad.itertuples())
+    return [f"{len(bad)} throughput row(s) flagged and kept out of every verdict: {names}."]
 
 
 def _explode_steps(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +100,9 @@ def section_throughput(run: dict, out: Path) -> Section:
         return s
     plt, sns = _plt()
     ok["impl"] = impl_label(ok)
-    s.text += fastest_sentence(ok)
+    min_effect = run.get("min_effect", MIN_EFFECT)
+    s.text += fastest_sentence(ok, min_effect)
+    s.text += hygiene_notes(ok)
     steps = _explode_steps(ok[ok.input == "synthetic"])
     groups = steps.groupby(["measurement", "precision", "batch_size"]) if len(steps) else []
     for (meas, prec, bs), g in groups:
@@ -69,8 +121,14 @@ def section_throughput(run: dict, out: Path) -> Section:
     ref = _reference(piv.columns)
     others = [c for c in piv.columns if c != ref]
     if ref and others:
-        ratio = pd.DataFrame({f"{c} / {ref}": piv[c] / piv[ref] for c in others}, index=piv.index)
-        s.tables.append((f"ratio to {ref} (images/s; > 1 = faster than PyTorch eager)", ratio.round(2).reset_index()))
+        table = ratio_table(ok, ref, min_effect)
+        s.tables.append((f"ratio to {ref} (images/s of the implementation / {ref}; > 1 = faster), 95% interval and "
+                         f"verdict (minimum effect {min_effect:.0%}); {METHOD}", table))
+        if len(table):
+            noise = table.noise.value_counts()
+            s.text.append("The intervals rest on " + " and ".join(
+                f"the spread {n} ({c} ratio(s){', --repeats: one row per process' if n.startswith('between') else ''})"
+                for n, c in noise.items()) + ".")
     elif not ref:
         s.text.append("No PyTorch eager rows in this run: no ratio table.")
     real = ok[ok.input == "real"]

@@ -16,6 +16,10 @@ class KerasTorchStack(KerasStack):
         import torch
         return torch.__version__, (["cuda"] if torch.cuda.is_available() else [])
 
+    def threads(self) -> int:
+        import torch
+        return torch.get_num_threads()
+
     def fit_window(self, model, train_function, batch, n):
         import keras
         logs = None

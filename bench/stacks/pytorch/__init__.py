@@ -19,6 +19,10 @@ class PyTorchStack(Stack):
                 "backend_version": torch.__version__, "device": "cuda" if cuda else "cpu",
                 "device_name": torch.cuda.get_device_name(0) if cuda else cpu_name()}
 
+    def threads(self) -> int:
+        import torch
+        return torch.get_num_threads()
+
     def param_counts(self, net) -> tuple[int, int]:
         from bench.zoo.counts import torch_param_counts
         return torch_param_counts(net)

@@ -1,0 +1,137 @@
+"""Measurement hygiene: what the machine was doing while a job was timed, and whether to trust the timing.
+
+* :class:`CpuWindow`: the CPU time *other* processes used during a window (the machine's busy jiffies
+  from ``/proc/stat`` minus this process's from ``/proc/self/stat``), in cores (CPU-seconds per second).
+* :class:`GpuWindow`: NVML over a window: energy drawn (``nvmlDeviceGetTotalEnergyConsumption``, mJ),
+  and at its end the SM clock, power, temperature, clock throttle reasons and other processes on the
+  device. Inert (with the reason) without an NVIDIA GPU, pynvml, or a counter.
+* :func:`flag`: ``contended`` / ``unstable`` labels for a row (empty: clean); the report keeps a flagged
+  row out of its verdicts.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+CONTENDED_CORES = 0.5  # other processes' load above this (in cores) during the job: contended
+UNSTABLE_CV = 0.10  # coefficient of variation of the timed steps above this: unstable timing
+
+
+def _machine_busy() -> int | None:
+    """Busy jiffies of the whole machine (user nice system irq softirq steal) from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return v[0] + v[1] + v[2] + sum(v[5:8])
+
+
+def _self_busy() -> int | None:
+    """This process's CPU jiffies (utime + stime, every thread) from /proc/self/stat."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # fields 14, 15 of proc(5), counted after the command name
+
+
+class CpuWindow:
+    """``with CpuWindow() as w: ...``; then ``w.others_cores`` (None where /proc is unreadable, ``why`` says so)."""
+
+    def __init__(self) -> None:
+        self.others_cores: float | None = None
+        self.why: str | None = None
+
+    def __enter__(self) -> CpuWindow:
+        self._m0, self._s0, self._t0 = _machine_busy(), _self_busy(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        m1, s1, wall = _machine_busy(), _self_busy(), time.monotonic() - self._t0
+        if None in (self._m0, self._s0, m1, s1) or wall <= 0:
+            self.why = "no /proc/stat: machine load not measured"
+            return
+        hz = os.sysconf("SC_CLK_TCK")
+        others = (m1 - self._m0) - (s1 - self._s0)
+        self.others_cores = max(0.0, others / hz / wall)
+
+
+class GpuWindow:
+    """NVML readings over a window on GPU ``index``; ``columns(images)`` gives the row's GPU columns."""
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+        self.why: str | None = None
+        self._nv = None
+        self._e0 = None
+        self.end: dict = {}
+
+    def __enter__(self) -> GpuWindow:
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            self._h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._nv = pynvml
+        except Exception as e:
+            self.why = f"NVML unavailable ({type(e).__name__}): no NVIDIA GPU, driver or pynvml"
+            return self
+        try:
+            self._e0 = self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h)
+        except Exception as e:
+            self.why = f"no NVML energy counter on this device ({type(e).__name__})"
+        return self
+
+    def _read(self, name: str, fn):
+        try:
+            self.end[name] = fn()
+        except Exception:
+            self.end[name] = None
+
+    def __exit__(self, *exc) -> None:
+        nv = self._nv
+        if nv is None:
+            return
+        h = self._h
+        if self._e0 is not None:
+            self._read("energy_mj", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(h) - self._e0)
+        self._read("gpu_sm_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM))
+        self._read("gpu_power_w", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
+        self._read("gpu_temp_c", lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
+        self._read("gpu_throttle_reasons", lambda: throttle_names(nv, nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)))
+        self._read("gpu_other_processes", lambda: sum(
+            1 for p in nv.nvmlDeviceGetComputeRunningProcesses(h) if p.pid != os.getpid()))
+        try:
+            nv.nvmlShutdown()
+        except Exception:
+            pass
+
+    def columns(self, images: int) -> dict:
+        """GPU columns of a throughput row; energy per image over ``images`` images (mJ)."""
+        e = self.end.get("energy_mj")
+        cols = {k: self.end.get(k) for k in ("gpu_sm_clock_mhz", "gpu_power_w", "gpu_temp_c", "gpu_throttle_reasons",
+                                             "gpu_other_processes")}
+        cols["energy_mj_per_image"] = e / images if e is not None and images else None
+        return cols
+
+
+def throttle_names(nv, mask: int) -> str:
+    """NVML's clock throttle reason bit mask as names (``none`` when the clocks are not held back)."""
+    names = [n[len("nvmlClocksThrottleReason"):] for n in dir(nv) if n.startswith("nvmlClocksThrottleReason")
+             and n not in ("nvmlClocksThrottleReasonAll", "nvmlClocksThrottleReasonNone")
+             and isinstance(getattr(nv, n), int) and mask & getattr(nv, n)]
+    return "+".join(sorted(names)) or "none"
+
+
+def flag(others_cores: float | None, cv: float | None, gpu_other_processes: int | None = None,
+         contended: float = CONTENDED_CORES, unstable: float = UNSTABLE_CV) -> str:
+    """``contended (...)`` / ``unstable (...)`` joined by ``; `` for a row that should not be trusted, else ''."""
+    out = []
+    if others_cores is not None and others_cores > contended:
+        out.append(f"contended: others used {others_cores:.2f} cores")
+    if gpu_other_processes:
+        out.append(f"contended: {gpu_other_processes} other process(es) on the GPU")
+    if cv is not None and cv == cv and cv > unstable:
+        out.append(f"unstable: CV {cv:.2f}")
+    return "; ".join(out)

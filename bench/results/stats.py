@@ -1,0 +1,166 @@
+"""Is a difference real? Ratios of step times with a 95% interval, a rank test, and a verdict per pair.
+
+Framework-neutral (numpy only). Every comparison TwinBench prints goes through :func:`compare`:
+
+* the ratio of the two samples' median step times, with a 95% **percentile bootstrap** interval
+  (:data:`N_BOOT` = 2,000 resamples of each sample, fixed seed :data:`SEED`, so a report is reproducible);
+* a two-sided **Mann-Whitney U** test (normal approximation with tie and continuity correction,
+  implemented here so scipy is not needed);
+* a verdict as asv gives one: ``slower`` / ``faster`` only when the ratio passes the minimum effect
+  (default 2%) *and* the test is significant (p < :data:`ALPHA`) *and* the 95% interval excludes 1;
+  otherwise ``no measurable difference``. Fewer than :data:`MIN_SAMPLES` samples on either side:
+  ``too few samples`` (no verdict).
+
+Orientation: ``time_ratio`` = median(a) / median(b) (> 1: a is slower); ``speed_ratio`` = its inverse
+(> 1: a is faster, as the report's images/s ratios read). The verdict is a's, against b.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+SEED = 20
+ALPHA = 0.01
+MIN_EFFECT = 0.02
+MIN_SAMPLES = 3
+METHOD = (f"ratio of medians with a 95% percentile bootstrap interval ({N_BOOT} resamples, seed {SEED}); "
+          f"verdict: the ratio passes the minimum effect, two-sided Mann-Whitney U p < {ALPHA} and the interval "
+          "excludes 1 (as asv); otherwise 'no measurable difference'")
+
+FASTER, SLOWER, SAME, FEW = "faster", "slower", "no measurable difference", "too few samples"
+
+
+def parse_times(cell) -> np.ndarray:
+    """A ``step_times_ms`` cell (space-separated step times) -> float array; empty for a null cell."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return np.empty(0)
+    return np.array([float(t) for t in str(cell).split()], dtype=float)
+
+
+def _ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (1-based; ties share the mean rank) and the tie group sizes."""
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    avg = upper - (counts - 1) / 2.0
+    return avg[inv], counts
+
+
+def mann_whitney_p(a, b) -> float:
+    """Two-sided Mann-Whitney U p-value, normal approximation with tie and continuity correction.
+
+    1.0 when either sample is empty or every value is tied.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        return 1.0
+    ranks, ties = _ranks(np.concatenate([a, b]))
+    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    var = n1 * n2 / 12.0 * ((n + 1) - (ties ** 3 - ties).sum() / (n * (n - 1)))
+    if var <= 0:
+        return 1.0
+    z = max(abs(u1 - n1 * n2 / 2.0) - 0.5, 0.0) / math.sqrt(var)
+    return float(math.erfc(z / math.sqrt(2.0)))
+
+
+def bootstrap_ratio(a, b, n_boot: int = N_BOOT, seed: int = SEED, conf: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(a) / median(b): each sample resampled on its own."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    ma = np.median(a[rng.integers(0, len(a), (n_boot, len(a)))], axis=1)
+    mb = np.median(b[rng.integers(0, len(b), (n_boot, len(b)))], axis=1)
+    lo, hi = np.quantile(ma / mb, [(1 - conf) / 2, (1 + conf) / 2])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """a against b. time_ratio = median(a) / median(b), its 95% interval [lo, hi]; p of Mann-Whitney U."""
+
+    time_ratio: float
+    lo: float
+    hi: float
+    p: float
+    verdict: str
+    n_a: int
+    n_b: int
+
+    @property
+    def speed_ratio(self) -> float:
+        return 1.0 / self.time_ratio
+
+    @property
+    def speed_interval(self) -> tuple[float, float]:
+        return 1.0 / self.hi, 1.0 / self.lo
+
+    def interval_text(self, speed: bool = True, digits: int = 3) -> str:
+        lo, hi = self.speed_interval if speed else (self.lo, self.hi)
+        return "" if math.isnan(lo) else f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def verdict_of(time_ratio: float, lo: float, hi: float, p: float, min_effect: float = MIN_EFFECT,
+               alpha: float = ALPHA) -> str:
+    """faster / slower (a against b) or no measurable difference: effect, test and interval must all agree."""
+    if p < alpha and time_ratio > 1 + min_effect and lo > 1:
+        return SLOWER
+    if p < alpha and time_ratio < 1 - min_effect and hi < 1:
+        return FASTER
+    return SAME
+
+
+def compare(a, b, min_effect: float = MIN_EFFECT, alpha: float = ALPHA, n_boot: int = N_BOOT,
+            seed: int = SEED) -> Comparison:
+    """Compare two samples of step times (any unit, the same for both): see the module docstring."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
+        r = float(np.median(a) / np.median(b)) if len(a) and len(b) else math.nan
+        return Comparison(r, math.nan, math.nan, math.nan, FEW, len(a), len(b))
+    r = float(np.median(a) / np.median(b))
+    lo, hi = bootstrap_ratio(a, b, n_boot, seed)
+    p = mann_whitney_p(a, b)
+    return Comparison(r, lo, hi, p, verdict_of(r, lo, hi, p, min_effect, alpha), len(a), len(b))
+
+
+def cv(times) -> float:
+    """Coefficient of variation (sample std / mean) of step times; nan for fewer than 2."""
+    t = np.asarray(times, float)
+    return float(t.std(ddof=1) / t.mean()) if len(t) > 1 and t.mean() > 0 else math.nan
+
+
+def _hier_medians(groups: list[np.ndarray], n_boot: int, rng) -> np.ndarray:
+    """Bootstrap medians resampling processes, then the steps within each chosen process."""
+    k = len(groups)
+    out = np.empty(n_boot)
+    for i in range(n_boot):
+        chosen = [groups[j] for j in rng.integers(0, k, k)]
+        out[i] = np.median(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in chosen]))
+    return out
+
+
+def compare_groups(a: list, b: list, min_effect: float = MIN_EFFECT, alpha: float = ALPHA, n_boot: int = N_BOOT,
+                   seed: int = SEED) -> Comparison:
+    """Compare step times kept per process: ``a`` and ``b`` are lists of samples, one per process (repeats).
+
+    One process on each side: :func:`compare` (the spread within the process). Several on either side:
+    the ratio of the pooled medians, the Mann-Whitney U test on the pooled steps, and a **hierarchical**
+    bootstrap interval (processes resampled, then the steps within each), so the spread between
+    processes, the noise a user meets from one run to the next, widens the interval.
+    """
+    a = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in a) if len(g)]
+    b = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in b) if len(g)]
+    if len(a) <= 1 and len(b) <= 1:
+        return compare(a[0] if a else [], b[0] if b else [], min_effect, alpha, n_boot, seed)
+    pa, pb = np.concatenate(a), np.concatenate(b)
+    if len(pa) < MIN_SAMPLES or len(pb) < MIN_SAMPLES:
+        return Comparison(float(np.median(pa) / np.median(pb)), math.nan, math.nan, math.nan, FEW, len(pa), len(pb))
+    r = float(np.median(pa) / np.median(pb))
+    rng = np.random.default_rng(seed)
+    lo, hi = np.quantile(_hier_medians(a, n_boot, rng) / _hier_medians(b, n_boot, rng), [0.025, 0.975])
+    p = mann_whitney_p(pa, pb)
+    return Comparison(r, float(lo), float(hi), p, verdict_of(r, float(lo), float(hi), p, min_effect, alpha),
+                      len(pa), len(pb))

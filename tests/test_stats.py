@@ -1,0 +1,67 @@
+"""Differences you can trust: ratio of medians with a bootstrap interval, Mann-Whitney U, verdicts."""
+import math
+
+import numpy as np
+import pytest
+
+from bench.results.stats import FASTER, FEW, SAME, SLOWER, compare, compare_groups, cv, mann_whitney_p, parse_times
+
+
+def _sample(seed, n=40, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return scale * rng.lognormal(np.log(10.0), 0.05, n)  # step times, ms, ~5% spread
+
+
+def test_identical_distributions_are_no_measurable_difference():
+    hits = [compare(_sample(s), _sample(s + 1000)).verdict for s in range(50)]
+    assert hits.count(SAME) >= 48  # a false-positive rate of a few percent at most
+
+
+def test_a_20_percent_slowdown_is_found_with_its_sign_and_size():
+    base, slow = _sample(1), _sample(2, scale=1.2)
+    c = compare(slow, base)
+    assert c.verdict == SLOWER
+    assert 1.15 < c.time_ratio < 1.25 and c.lo > 1.1 and c.hi < 1.3 and c.lo <= c.time_ratio <= c.hi
+    assert c.p < 1e-6
+    r = compare(base, slow)  # the other way round: faster, ratio inverted
+    assert r.verdict == FASTER and math.isclose(r.time_ratio, 1 / c.time_ratio)
+    assert 1.15 < r.speed_ratio < 1.25 and r.speed_interval[0] < r.speed_ratio < r.speed_interval[1]
+
+
+def test_a_1_percent_shift_is_below_the_minimum_effect():
+    # a large, tight sample makes 1% significant; the 2% minimum effect still calls it no difference
+    rng = np.random.default_rng(3)
+    a, b = 10 * rng.normal(1, 0.002, 400), 10.1 * rng.normal(1, 0.002, 400)
+    c = compare(b, a)
+    assert c.p < 1e-6 and c.verdict == SAME
+    assert compare(b, a, min_effect=0.005).verdict == SLOWER  # the flag moves it
+
+
+def test_mann_whitney_matches_scipy_with_ties():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 8, 25).astype(float), rng.integers(1, 9, 31).astype(float)  # many ties
+    ref = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=True).pvalue
+    assert mann_whitney_p(a, b) == pytest.approx(ref, rel=1e-9)
+
+
+def test_few_samples_give_no_verdict_and_helpers():
+    assert compare([1.0, 2.0], [1.0, 2.0, 3.0]).verdict == FEW
+    assert list(parse_times("1.5 2.5")) == [1.5, 2.5] and len(parse_times(float("nan"))) == 0
+    assert cv([1.0, 1.0, 1.0]) == 0.0 and cv([1.0, 3.0]) == pytest.approx(math.sqrt(2) / 2)
+    assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
+
+
+def test_spread_between_processes_widens_the_interval():
+    # three processes per side whose levels differ by +-5%: within each, steps are tight
+    rng = np.random.default_rng(5)
+    procs = lambda lv: [lvl * rng.normal(10, 0.02, 30) for lvl in lv]  # noqa: E731
+    a, b = procs((0.95, 1.0, 1.05)), procs((1.05, 0.95, 1.0))
+    pooled = compare_groups([np.concatenate(a)], [np.concatenate(b)])
+    between = compare_groups(a, b)
+    assert between.hi - between.lo > 2 * (pooled.hi - pooled.lo)
+    assert between.verdict == SAME
+    slow = compare_groups([1.3 * g for g in a], b)  # a 30% slowdown still shows through the spread
+    assert slow.verdict == SLOWER and slow.lo > 1.1
+    one = compare_groups([a[0]], [b[0]])
+    assert one == compare(a[0], b[0])  # one process each: the plain within-process comparison
