@@ -1,4 +1,5 @@
-"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter."""
+"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter (on a CPU,
+the BFC CPU allocator's peak over one compiled training step)."""
 from __future__ import annotations
 
 from bench.stacks.base import NO_GPU, StepMemory
@@ -25,8 +26,14 @@ class KerasTensorFlowStack(KerasStack):
         return KerasTensorFlowMemory()
 
 
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
+CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), one compiled "
+                   "train step (jit_compile=False) after a warm-up step")
+
+
 class KerasTensorFlowMemory(KerasMemory):
-    """Keras on TensorFlow: allocator peak on a GPU; no sound saved-for-backward measure."""
+    """Keras on TensorFlow: allocator peak on a GPU; on a CPU, the BFC CPU allocator's peak over one compiled
+    training step. No saved-for-backward measure (GradientTape exposes none)."""
 
     name = "keras/tensorflow"
 
@@ -43,8 +50,37 @@ class KerasTensorFlowMemory(KerasMemory):
 
     def step_memory(self, model: str, batch_size: int, precision: str = "fp32", device: str | None = None,
                     **options) -> StepMemory:
-        net, opt = self._build(model, precision, **options)
-        m = self._state(net, opt)
-        m.reasons.append("keras/tensorflow: no sound saved-for-backward measure (GradientTape exposes none, and "
-                         "get_memory_info('CPU:0') reads zeros)")
+        import tensorflow as tf
+        on_gpu = device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
+        with tf.device("/GPU:0" if on_gpu else "/CPU:0"):
+            net, opt = self._build(model, precision, **options)
+            m = self._state(net, opt)
+            m.reasons.append("keras/tensorflow: no saved-for-backward measure (GradientTape exposes none); "
+                             + ("on a GPU its allocator peak is peak_alloc_mib" if on_gpu else
+                                "cpu_alloc_peak_mib is its CPU allocator's peak over a whole training step instead"))
+            if on_gpu:
+                return m
+            if not tf.config.experimental.get_memory_info("CPU:0")["current"]:  # the weights are there: BFC is off
+                m.reasons.append(f"keras/tensorflow: no CPU allocator peak: TensorFlow started without {BFC_ENV}=true "
+                                 "(its default CPU allocator keeps no statistics; bench.pipeline.worker sets it for "
+                                 "CPU memory jobs)")
+                return m
+            m.cpu_alloc_peak = self._cpu_step_peak(net, opt, batch_size, options.get("input_size", 32))
+            m.cpu_alloc_source = CPU_PEAK_SOURCE
         return m
+
+    @staticmethod
+    def _cpu_step_peak(net, opt, batch_size: int, size: int) -> int:
+        """Peak bytes of the CPU allocator over one step of Keras' compiled train function (as ``fit`` runs it,
+        jit_compile=False: TensorFlow's graph), measured after one warm-up step (tracing, one-time buffers)."""
+        import keras
+        import numpy as np
+        import tensorflow as tf
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.standard_normal((batch_size, size, size, 3)).astype("float32"))
+        y = tf.constant(rng.integers(0, 10, batch_size))
+        net.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+        net.train_on_batch(x, y)  # warm-up: trace, optimise the graph
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
+        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"])
