@@ -51,6 +51,7 @@ def test_bfc_allocator_is_set_for_cpu_memory_jobs_only(monkeypatch):
     assert info.env_for("throughput", "cpu") == ({"KERAS_BACKEND": "tensorflow"}, (BFC_ENV,))
 
 
+@pytest.mark.slow
 def test_throughput_job_process_runs_tensorflows_default_allocator():
     """The process of a throughput job, set up by the worker, runs TensorFlow's default CPU allocator (it does not
     count a small tensor), the memory job's the BFC allocator (it does)."""
