@@ -107,3 +107,42 @@ def test_memory_job_row_carries_the_cpu_peak(tmp_path):
 def pd_isna(v) -> bool:
     import pandas as pd
     return bool(pd.isna(v))
+
+
+def test_report_includes_the_cpu_peak_labelled_by_its_quantity(tmp_path):
+    """Keras on TensorFlow's CPU peak in the memory section: its own figures (batch, depth), the leanest sentence
+    naming each quantity compared, the twin ratio over PyTorch's state + saved activations, the memeff pair."""
+    from bench.report import render
+    from bench.results.schema import append_row
+    from bench.results.writes import write_json_atomic
+    d = tmp_path / "run"
+    d.mkdir()
+    write_json_atomic(d / "run_meta.json", {"run_id": "tf", "device": "cpu"})
+    torch_state = {"resnet110_v1": 533.0, "densenet_bc100_k12": 2134.0, "densenet_bc100_k12_memeff": 780.0}
+    tf_peak = {"resnet110_v1": 548.0, "densenet_bc100_k12": 2215.0, "densenet_bc100_k12_memeff": 923.0}
+    for m in torch_state:
+        for b, depth in ((32, None), (64, None), (64, 40 if m.startswith("densenet") else 56),
+                         (64, 52 if m.startswith("densenet") else 32), (64, 76 if m.startswith("densenet") else 20)):
+            common = {"run_id": "tf", "status": "ok", "model": m, "device": "cpu", "batch_size": b, "depth": depth,
+                      "measurement": "train", "oom": False, "params_mib": 3.0, "grads_mib": 3.0,
+                      "optimizer_state_mib": 3.0, "params_trainable": 800_000, "null_reason": "no GPU"}
+            f = b / 64 * (depth or 100) / 100
+            append_row(d / "memory.csv", "memory", {
+                **common, "job_id": f"m/{m}/torch/b{b}/d{depth}", "framework": "torch", "backend": "torch",
+                "exec_mode": "eager", "saved_activations_mib": torch_state[m] * f - 9,
+                "state_plus_activations_mib": torch_state[m] * f})
+            append_row(d / "memory.csv", "memory", {
+                **common, "job_id": f"m/{m}/tf/b{b}/d{depth}", "framework": "keras", "backend": "tensorflow",
+                "exec_mode": "nojit", "cpu_alloc_peak_mib": tf_peak[m] * f, "peak_alloc_source": "tf BFC"})
+    md = render(d, tmp_path / "rep").with_name("index.md").read_text()
+    memory = md.split("## Memory")[1]
+    leanest = next(line for line in memory.splitlines() if line.strip())
+    assert leanest.startswith("Leanest per model (lowest training-step memory")
+    assert "densenet_bc100_k12: torch eager at batch 64 (2 compared, MiB: torch eager 2,134 (state + saved " \
+           "activations), keras/tensorflow nojit 2,215 (CPU allocator peak))" in leanest
+    assert "keras/tensorflow nojit's CPU allocator peak is 1.04x the state + saved activations of torch eager for " \
+           "densenet_bc100_k12 at batch 64" in md
+    assert "CPU allocator peak: keras/tensorflow nojit, batch 64:" in md and "keeps 42% (923 vs 2,215 MiB)" in md
+    for stem in ("cpu_peak_vs_batch", "cpu_peak_vs_depth", "activations_vs_batch", "memory_vs_depth"):
+        assert f"({stem}.png)" in md
+    assert "cpu_peak_memory_saved_pct" in md
