@@ -2,6 +2,8 @@
 the BFC CPU allocator's peak over one compiled training step)."""
 from __future__ import annotations
 
+import os
+
 from bench.stacks.base import NO_GPU, StepMemory
 from bench.stacks.keras import KerasStack
 from bench.stacks.keras.memory import KerasMemory
@@ -27,12 +29,14 @@ class KerasTensorFlowStack(KerasStack):
 
 
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
-# steps the CPU peak is read over, after a warm-up step: the peak depends a little on the order TensorFlow's
-# executor runs independent ops in (DenseNet-BC-100 memory-efficient, batch 64: 924 and 919 MiB on two steps, 891
-# in another process), so the figure is the highest of these steps, as a GPU peak is over its measured steps
-CPU_PEAK_STEPS = 2
-CPU_PEAK_SOURCE = (f"tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
-                   f"step (jit_compile=False): the highest of {CPU_PEAK_STEPS} steps after a warm-up step")
+# steps the CPU peak is read over, after a warm-up step: the peak depends on the order TensorFlow's executor runs
+# independent ops in, which varies from step to step and with its inter-op threads (DenseNet-BC-100 memory-efficient,
+# batch 64, 2-core CPU, default threads: 878 to 929 MiB over 8 steps in two processes; one inter-op thread: 1,305 to
+# 1,474 MiB), so the figure is the highest of these steps, as a GPU peak is over its measured steps
+CPU_PEAK_STEPS = 3
+CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
+                   "step (jit_compile=False): the highest of {steps} steps after a warm-up step; TF inter-op threads: "
+                   "{threads} on {cores} cores")
 
 
 def cpu_allocator_is_bfc() -> bool:
@@ -85,7 +89,8 @@ class KerasTensorFlowMemory(KerasMemory):
                                  "bench.pipeline.worker sets it for CPU memory jobs)")
                 return m
             m.cpu_alloc_peak = self._cpu_step_peak(net, opt, batch_size, options.get("input_size", 32))
-            m.cpu_alloc_source = CPU_PEAK_SOURCE
+            threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
+            m.cpu_alloc_source = CPU_PEAK_SOURCE.format(steps=CPU_PEAK_STEPS, threads=threads, cores=os.cpu_count())
         return m
 
     @staticmethod
