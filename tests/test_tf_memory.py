@@ -51,6 +51,14 @@ def test_bfc_allocator_is_set_for_cpu_memory_jobs_only(monkeypatch):
     assert info.env_for("throughput", "cpu") == ({"KERAS_BACKEND": "tensorflow"}, (BFC_ENV,))
 
 
+def test_cpu_memory_sweeps_include_keras_on_tensorflow():
+    from bench.pipeline.suites import CPU_MEMORY_SWEEP, DEPTH_SWEEP, Options, expand
+    jobs = [j for j in expand("memory", Options(models=("densenet_bc100_k12",), frameworks=("keras",), gpu=False))
+            if j.keras_backend == "tensorflow"]
+    assert {j.batch_size for j in jobs if j.depth is None} >= set(CPU_MEMORY_SWEEP)
+    assert {j.depth for j in jobs if j.depth} == set(DEPTH_SWEEP["densenet_bc100_k12"]) - {100}
+
+
 @pytest.mark.slow
 def test_throughput_job_process_runs_tensorflows_default_allocator():
     """The process of a throughput job, set up by the worker, runs TensorFlow's default CPU allocator (it does not
