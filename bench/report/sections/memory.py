@@ -283,6 +283,7 @@ def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
             ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
     ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
                                                      "storage)")
+    ax.title.set_fontsize(10)
     ax.tick_params(axis="x", rotation=20)
     return f"{what} at batch {b}"
 
@@ -295,6 +296,7 @@ def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
               lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"{what} (MiB)",
            title=f"Training-step {what} vs batch size (dotted: analytic naive-concat storage)")
+    ax.title.set_fontsize(10)
     return f"{what} vs batch size"
 
 
@@ -319,6 +321,7 @@ def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, ste
               lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
     ax.set(xlabel="depth (layers)", ylabel=f"{what} (MiB)",
            title=f"Training-step {what} vs depth, batch {b} (dotted: analytic naive-concat storage)")
+    ax.title.set_fontsize(10)  # the quantity's name makes the title long
     s.figures.append((_save(fig, out, stem), f"{what} vs depth at batch {b}"))
     growth = depth_growth(at, ycol)
     if len(growth):
