@@ -179,9 +179,9 @@ def summary_table(out: Path) -> str:
     mem = out / FILES["memory"]
     if mem.exists():
         df = pd.read_csv(mem)
-        cols = ["model", "framework", "backend", "batch_size", "depth", "status", "peak_alloc_mib", "saved_activations_mib",
-                "state_plus_activations_mib", "null_reason"]
-        show = df[[c for c in cols if c in df]].copy()
+        cols = ["model", "framework", "backend", "batch_size", "depth", "status", "peak_alloc_mib", "cpu_alloc_peak_mib",
+                "saved_activations_mib", "state_plus_activations_mib", "null_reason"]
+        show = df[[c for c in cols if c in df and (c != "cpu_alloc_peak_mib" or df[c].notna().any())]].copy()
         lines += ["memory:", show.to_string(index=False, max_colwidth=50), ""]
     ep = out / FILES["epochs"]
     if ep.exists():

@@ -213,6 +213,9 @@ def test_keras_tensorflow_has_state_but_no_activation_figure():
     assert m.saved_activations is None and m.jax_residuals is None and "keras/tensorflow" in m.reasons[0]
     assert m.grads == t.grads and m.optimizer_state >= t.optimizer_state  # + Keras' iteration counter
     assert m.columns()["saved_activations_mib"] is None
+    if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") != "true":  # this process's TensorFlow: its default CPU allocator
+        assert m.cpu_alloc_peak is None and m.columns()["cpu_alloc_peak_mib"] is None
+        assert any("TF_CPU_ALLOCATOR_USE_BFC=true" in r for r in m.reasons)
 
 
 @pytest.mark.slow

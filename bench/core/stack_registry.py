@@ -26,6 +26,10 @@ class StackInfo:
         exec_modes: execution modes it accepts (``--exec-mode``).
         default_modes: the exec mode a job without ``--exec-mode`` runs in, per device (cuda, cpu).
         process_env: environment variables set before any framework import in a job's process.
+        job_env: environment variables for one kind of job only, keyed by ``(job kind, device)``, set before any
+            framework import (Keras on TensorFlow: its BFC CPU allocator for CPU memory jobs, so that
+            ``get_memory_info('CPU:0')`` has a peak to read). Every other job of the stack has these variables
+            removed, so its timings run on the framework's default allocator.
         preimport: modules imported first in a job's process (Keras on torch wants torch imported first).
         job_tag: the implementation's part of a job id (``torch``, ``keras-jax``).
         startup_s: rough process start-up cost, for ``--dry-run`` estimates.
@@ -40,10 +44,18 @@ class StackInfo:
     exec_modes: tuple[str, ...]
     default_modes: dict = field(default_factory=dict)
     process_env: dict = field(default_factory=dict)
+    job_env: dict = field(default_factory=dict)
     preimport: tuple[str, ...] = ()
     job_tag: str = ""
     startup_s: float = 10.0
     plain: str = ""
+
+    def env_for(self, kind: str, device: str) -> tuple[dict, tuple[str, ...]]:
+        """(variables to set, variables to remove) in the process of a ``kind`` job on ``device``: the stack's
+        ``process_env`` plus its ``job_env`` for that job; the ``job_env`` variables of every other job removed."""
+        mine = self.job_env.get((kind, device), {})
+        others = {k for key, env in self.job_env.items() if key != (kind, device) for k in env} - set(mine)
+        return {**self.process_env, **mine}, tuple(sorted(others))
 
 
 STACKS: dict[str, StackInfo] = {}
@@ -73,7 +85,8 @@ register_stack(StackInfo("torch", "torch", "torch", "bench.stacks.pytorch:PyTorc
                          plain="hand-written loop"))
 register_stack(StackInfo("keras/tensorflow", backend="tensorflow", packages=("keras", "tensorflow"),
                          target="bench.stacks.keras.tensorflow:KerasTensorFlowStack", default_modes=_XLA_ON_GPU,
-                         process_env={"KERAS_BACKEND": "tensorflow"}, job_tag="keras-tensorflow", **_KERAS))
+                         process_env={"KERAS_BACKEND": "tensorflow"}, job_tag="keras-tensorflow",
+                         job_env={("memory", "cpu"): {"TF_CPU_ALLOCATOR_USE_BFC": "true"}}, **_KERAS))
 register_stack(StackInfo("keras/jax", backend="jax", packages=("keras", "jax"), target="bench.stacks.keras.jax:KerasJaxStack",
                          default_modes={"cuda": "jit", "cpu": "jit"}, process_env={"KERAS_BACKEND": "jax"},
                          job_tag="keras-jax", **_KERAS))

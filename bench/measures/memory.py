@@ -27,7 +27,8 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
             peak, sampler = _allocator_peak(job, row, stack, mem, reasons)
         else:
             row.update(stack.env(job.device), exec_mode=mem.exec_mode)
-            reasons.append("no GPU: allocator peak not defined on the CPU; no timed steps (the throughput suite times them)"
+            reasons.append("no GPU: no GPU allocator peak (peak_alloc_mib) on the CPU; no timed steps (the throughput "
+                           "suite times them)"
                            if job.device != "cuda" else "no allocator peak for a depth-sweep job (the batch sweep measures it)")
         if job.device == "cuda" and not mem.measure_on_gpu:
             sm = StepMemory(reasons=[f"{mem.name}: step memory is measured by CPU memory runs, not on a GPU"])

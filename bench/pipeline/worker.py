@@ -1,7 +1,8 @@
 """Child process of ``bench.run``: runs one job's measure and appends its rows to ``results/<run_id>/*.csv``.
 
 ``python -m bench.pipeline.worker --out DIR --run-id ID --job JSON``. The stack's process environment
-(``StackInfo.process_env``: KERAS_BACKEND), preallocation off and CPU-only when asked are set here
+(``StackInfo.process_env``: KERAS_BACKEND; ``StackInfo.job_env``: what one kind of job alone gets, e.g.
+TensorFlow's BFC CPU allocator for CPU memory jobs), preallocation off and CPU-only when asked are set here
 *before* any framework import, which is why each job gets its own process (as timm's bulk_runner does).
 The measure is ``bench.measures.driver(job.kind)``. A Python exception becomes a row with
 ``status=error`` (or ``oom``); a crash that leaves no row is recorded by the parent.
@@ -29,7 +30,10 @@ def configure_env(job: Job) -> None:
     if job.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ.update(job.stack.process_env)
+    env, drop = job.stack.env_for(job.kind, job.device)  # e.g. TF's BFC CPU allocator for CPU memory jobs only
+    for name in drop:
+        os.environ.pop(name, None)
+    os.environ.update(env)
     for module in job.stack.preimport:  # e.g. Keras wants torch imported first on its torch backend
         importlib.import_module(module)
 

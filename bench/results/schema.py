@@ -95,7 +95,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("oom", "true when the batch did not fit (the batch tried is batch_size)", "bench.measures.memory.run_memory"),
         ("peak_alloc_mib", "allocator peak over the measured steps (torch max_memory_allocated, "
          "TF get_memory_info peak, JAX peak_bytes_in_use)", "bench.stacks.base.MemoryCounter.peak_bytes"),
-        ("peak_alloc_source", "which allocator counter gave peak_alloc_mib", "bench.stacks.base.MemoryCounter.peak_bytes"),
+        ("peak_alloc_source", "which allocator counter gave peak_alloc_mib (GPU rows) or cpu_alloc_peak_mib (CPU rows)",
+         "bench.stacks.base.MemoryCounter.peak_bytes"),
         ("nvml_peak_used_mib", "peak device memory used seen by the NVML sampler (whole device)", "bench.core.nvml.Sampler"),
         ("nvml_mean_util_pct", "mean GPU utilisation during the measured steps", "bench.core.nvml.Sampler"),
         ("nvml_max_power_w", "peak board power", "bench.core.nvml.Sampler"),
@@ -126,6 +127,15 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("activations_source", "what measured saved_activations_mib / jax_residuals_mib", "bench.stacks.base.StepMemory.columns"),
         ("peak_over_state_activations", "peak_alloc_mib / state_plus_activations_mib (GPU rows; 1.0 = the allocator "
          "held exactly state + saved activations)", "bench.stacks.base.StepMemory.columns"),
+        ("cpu_alloc_peak_mib", "CPU rows: the CPU allocator's peak over one compiled training step (tf.function, "
+         "SGD momentum; the highest of 3 steps after a warm-up step): weights, gradients, optimizer state, "
+         "activations and transient buffers, as a GPU allocator peak counts them, so comparable with peak_alloc_mib "
+         "and NOT with saved_activations_mib. keras/tensorflow only: tf.config.experimental.get_memory_info('CPU:0')"
+         "['peak'] after reset_memory_stats, with TF_CPU_ALLOCATOR_USE_BFC=true set for the memory job's process "
+         "alone (StackInfo.job_env). It depends on the order TensorFlow's executor runs ops in (a few % from run to "
+         "run; more with other inter-op threads: peak_alloc_source names them). PyTorch and JAX keep no CPU allocator "
+         "peak",
+         "bench.stacks.keras.tensorflow.KerasTensorFlowMemory.step_memory"),
     ),
     "epochs": (
         ("recipe", "training recipe name (bench.zoo.recipes)", "bench.zoo.recipes.recipe_for"),

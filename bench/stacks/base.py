@@ -133,6 +133,10 @@ class StepMemory:
         optimizer_state: bytes of the optimizer's state after one step (SGD momentum).
         source: what measured the activation figure.
         trainable_count: trainable parameters (a count, not bytes).
+        cpu_alloc_peak: the CPU allocator's peak over one compiled training step (weights, gradients, optimizer
+            state, activations and transient buffers alike, as a GPU allocator peak), where the stack's CPU
+            allocator keeps one (Keras on TensorFlow with its BFC allocator).
+        cpu_alloc_source: which allocator counter gave ``cpu_alloc_peak``.
         reasons: why a figure is None.
     """
 
@@ -144,6 +148,8 @@ class StepMemory:
     optimizer_state: int | None = None
     source: str | None = None
     trainable_count: int | None = None
+    cpu_alloc_peak: int | None = None
+    cpu_alloc_source: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     def columns(self, peak: int | None = None) -> dict:
@@ -153,11 +159,13 @@ class StepMemory:
             self.params + self.grads + self.optimizer_state)
         total = None if state is None or self.saved_activations is None else state + self.saved_activations
         kinds = ";".join(f"{k}={self.saved_by_kind.get(k, 0) / MIB:.1f}" for k in LAYER_KINDS) if self.saved_by_kind else None
+        source = {"peak_alloc_source": self.cpu_alloc_source} if self.cpu_alloc_peak is not None else {}
         return {"saved_activations_mib": mib(self.saved_activations), "saved_by_kind_mib": kinds,
                 "jax_residuals_mib": mib(self.jax_residuals), "params_mib": mib(self.params),
                 "grads_mib": mib(self.grads), "optimizer_state_mib": mib(self.optimizer_state),
                 "state_plus_activations_mib": mib(total), "activations_source": self.source,
-                "peak_over_state_activations": None if peak is None or not total else peak / total}
+                "peak_over_state_activations": None if peak is None or not total else peak / total,
+                "cpu_alloc_peak_mib": mib(self.cpu_alloc_peak), **source}
 
 
 class MemoryCounter:

@@ -8,36 +8,59 @@ import pandas as pd
 
 from bench.report.common import Section, _family, _plt, _reference, _save, impl_label
 
+# the figure each implementation is ranked by in "leanest per model", per row the first one it has: on a GPU the
+# allocator peak alone; on a CPU the CPU allocator's peak where the stack keeps one (Keras on TensorFlow), else
+# weights + gradients + optimizer state + saved activations (the autograd-hooked stacks)
+GPU_STEP_MEMORY = (("peak_alloc_mib", "allocator peak"),)
+CPU_STEP_MEMORY = (("cpu_alloc_peak_mib", "CPU allocator peak"), ("state_plus_activations_mib", "state + saved activations"))
+
+
+def step_memory_figure(df: pd.DataFrame) -> pd.DataFrame:
+    """ok rows at the registry depth with ``figure`` (MiB) and ``what`` (the quantity it is), by GPU_STEP_MEMORY
+    when the run has GPU allocator peaks, else by CPU_STEP_MEMORY; rows with no such figure are left out."""
+    ok = df[df.status == "ok"].copy()
+    if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
+        from bench.zoo import get_spec
+        ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
+    gpu = "peak_alloc_mib" in ok and ok.peak_alloc_mib.notna().any()
+    ok["figure"], ok["what"] = np.nan, None
+    for col, what in reversed(GPU_STEP_MEMORY if gpu else CPU_STEP_MEMORY):
+        if col in ok:
+            has = ok[col].notna()
+            ok.loc[has, "figure"], ok.loc[has, "what"] = ok.loc[has, col], what
+    return ok[ok.figure.notna()]
+
 
 def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
-    """'Which stack is leanest per model': per model, the implementation with the lowest allocator peak (GPU),
-    or, where no peak was measured (a CPU), the lowest weights + gradients + optimizer state + saved
-    activations (a figure only the autograd-hooked stacks have: the sentence names how many were compared),
-    at the largest batch size every compared implementation of that model ran."""
+    """'Which stack is leanest per model': per model, the implementation with the lowest training-step memory at
+    the largest batch size every compared implementation of that model ran. The figure is the allocator peak on a
+    GPU; on a CPU the CPU allocator's peak where the stack keeps one, else weights + gradients + optimizer state +
+    saved activations; where a model's implementations were compared on different quantities, each is named."""
     if df is None or not len(df):
         return []
-    out = []
-    for col, what in (("peak_alloc_mib", "lowest allocator peak, training"),
-                      ("state_plus_activations_mib", "lowest state + saved activations of a training step")):
-        if col not in df:
-            continue
-        ok = df[(df.status == "ok") & df[col].notna()].copy()
-        if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
-            from bench.zoo import get_spec
-            ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
-        if not len(ok):
-            continue
-        ok["impl"] = impl_label(ok)
-        parts = []
-        for m, g in ok.groupby("model"):
-            n = g.impl.nunique()
-            common = g.groupby("batch_size").impl.nunique()
-            b = common[common == n].index.max() if (common == n).any() else common.idxmax()
-            at = g[g.batch_size == b].groupby("impl")[col].median()
-            parts.append(f"{m}: {at.idxmin()} ({at.min():,.0f} MiB at batch {b}; {len(at)} compared)")
-        out.append(f"Leanest per model ({what}): " + "; ".join(parts) + ".")
-        break
-    return out
+    ok = step_memory_figure(df)
+    if not len(ok):
+        return []
+    ok["impl"] = impl_label(ok)
+    parts = []
+    for m, g in ok.groupby("model"):
+        n = g.impl.nunique()
+        common = g.groupby("batch_size").impl.nunique()
+        b = common[common == n].index.max() if (common == n).any() else common.idxmax()
+        at = g[g.batch_size == b].groupby("impl").agg(figure=("figure", "median"), what=("what", "first"))
+        best = at.figure.idxmin()
+        if at.what.nunique() == 1:
+            parts.append(f"{m}: {best} ({at.figure.min():,.0f} MiB at batch {b}; {len(at)} compared)")
+        else:
+            listed = ", ".join(f"{i} {r.figure:,.0f} ({r.what})" for i, r in at.sort_values("figure").iterrows())
+            parts.append(f"{m}: {best} at batch {b} ({len(at)} compared, MiB: {listed})")
+    whats = set(ok.what)
+    what = ("lowest allocator peak, training" if whats == {"allocator peak"} else
+            "lowest state + saved activations of a training step" if whats == {"state + saved activations"} else
+            "lowest CPU allocator peak of a training step" if whats == {"CPU allocator peak"} else
+            "lowest training-step memory: the CPU allocator peak where the stack keeps one, else state + saved "
+            "activations; an allocator peak also counts the step's transient buffers")
+    return [f"Leanest per model ({what}): " + "; ".join(parts) + "."]
 
 
 def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float | None:
@@ -54,7 +77,8 @@ def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float
 
 
 MEMORY_COLUMNS = ("depth", "saved_activations_mib", "saved_by_kind_mib", "jax_residuals_mib", "params_mib", "grads_mib",
-                  "optimizer_state_mib", "state_plus_activations_mib", "peak_over_state_activations", "params_trainable")
+                  "optimizer_state_mib", "state_plus_activations_mib", "peak_over_state_activations", "params_trainable",
+                  "cpu_alloc_peak_mib")
 
 
 def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +95,7 @@ def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
     return ok
 
 
-def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> list[str]:
+def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib", noun: str = "the activations") -> list[str]:
     """One sentence per naive DenseNet of the run (at its registry depth): its activations against the ResNet
     of the closest parameter count and its memory-efficient twin, computed from the rows (same impl, batch)."""
     base = ok[(ok.depth == ok.registry_depth) & ok[col].notna()]
@@ -86,7 +110,7 @@ def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> lis
             parts = []
             if resnets and fig.params_trainable[d] > 0:
                 r = min(resnets, key=lambda m: abs(np.log(fig.params_trainable[m] / fig.params_trainable[d])))
-                parts.append(f"{d} keeps {fig[col][d] / fig[col][r]:.1f}x the activations of {r} with "
+                parts.append(f"{d} keeps {fig[col][d] / fig[col][r]:.1f}x {noun} of {r} with "
                              f"{fig.params_trainable[d] / fig.params_trainable[r]:.2f}x its parameters")
             if d + "_memeff" in fig.index:
                 parts.append(f"the memory-efficient variant keeps {100 * fig[col][d + '_memeff'] / fig[col][d]:.0f}% "
@@ -96,30 +120,50 @@ def memory_headline(ok: pd.DataFrame, col: str = "saved_activations_mib") -> lis
     return out
 
 
+SAVED = "saved activations"
+PEAK_OVER_STATE = "CPU allocator peak / state + saved activations"
+
+
 def twin_ratios(ok: pd.DataFrame) -> pd.DataFrame:
-    """Saved activations of each Keras implementation over PyTorch's, same model / depth / batch, with the
-    per-layer-kind MiB of both and where the difference sits (the cause of the ratio)."""
-    from bench.results.schema import LAYER_KINDS, parse_by_kind
-    rows = []
-    have = ok[ok.saved_activations_mib.notna()]
+    """Each Keras implementation's training-step memory over PyTorch's, same model / depth / batch (``measure``
+    says which): saved activations over saved activations, with the per-layer-kind MiB of both and where the
+    difference sits (the cause of the ratio); or, for a stack with no saved-activation figure but a CPU allocator
+    peak (Keras on TensorFlow), that peak over PyTorch's weights + gradients + optimizer state + saved activations,
+    the step memory PyTorch's CPU rows have (an allocator peak also counts transient buffers)."""
     from bench.core.stack_registry import REFERENCE
-    is_ref = have.impl.str.split(" ").str[0] == REFERENCE
-    ref = have[is_ref]
+    rows = []
+    is_ref = ok.impl.str.split(" ").str[0] == REFERENCE
+    ref = ok[is_ref & ok.saved_activations_mib.notna()]
     ref = ref[ref.impl == (_reference(set(ref.impl)) or "")] if len(ref) else ref  # PyTorch eager
-    for r in have[~is_ref].itertuples():
+    for r in ok[~is_ref].itertuples():
         t = ref[(ref.model == r.model) & (ref.depth == r.depth) & (ref.batch_size == r.batch_size)]
         if not len(t):
             continue
         t = t.iloc[0]
-        kk, kt = parse_by_kind(r.saved_by_kind_mib), parse_by_kind(t.saved_by_kind_mib)
-        diff = {k: kk.get(k, 0.0) - kt.get(k, 0.0) for k in LAYER_KINDS}
-        top = sorted(diff, key=lambda k: -diff[k])[:2]
-        rows.append({"model": r.model, "depth": r.depth, "batch_size": r.batch_size, "impl": r.impl, "torch_impl": t.impl,
-                     "impl_mib": r.saved_activations_mib, "torch_mib": t.saved_activations_mib,
-                     "ratio": r.saved_activations_mib / t.saved_activations_mib,
-                     **{f"{k} (impl / torch)": f"{kk.get(k, 0.0):.0f} / {kt.get(k, 0.0):.0f}" for k in LAYER_KINDS},
-                     "most of the difference": ", ".join(f"{k} {diff[k]:+.0f} MiB" for k in top if diff[k] > 0)})
+        if pd.notna(r.saved_activations_mib):
+            rows.append(_saved_ratio(r, t))
+        elif pd.notna(r.cpu_alloc_peak_mib) and pd.notna(t.state_plus_activations_mib):
+            rows.append({**_ratio_keys(r, t, PEAK_OVER_STATE), "impl_mib": r.cpu_alloc_peak_mib,
+                         "torch_mib": t.state_plus_activations_mib,
+                         "ratio": r.cpu_alloc_peak_mib / t.state_plus_activations_mib})
     return pd.DataFrame(rows)
+
+
+def _ratio_keys(r, t, measure: str) -> dict:
+    return {"model": r.model, "depth": r.depth, "batch_size": r.batch_size, "impl": r.impl, "torch_impl": t.impl,
+            "measure": measure}
+
+
+def _saved_ratio(r, t) -> dict:
+    """A twin-ratio row of saved activations, with the MiB by layer kind of both and the kinds that differ most."""
+    from bench.results.schema import LAYER_KINDS, parse_by_kind
+    kk, kt = parse_by_kind(r.saved_by_kind_mib), parse_by_kind(t.saved_by_kind_mib)
+    diff = {k: kk.get(k, 0.0) - kt.get(k, 0.0) for k in LAYER_KINDS}
+    top = sorted(diff, key=lambda k: -diff[k])[:2]
+    return {**_ratio_keys(r, t, SAVED), "impl_mib": r.saved_activations_mib, "torch_mib": t.saved_activations_mib,
+            "ratio": r.saved_activations_mib / t.saved_activations_mib,
+            **{f"{k} (impl / torch)": f"{kk.get(k, 0.0):.0f} / {kt.get(k, 0.0):.0f}" for k in LAYER_KINDS},
+            "most of the difference": ", ".join(f"{k} {diff[k]:+.0f} MiB" for k in top if diff[k] > 0)}
 
 
 def _analytic(ax, models, xs, per_x, label_at_end: bool = True) -> None:
@@ -143,7 +187,7 @@ def section_memory(run: dict, out: Path) -> Section:
     ok = _memory_rows(df)
     peak = ok[ok.peak_alloc_mib.notna()] if "peak_alloc_mib" in ok else ok.iloc[:0]
     act = ok[ok.saved_activations_mib.notna()]
-    if not len(peak) and not len(act) and not ok.jax_residuals_mib.notna().any():
+    if not len(peak) and not len(act) and not ok.jax_residuals_mib.notna().any() and not ok.cpu_alloc_peak_mib.notna().any():
         reasons = sorted(set(df.null_reason.dropna().astype(str)))
         s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
         return s
@@ -169,10 +213,16 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
     an implementation has none."""
     out = memory_headline(ok)
     if len(peak):
-        out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib")]
+        out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib", "the allocator peak")]
+    if ok.cpu_alloc_peak_mib.notna().any():
+        out += [f"CPU allocator peak: {t}" for t in memory_headline(ok, "cpu_alloc_peak_mib", "the allocator peak")]
     out.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
                "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
-               "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree.")
+               "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree. "
+               "CPU allocator peak = the CPU allocator's peak over one compiled training step, where the stack's CPU "
+               "allocator keeps one (Keras on TensorFlow, its BFC allocator turned on for memory jobs alone): like a "
+               "GPU allocator peak it counts weights, gradients, optimizer state, activations and transient buffers, "
+               "so it compares with an allocator peak, not with saved activations.")
     for impl, g in ok.groupby("impl"):
         if g.saved_activations_mib.isna().all():
             why = sorted({p.strip() for r in g.null_reason.dropna().astype(str) for p in r.split(";")
@@ -184,10 +234,12 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
 def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """The memory of one training step per model, implementation and batch, at the registry depth."""
     cols = ["model", "impl", "batch_size", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
-            "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "jax_residuals_mib"]
+            "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "cpu_alloc_peak_mib",
+            "jax_residuals_mib"]
     tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
     return ("memory of one training step (MiB); jax_residuals_mib counts JAX's residuals before XLA fusion, "
-            "not comparable with saved_activations_mib", tbl.dropna(axis=1, how="all").round(3))
+            "not comparable with saved_activations_mib; cpu_alloc_peak_mib is an allocator peak (CPU), comparable "
+            "with peak_alloc_mib", tbl.dropna(axis=1, how="all").round(3))
 
 
 def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
@@ -198,10 +250,16 @@ def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
     return [f"Allocator peak / (state + saved activations): {r.min():.2f} to {r.max():.2f} over {len(r)} GPU rows."]
 
 
+# the quantities the memory figures plot, one figure each: (column, label, file stem of the batch figure)
+QUANTITIES = (("saved_activations_mib", "saved activations", "activations_vs_batch"),
+              ("peak_alloc_mib", "GPU allocator peak", "memory_vs_batch"),
+              ("cpu_alloc_peak_mib", "CPU allocator peak", "cpu_peak_vs_batch"))
+
+
 def _batch_figures(s: Section, base: pd.DataFrame, out: Path, plt, sns) -> None:
-    """Activation memory (or the allocator peak where that is all there is) against batch size, one figure each."""
-    for ycol, what, stem in (("saved_activations_mib", "saved activations", "activations_vs_batch"),
-                             ("peak_alloc_mib", "allocator peak", "memory_vs_batch")):
+    """Against batch size, one figure per quantity the run has (each labelled by it): saved activations, the GPU
+    allocator peak, the CPU allocator peak."""
+    for ycol, what, stem in QUANTITIES:
         data = base[base[ycol].notna()] if ycol in base else base.iloc[:0]
         if not len(data):
             continue
@@ -225,6 +283,7 @@ def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
             ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
     ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
                                                      "storage)")
+    ax.title.set_fontsize(10)
     ax.tick_params(axis="x", rotation=20)
     return f"{what} at batch {b}"
 
@@ -237,15 +296,22 @@ def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
               lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=f"{what} (MiB)",
            title=f"Training-step {what} vs batch size (dotted: analytic naive-concat storage)")
+    ax.title.set_fontsize(10)
     return f"{what} vs batch size"
 
 
 def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, plt, sns) -> None:
-    """Against depth: the depth sweep (one batch), naive vs memory-efficient vs ResNet, and the quadratic fit."""
-    ycol = "saved_activations_mib" if len(act) else "peak_alloc_mib"
-    swept = ok[ok[ycol].notna()]
-    if not len(swept):
-        return
+    """Against depth, one figure per quantity (each labelled by it): saved activations (the GPU allocator peak
+    where the run has none) and the CPU allocator peak; the depth sweep at one batch, naive vs memory-efficient
+    vs ResNet, the analytic naive-concat storage dotted, and the quadratic fit."""
+    first = ("saved_activations_mib", "saved activations") if len(act) else ("peak_alloc_mib", "GPU allocator peak")
+    for (ycol, what), stem in ((first, "memory_vs_depth"), (("cpu_alloc_peak_mib", "CPU allocator peak"), "cpu_peak_vs_depth")):
+        swept = ok[ok[ycol].notna()]
+        if len(swept):
+            _one_depth_figure(s, swept, ycol, what, stem, out, plt, sns)
+
+
+def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, stem: str, out: Path, plt, sns) -> None:
     b = swept.groupby("batch_size").depth.nunique().idxmax()
     at = swept[swept.batch_size == b]
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -253,9 +319,10 @@ def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, pl
     dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
     _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
               lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
-    ax.set(xlabel="depth (layers)", ylabel=("saved activations" if len(act) else "allocator peak") + " (MiB)",
-           title=f"Training-step memory vs depth, batch {b} (dotted: analytic naive-concat storage)")
-    s.figures.append((_save(fig, out, "memory_vs_depth"), f"memory vs depth at batch {b}"))
+    ax.set(xlabel="depth (layers)", ylabel=f"{what} (MiB)",
+           title=f"Training-step {what} vs depth, batch {b} (dotted: analytic naive-concat storage)")
+    ax.title.set_fontsize(10)  # the quantity's name makes the title long
+    s.figures.append((_save(fig, out, stem), f"{what} vs depth at batch {b}"))
     growth = depth_growth(at, ycol)
     if len(growth):
         s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
@@ -265,12 +332,19 @@ def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, pl
 def _twin_cause(s: Section, base: pd.DataFrame) -> None:
     """The twin ratio and its cause: which layer kinds keep what (a sentence per twin, then the table)."""
     twins = twin_ratios(base)
-    if len(twins):
-        for r in twins.itertuples():
-            s.text.append(f"{r.impl} keeps {r.ratio:.2f}x the saved activations of {r.torch_impl} for {r.model} at batch "
-                          f"{r.batch_size}" + (f"; most of the difference: {r[-1]}" if r[-1] else "") + ".")
-        s.tables.append(("twin ratio of saved activations and its cause: MiB by the layer kind that produced each "
-                         "saved storage", twins.round(2)))
+    if not len(twins):
+        return
+    for r in twins.to_dict("records"):
+        if r["measure"] == SAVED:
+            most = r.get("most of the difference")
+            s.text.append(f"{r['impl']} keeps {r['ratio']:.2f}x the saved activations of {r['torch_impl']} for "
+                          f"{r['model']} at batch {r['batch_size']}" + (f"; most of the difference: {most}" if most else "") + ".")
+        else:
+            s.text.append(f"{r['impl']}'s CPU allocator peak is {r['ratio']:.2f}x the state + saved activations of "
+                          f"{r['torch_impl']} for {r['model']} at batch {r['batch_size']} ({r['impl_mib']:,.0f} vs "
+                          f"{r['torch_mib']:,.0f} MiB; an allocator peak also counts the step's transient buffers).")
+    s.tables.append(("twin ratio of training-step memory (measure: which figures are divided) and, for saved "
+                     "activations, its cause: MiB by the layer kind that produced each saved storage", twins.round(2)))
 
 
 def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:
@@ -295,7 +369,8 @@ def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None
 
 def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
     """Each naive model beside its memory-efficient twin (same implementation and batch): the memory it saves
-    (allocator peak, saved activations) and the step time it costs, in %. Empty when the run has no pair."""
+    (GPU allocator peak, CPU allocator peak, saved activations) and the step time it costs, in %. Empty when the
+    run has no pair."""
     pairs = []
     for m in sorted(base.model.unique()):
         if m.endswith("_memeff"):
@@ -306,7 +381,7 @@ def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
             if len(e):
                 e = e.iloc[0]
                 row = {"model": m, "impl": r.impl, "batch_size": r.batch_size}
-                for c, name in (("peak_alloc_mib", "peak"), ("saved_activations_mib", "saved")):
+                for c, name in (("peak_alloc_mib", "peak"), ("cpu_alloc_peak_mib", "cpu_peak"), ("saved_activations_mib", "saved")):
                     if c in base and pd.notna(getattr(r, c)) and pd.notna(e[c]):
                         row.update({f"naive_{name}_mib": getattr(r, c), f"memeff_{name}_mib": e[c],
                                     f"{name}_memory_saved_pct": 100 * (1 - e[c] / getattr(r, c))})

@@ -1,5 +1,8 @@
-"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter."""
+"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter (on a CPU,
+the BFC CPU allocator's peak over one compiled training step)."""
 from __future__ import annotations
+
+import os
 
 from bench.stacks.base import NO_GPU, StepMemory
 from bench.stacks.keras import KerasStack
@@ -25,8 +28,35 @@ class KerasTensorFlowStack(KerasStack):
         return KerasTensorFlowMemory()
 
 
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
+# steps the CPU peak is read over, after a warm-up step: the peak depends on the order TensorFlow's executor runs
+# independent ops in, which varies from step to step and with its inter-op threads (DenseNet-BC-100 memory-efficient,
+# batch 64, 2-core CPU, default threads: 878 to 929 MiB over 8 steps in two processes; one inter-op thread: 1,305 to
+# 1,474 MiB), so the figure is the highest of these steps, as a GPU peak is over its measured steps
+CPU_PEAK_STEPS = 3
+CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
+                   "step (jit_compile=False): the highest of {steps} steps after a warm-up step; TF inter-op threads: "
+                   "{threads} on {cores} cores")
+
+
+def cpu_allocator_is_bfc() -> bool:
+    """True when this process's TensorFlow CPU allocator is its BFC allocator, whose statistics count every
+    allocation: it counts a 64-byte tensor. TensorFlow's default CPU allocator with oneDNN counts only large
+    allocations (256 KiB counted, 64 KiB not: TensorFlow 2.x on a 2-core x86 CPU) and without oneDNN keeps no
+    statistics (get_memory_info raises ValueError), so neither gives a sound peak."""
+    import tensorflow as tf
+    try:
+        with tf.device("/CPU:0"):
+            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            probe = tf.ones((16,)) * 2.0  # an op's output, allocated by the CPU allocator (alive until the return)
+            return probe.shape == (16,) and tf.config.experimental.get_memory_info("CPU:0")["current"] > before
+    except ValueError:
+        return False
+
+
 class KerasTensorFlowMemory(KerasMemory):
-    """Keras on TensorFlow: allocator peak on a GPU; no sound saved-for-backward measure."""
+    """Keras on TensorFlow: allocator peak on a GPU; on a CPU, the BFC CPU allocator's peak over one compiled
+    training step. No saved-for-backward measure (GradientTape exposes none)."""
 
     name = "keras/tensorflow"
 
@@ -43,8 +73,42 @@ class KerasTensorFlowMemory(KerasMemory):
 
     def step_memory(self, model: str, batch_size: int, precision: str = "fp32", device: str | None = None,
                     **options) -> StepMemory:
-        net, opt = self._build(model, precision, **options)
-        m = self._state(net, opt)
-        m.reasons.append("keras/tensorflow: no sound saved-for-backward measure (GradientTape exposes none, and "
-                         "get_memory_info('CPU:0') reads zeros)")
+        import tensorflow as tf
+        on_gpu = device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
+        with tf.device("/GPU:0" if on_gpu else "/CPU:0"):
+            net, opt = self._build(model, precision, **options)
+            m = self._state(net, opt)
+            m.reasons.append("keras/tensorflow: no saved-for-backward measure (GradientTape exposes none); "
+                             + ("on a GPU its allocator peak is peak_alloc_mib" if on_gpu else
+                                "cpu_alloc_peak_mib is its CPU allocator's peak over a whole training step instead"))
+            if on_gpu:
+                return m
+            if not cpu_allocator_is_bfc():
+                m.reasons.append(f"keras/tensorflow: no CPU allocator peak: TensorFlow started without {BFC_ENV}=true "
+                                 "(its default CPU allocator counts large allocations only, or nothing without oneDNN; "
+                                 "bench.pipeline.worker sets it for CPU memory jobs)")
+                return m
+            m.cpu_alloc_peak = self._cpu_step_peak(net, opt, batch_size, options.get("input_size", 32))
+            threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
+            m.cpu_alloc_source = CPU_PEAK_SOURCE.format(steps=CPU_PEAK_STEPS, threads=threads, cores=os.cpu_count())
         return m
+
+    @staticmethod
+    def _cpu_step_peak(net, opt, batch_size: int, size: int) -> int:
+        """Peak bytes of the CPU allocator over a step of Keras' compiled train function (as ``fit`` runs it,
+        jit_compile=False: TensorFlow's graph): the highest of CPU_PEAK_STEPS steps, each read on its own, after
+        a warm-up step (tracing, one-time buffers)."""
+        import keras
+        import numpy as np
+        import tensorflow as tf
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.standard_normal((batch_size, size, size, 3)).astype("float32"))
+        y = tf.constant(rng.integers(0, 10, batch_size))
+        net.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+        net.train_on_batch(x, y)  # warm-up: trace, optimise the graph
+        peaks = []
+        for _ in range(CPU_PEAK_STEPS):
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
+            peaks.append(int(tf.config.experimental.get_memory_info("CPU:0")["peak"]))
+        return max(peaks)
