@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -88,6 +89,23 @@ def carry_over(given: argparse.Namespace, resumed: argparse.Namespace) -> None:
             setattr(resumed, name, getattr(given, name, None))
 
 
+# auto, HOST:PORT, ray://HOST:PORT (HOST: a name, IPv4, or [IPv6])
+ADDRESS = re.compile(r"^(auto|(ray://)?([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):\d{1,5})$")
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """The sentence saying what is wrong with an executor option's value, or None (checked before anything runs)."""
+    retries, per_device, address = (getattr(args, n, None) for n in ("ray_retries", "ray_jobs_per_device", "ray_address"))
+    if retries is not None and retries < 0:
+        return f"--ray-retries must be >= 0, got {retries}"
+    if per_device is not None and per_device < 1:
+        return f"--ray-jobs-per-device must be >= 1, got {per_device}"
+    if address is not None and not ADDRESS.match(address):
+        return (f"--ray-address takes auto, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379), got {address!r}; "
+                "leave it out for a local Ray instance")
+    return None
+
+
 def make_executor(args: argparse.Namespace) -> Executor:
     """The executor ``args`` ask for, started (Ray connects here).
 
@@ -100,10 +118,9 @@ def make_executor(args: argparse.Namespace) -> Executor:
         if ray_opts:
             raise ExecutorError(f"{', '.join(ray_opts)} only apply to --executor ray")
         return LocalExecutor()
-    if option(args, "ray_retries") < 0:
-        raise ExecutorError(f"--ray-retries must be >= 0, got {args.ray_retries}")
-    if option(args, "ray_jobs_per_device") < 1:
-        raise ExecutorError(f"--ray-jobs-per-device must be >= 1, got {args.ray_jobs_per_device}")
+    problem = check_options(args)
+    if problem:
+        raise ExecutorError(problem)
     return RayExecutor(option(args, "ray_address"), option(args, "ray_retries"), option(args, "ray_jobs_per_device"))
 
 
