@@ -183,6 +183,27 @@ def locate_cifar10(data_dir: str | os.PathLike | None = None, download: bool = T
     return root
 
 
+CACHE = Path.home() / ".cache" / "twinbench"
+
+
+def prepare_cifar10(data_dir: str | os.PathLike | None = None) -> Path:
+    """CIFAR-10 made ready on a machine that serves data jobs (a Ray node): found where the loader looks and
+    checked (:func:`check_cifar10`), else downloaded (or the offline stand-in built) into ``data_dir``, else
+    ``$TWINBENCH_DATA_DIR``, else the persistent per-user cache ``~/.cache/twinbench``, which the loader also
+    reads: never into ``./data`` (with Ray, that is the shipped copy of the code, new for every change).
+
+    Returns:
+        The ``cifar-10-batches-py`` folder.
+
+    Raises:
+        DataError: one sentence naming the folder and what to do.
+    """
+    _refuse_file(data_dir)
+    if find_cifar10(data_dir) is None:
+        locate_cifar10(Path(data_dir or os.environ.get("TWINBENCH_DATA_DIR") or CACHE).expanduser())
+    return check_cifar10(data_dir)
+
+
 def _check_counts(b: Path, n_train: int, n_test: int) -> None:
     if n_train != 50000 or n_test != 10000:
         raise DataError(f"CIFAR-10 in {b} has {n_train} train / {n_test} test images, expected 50000 / 10000: "

@@ -488,6 +488,11 @@ def _main(argv: list[str] | None, session: Session) -> int:
                        None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
                        here=plan.executor.runs_here):
         return preflight.EXIT_BAD_INPUT
+    node_problems = plan.executor.check_nodes([j for j in plan.jobs if j.job_id not in plan.done], args.data_dir)
+    for p in node_problems:  # a Ray cluster: every node's packages and data, before any job
+        print(f"error: {p}", file=sys.stderr)
+    if node_problems:
+        return preflight.EXIT_BAD_INPUT
     if not plan.gpu:
         print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
               "a reason in their rows.", file=sys.stderr)
