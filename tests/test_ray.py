@@ -140,8 +140,9 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, capsys
 ])
 def test_bad_ray_options_are_clear_errors(args, message, capsys, tmp_path):
     from bench.run import main
-    assert main(["--suite", "smoke", "--executor", "ray", "--dry-run", "--out", str(tmp_path), *args]) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused with the other flags, before Ray is imported
+        main(["--suite", "smoke", "--executor", "ray", "--dry-run", "--out", str(tmp_path), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_ray_options_without_the_ray_executor_are_refused(capsys, tmp_path):
