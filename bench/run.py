@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-LIST_FLAGS = ("models", "frameworks", "keras_backend", "precision", "batch_sizes", "exec_mode", "recipe")
+LIST_FLAGS = ("models", "frameworks", "precision", "batch_sizes", "exec_mode", "recipe")  # --keras-backend: its own
 PATH_FLAGS = ("data_dir", "out", "reports", "resume")
 
 
@@ -156,7 +156,7 @@ def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def _keras_backends(ap: argparse.ArgumentParser, arg: str | None) -> tuple[str, ...] | None:
     """--keras-backend as a tuple of backends (None: the suite's default)."""
     keras_backends_t = None
-    if arg:
+    if arg is not None:
         names = _csv(arg)
         if names == ["all"]:
             keras_backends_t = installed_keras_backends()

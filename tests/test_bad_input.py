@@ -30,7 +30,7 @@ ROWS = [
     ("run", ["--suite", "smoke", "--models", "nosuch", "--dry-run"], "unknown model 'nosuch'"),
     ("run", ["--suite", "smoke", "--frameworks", ""], "--frameworks is empty"),
     ("run", ["--suite", "smoke", "--frameworks", "mxnet"], "unknown framework"),
-    ("run", ["--suite", "smoke", "--keras-backend", ""], "--keras-backend is empty"),
+    ("run", ["--suite", "smoke", "--keras-backend", ""], "unknown --keras-backend ''; choose from"),
     ("run", ["--suite", "smoke", "--keras-backend", "theano"], "unknown --keras-backend theano"),
     ("run", ["--suite", "smoke", "--frameworks", "torch", "--keras-backend", "jax"], "--keras-backend jax matches no job"),
     ("run", ["--suite", "smoke", "--precision", "fp8"], "--precision takes fp32, bf16, fp16"),
