@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.data import DataError
 from bench.results.run_state import LOCK_NAME, RunLock, RunLocked, holder, new_run_dir, set_status, state_sentence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +118,36 @@ def test_report_of_an_unfinished_run_says_so_at_the_top(tmp_path, capsys):
     md = (tmp_path / "reports" / "r1" / "index.md").read_text().splitlines()
     assert md[2].startswith("> **Not a finished run.** Run r1 is still being written (pid")
     assert "Not a finished run." in (tmp_path / "reports" / "r1" / "index.html").read_text()
+
+
+# ---- a Ray node's CIFAR-10: a persistent per-node cache, never ./data ------------------------------------------
+
+def test_a_node_downloads_into_its_persistent_cache_not_the_working_copy(tmp_path, monkeypatch):
+    import bench.data as data
+    monkeypatch.chdir(tmp_path)  # with --ray-address, the task's working directory is Ray's copy of the code
+    monkeypatch.delenv("TWINBENCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(data.Path, "home", classmethod(lambda cls: tmp_path / "home"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "home" / ".cache" / "twinbench")
+    targets = []
+
+    def no_network(target, *a, **k):
+        targets.append(target)
+        raise DataError(f"download into {target} failed")
+    monkeypatch.setattr(data, "download_cifar10", no_network)
+    monkeypatch.setattr(data, "STANDIN_BUILD", tmp_path / "absent.py")
+    with pytest.raises(DataError, match="download into .*/home/.cache/twinbench failed"):
+        data.prepare_cifar10(None)
+    assert targets == [tmp_path / "home" / ".cache" / "twinbench"] and not (tmp_path / "data").exists()
+    with pytest.raises(DataError):  # --data-dir, when given, is where it goes
+        data.prepare_cifar10(str(tmp_path / "shared"))
+    assert targets[-1] == tmp_path / "shared"
+
+
+def test_node_problems_name_the_node_and_the_fix():
+    from bench.pipeline.executors import node_problems
+    assert node_problems({"hostname": "n1", "ip": "10.0.0.1"}) == []
+    pkg, data = node_problems({"hostname": "n1", "ip": "10.0.0.1", "missing": ["torch"],
+                               "data_error": "CIFAR-10 not found in /root/.cache/twinbench."})
+    assert pkg.startswith("Ray node n1 (10.0.0.1) lacks the package(s) torch") and "install them" in pkg
+    assert data.startswith("Ray node n1 (10.0.0.1) cannot serve the jobs that read CIFAR-10: CIFAR-10 not found in")
+    assert "--data-dir a folder on shared storage" in data and "~/.cache/twinbench" in data
