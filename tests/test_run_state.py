@@ -151,3 +151,20 @@ def test_node_problems_name_the_node_and_the_fix():
     assert pkg.startswith("Ray node n1 (10.0.0.1) lacks the package(s) torch") and "install them" in pkg
     assert data.startswith("Ray node n1 (10.0.0.1) cannot serve the jobs that read CIFAR-10: CIFAR-10 not found in")
     assert "--data-dir a folder on shared storage" in data and "~/.cache/twinbench" in data
+
+
+def test_a_run_that_crashes_is_recorded_as_failed_and_its_lock_released(tmp_path, monkeypatch):
+    import bench.run as run
+    from bench.pipeline.executors import LocalExecutor
+
+    def broken(self, todo, ctx, on_start):
+        raise RuntimeError("a bug in the job loop")
+        yield
+    monkeypatch.setattr(LocalExecutor, "run", broken)
+    monkeypatch.setattr(run, "_stop_on_signals", lambda: None)  # leave pytest's own signal handlers alone
+    with pytest.raises(RuntimeError, match="a bug in the job loop"):
+        run.main([*MEM1, "--out", str(tmp_path)])
+    (run_dir,) = tmp_path.iterdir()
+    meta = _meta(run_dir)
+    assert meta["status"] == "failed" and meta["status_cause"] == "RuntimeError: a bug in the job loop"
+    assert holder(run_dir) is None and not (run_dir / LOCK_NAME).exists()
