@@ -145,6 +145,19 @@ def _refuse_file(data_dir: str | os.PathLike | None) -> None:
             return  # --data-dir given: the environment variable is not used
 
 
+def _unwritable(target: Path) -> str | None:
+    """None when CIFAR-10 can be downloaded into ``target`` (created if absent), else the sentence saying why not."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".twinbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return (f"CIFAR-10 is not in {target} and that folder cannot be created or written ({e.strerror or e}): give "
+                f"--data-dir (or $TWINBENCH_DATA_DIR) a folder that holds '{FOLDER}' or that can be written")
+    return None
+
+
 def locate_cifar10(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
     """The folder holding ``cifar-10-batches-py/``, downloaded (or the offline stand-in built) when absent.
 
@@ -158,6 +171,9 @@ def locate_cifar10(data_dir: str | os.PathLike | None = None, download: bool = T
         if not download:
             raise DataError(f"CIFAR-10 not found in {target} (looked for {target / FOLDER}). Put the official "
                             f"'{FOLDER}' folder there, or build the offline copy: {OFFLINE_HINT}.")
+        problem = _unwritable(target)
+        if problem:
+            raise DataError(problem)
         try:
             root = download_cifar10(target)
         except DataError:
@@ -165,6 +181,27 @@ def locate_cifar10(data_dir: str | os.PathLike | None = None, download: bool = T
                 raise
             root = build_standin(target)
     return root
+
+
+CACHE = Path.home() / ".cache" / "twinbench"
+
+
+def prepare_cifar10(data_dir: str | os.PathLike | None = None) -> Path:
+    """CIFAR-10 made ready on a machine that serves data jobs (a Ray node): found where the loader looks and
+    checked (:func:`check_cifar10`), else downloaded (or the offline stand-in built) into ``data_dir``, else
+    ``$TWINBENCH_DATA_DIR``, else the persistent per-user cache ``~/.cache/twinbench``, which the loader also
+    reads: never into ``./data`` (with Ray, that is the shipped copy of the code, new for every change).
+
+    Returns:
+        The ``cifar-10-batches-py`` folder.
+
+    Raises:
+        DataError: one sentence naming the folder and what to do.
+    """
+    _refuse_file(data_dir)
+    if find_cifar10(data_dir) is None:
+        locate_cifar10(Path(data_dir or os.environ.get("TWINBENCH_DATA_DIR") or CACHE).expanduser())
+    return check_cifar10(data_dir)
 
 
 def _check_counts(b: Path, n_train: int, n_test: int) -> None:

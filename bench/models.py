@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = list_models(args.pattern)
     if not names:
-        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        print(f"error: no model matches {args.pattern!r}; python -m bench.models lists them all", file=sys.stderr)
         return 2
     avail = {fw: framework_available(fw) for fw in FRAMEWORKS}
     print(format_table(names, avail))

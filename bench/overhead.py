@@ -12,6 +12,19 @@ from bench.measures.overhead import STACKS, measure, measure_stack, resolve_stac
 from bench.measures.overhead import __doc__ as _doc
 
 
+def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Every number in range and the model registered, before any framework is imported (``ap.error``: exit 2)."""
+    from bench.zoo import get_entry
+    try:
+        get_entry(a.model)
+    except KeyError as e:
+        ap.error(e.args[0])
+    for flag, value, least in (("--batch-size", a.batch_size, 1), ("--steps", a.steps, 1), ("--repeats", a.repeats, 1),
+                               ("--max-warmup", a.max_warmup, 0)):
+        if value is not None and value < least:
+            ap.error(f"{flag} must be >= {least}, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.overhead", description=_doc.split("\n\n")[0])
     ap.add_argument("--stacks", default="all", help=f"{', '.join(STACKS)} (comma-separated) or all (default)")
@@ -30,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         stacks = resolve_stacks(a.stacks)
     except ValueError as e:
         ap.error(str(e))
+    _check(ap, a)
+    from bench.core.env import nvml_info
     if a.device is None:
-        from bench.core.env import nvml_info
         a.device = "cuda" if nvml_info() else "cpu"
+    elif a.device == "cuda" and not nvml_info():
+        ap.error("--device cuda but no NVIDIA GPU is visible (NVML found none): use --device cpu or leave it out")
     gpu = a.device == "cuda"
     batch, steps = a.batch_size or (512 if gpu else 64), a.steps or (200 if gpu else 20)
     precision = a.precision or ("bf16" if gpu else "fp32")

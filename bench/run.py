@@ -16,7 +16,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import signal
 import sys
 from contextlib import closing
@@ -28,17 +30,18 @@ from bench.core.env import gpu_available, run_meta
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
-from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, make_executor
+from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, make_executor
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
 from bench.pipeline.suites import SUITES, Options, describe_jobs, estimate_seconds, expand, installed_keras_backends
-from bench.results.schema import FILES
+from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
+from bench.results.schema import FILES, run_version_problems
 from bench.results.writes import ResultsWriteError, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -78,35 +81,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="run each throughput job N times, each in a fresh process (job ids end in /r1../rN); the "
                          "report's intervals then carry the spread between processes (default: 1)")
     add_args(ap)  # --executor local|ray, --ray-address, ... (bench.pipeline.executors)
+    return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = build_parser()
     args = ap.parse_args(argv)
     _check(ap, args)
     return args
 
 
+LIST_FLAGS = ("models", "frameworks", "precision", "batch_sizes", "exec_mode", "recipe")  # --keras-backend: its own
+PATH_FLAGS = ("data_dir", "out", "reports", "resume")
+
+
 def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every flag checked before anything runs (``ap.error``: exit 2 with one sentence)."""
+    for name in ("suite",) + LIST_FLAGS + PATH_FLAGS:  # given, but empty: a selection of nothing, or no place
+        v = getattr(args, name)
+        if v is not None and not (_csv(v) if name in LIST_FLAGS else v.strip()):
+            ap.error(f"--{name.replace('_', '-')} is empty ({v!r}): give a value, or leave the flag out for its default")
     if not (args.suite or args.list or args.resume):
         ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
     if args.suite and args.suite not in SUITES:
         ap.error(f"unknown suite {args.suite!r}; choose from: {', '.join(SUITES)}")
+    _check_names(ap, args)
+    _check_numbers(ap, args)
+    for name in ("data_dir", "out", "reports"):  # jobs run from the checkout: a relative path means here, not there
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).expanduser().absolute()))
+    if args.resume and ("/" in args.resume or args.resume in (".", "..")):
+        ap.error(f"--resume takes a run id (a folder name under --out), got {args.resume!r}: give --out "
+                 f"{Path(args.resume).parent} --resume {Path(args.resume).name}")
+
+
+def _check_names(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     bad = set(_csv(args.frameworks)) - set(FRAMEWORKS)
     if bad:
         ap.error(f"unknown framework(s) {sorted(bad)}; choose from {', '.join(FRAMEWORKS)}")
     if args.precision and set(_csv(args.precision)) - {"fp32", "bf16", "fp16"}:
         ap.error(f"--precision takes fp32, bf16, fp16; got {args.precision!r}")
-    try:
-        args.batch_sizes_t = tuple(int(b) for b in _csv(args.batch_sizes)) if args.batch_sizes else None
-    except ValueError:
-        ap.error(f"--batch-sizes must be integers, got {args.batch_sizes!r}")
-    if args.batch_sizes_t and min(args.batch_sizes_t) < 1:
-        ap.error("--batch-sizes must be positive")
-    if args.repeats < 1:
-        ap.error("--repeats must be >= 1")
-    if args.epochs is not None and args.epochs < 1:
-        ap.error("--epochs must be >= 1")
-    modes = list(dict.fromkeys(m for s in STACKS.values() for m in s.exec_modes))
+    modes = {m: fw for fw in FRAMEWORKS for s in STACKS.values() if s.framework == fw for m in s.exec_modes}
     if args.exec_mode and set(_csv(args.exec_mode)) - set(modes):
         ap.error(f"unknown --exec-mode {sorted(set(_csv(args.exec_mode)) - set(modes))}; choose from {', '.join(modes)}")
+    asked = _csv(args.frameworks)
+    for m in _csv(args.exec_mode):
+        if modes[m] not in asked:
+            ap.error(f"--exec-mode {m} matches no job: it is a {modes[m]} mode and --frameworks is {','.join(asked)}; "
+                     f"add {modes[m]} to --frameworks or drop {m}")
+    if args.keras_backend and "keras" not in asked:
+        ap.error(f"--keras-backend {args.keras_backend} matches no job: --frameworks is {','.join(asked)} (no keras); "
+                 "add keras to --frameworks or drop --keras-backend")
     args.keras_backends_t = _keras_backends(ap, args.keras_backend)
     if args.recipe:
         from bench.zoo.recipes import RECIPES
@@ -114,10 +139,29 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             ap.error(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
 
 
+def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    try:
+        args.batch_sizes_t = tuple(int(b) for b in _csv(args.batch_sizes)) if args.batch_sizes else None
+    except ValueError:
+        ap.error(f"--batch-sizes must be integers, got {args.batch_sizes!r}")
+    if args.batch_sizes_t and min(args.batch_sizes_t) < 1:
+        ap.error(f"--batch-sizes must be positive, got {args.batch_sizes!r}")
+    if args.epochs is not None and args.epochs < 1:
+        ap.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.job_timeout is not None and not (math.isfinite(args.job_timeout) and args.job_timeout > 0):
+        ap.error(f"--job-timeout must be a positive number of seconds, got {args.job_timeout:g}; leave it out for "
+                 "the default (1800 s; training: none)")
+    problem = check_options(args)  # --ray-retries, --ray-jobs-per-device, --ray-address (bench.pipeline.executors)
+    if problem:
+        ap.error(problem)
+
+
 def _keras_backends(ap: argparse.ArgumentParser, arg: str | None) -> tuple[str, ...] | None:
     """--keras-backend as a tuple of backends (None: the suite's default)."""
     keras_backends_t = None
-    if arg:
+    if arg is not None:
         names = _csv(arg)
         if names == ["all"]:
             keras_backends_t = installed_keras_backends()
@@ -226,59 +270,151 @@ class Plan:
     executor: object
     jobs: list[Job]
     done: set[str]
+    resumed: bool = False
+
+
+class Session:
+    """What this process holds of a run: its lock, and whether it set the run's status (then it also says how
+    the run ended). ``main`` releases it however ``_main`` ends."""
+
+    def __init__(self) -> None:
+        self.lock: RunLock | None = None
+        self.out: Path | None = None
+        self.started = False
+
+    def take(self, out: Path, argv: list[str]) -> str | None:
+        """Hold the run folder's lock; returns the error sentence when another live process holds it."""
+        lock = RunLock(out)
+        try:
+            note = lock.acquire(argv)
+        except RunLocked as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot lock the run {out} ({e.strerror or e}): fix its permissions"
+        self.lock, self.out = lock, out
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        return None
+
+    def ended(self, status: str, cause: str | None = None) -> None:
+        if self.started and self.out is not None:
+            set_status(self.out, status, cause)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return preflight.EXIT_BAD_INPUT
 
 
 def _list(args: argparse.Namespace) -> int:
     """``--list``: every suite with its job count and what it runs (and the plan of ``--suite``)."""
     gpu = gpu_available() if args.device == "auto" else args.device == "cuda"
     for name, desc in SUITES.items():
-        jobs = expand(name, options_from(args, gpu))
+        try:
+            jobs = expand(name, options_from(args, gpu))
+        except (ValueError, KeyError) as e:
+            return _error(e.args[0] if e.args else str(e))
         print(f"{name:<14} {len(jobs):>4} jobs  {desc}\n{'':<25}runs: {describe_jobs(jobs)}")
         if args.suite == name:
             print_plan(jobs, set())
     return 0
 
 
-def _plan(args: argparse.Namespace, argv: list[str]) -> Plan | int:
+def _resumed_args(args: argparse.Namespace, argv: list[str], session: Session) -> tuple[Path, dict] | int:
+    """On ``--resume``: the run's folder and meta, its lock held (not for a dry run), its CSVs' schema checked,
+    and ``args`` replaced by the run's original plan; or an exit status (2) with its error printed."""
+    out = Path(args.out) / args.resume
+    meta_path = out / "run_meta.json"
+    if not meta_path.exists():
+        return _error(f"no run to resume at {out} (run_meta.json missing)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        original = list(meta["argv"])
+        meta["run_id"], meta["gpu"]  # noqa: B018  (present)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return _error(f"{meta_path} cannot be read ({type(e).__name__}: {e}): not a run that bench.run can resume")
+    if not args.dry_run:
+        problem = session.take(out, argv)
+        if problem:
+            return _error(problem)
+    elif holder(out) is not None:
+        print(f"note: the run {args.resume} is being written by another process ({describe_holder(holder(out) or {})})",
+              file=sys.stderr)
+    problems = run_version_problems(out)
+    if problems:
+        return _error(problems[0])
+    resumed = parse_args(original)  # the original plan, exactly ...
+    carry_over(args, resumed)  # ... run by the executor this command names, if it names one
+    for name in ("resume", "dry_run", "list"):  # what this command asks, not what the original one did
+        setattr(resumed, name, getattr(args, name))
+    resumed.no_report = resumed.no_report or args.no_report
+    vars(args).update(vars(resumed))
+    return out, meta
+
+
+def _nothing_selected(args: argparse.Namespace, gpu: bool) -> str:
+    """The sentence for a selection that leaves no job: how many jobs each selector alone leaves."""
+    opts = options_from(args, gpu)
+    base = Options(gpu=gpu)
+    flags = {"models": "--models", "frameworks": "--frameworks", "keras_backends": "--keras-backend",
+             "precisions": "--precision", "batch_sizes": "--batch-sizes", "exec_modes": "--exec-mode",
+             "recipe": "--recipe", "epochs": "--epochs"}
+    parts = []
+    for field, flag in flags.items():
+        value = getattr(opts, field)
+        if value is None or value == getattr(base, field):
+            continue
+        try:
+            n = len(expand(args.suite, dataclasses.replace(base, **{field: value})))
+        except (ValueError, KeyError):
+            n = 0
+        parts.append(f"{flag} {','.join(map(str, value)) if isinstance(value, tuple) else value} alone: {n} jobs")
+    try:
+        total = len(expand(args.suite, base))
+    except (ValueError, KeyError):
+        total = 0
+    return (f"the selection matches no job of suite {args.suite} ({total} jobs without narrowing; "
+            + ("; ".join(parts) or "no selector given") + "): widen it (python -m bench.run --list, --dry-run)")
+
+
+def _plan(args: argparse.Namespace, argv: list[str], session: Session) -> Plan | int:
     """The run's plan, or an exit status (2) with its one-sentence error already printed."""
     if args.resume:
-        out = Path(args.out) / args.resume
-        meta_path = out / "run_meta.json"
-        if not meta_path.exists():
-            print(f"error: no run to resume at {out} (run_meta.json missing)", file=sys.stderr)
-            return 2
-        meta = json.loads(meta_path.read_text())
-        resumed = parse_args(meta["argv"])  # the original plan, exactly ...
-        carry_over(args, resumed)  # ... run by the executor this command names, if it names one
-        vars(args).update(vars(resumed))
+        r = _resumed_args(args, argv, session)
+        if isinstance(r, int):
+            return r
+        out, meta = r
         run_id, gpu = meta["run_id"], meta["gpu"]
     else:
         gpu = None  # where the jobs run decides (the executor's machines)
-        run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"
+        run_id = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}"  # -2, -3 if taken (new_run_dir)
         out = Path(args.out) / run_id
     try:
         executor = make_executor(args)
     except ExecutorError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
     if gpu is None:
         gpu = executor.gpu_available() if args.device == "auto" else args.device == "cuda"
     if args.device == "cuda" and not executor.gpu_available():
         if not args.dry_run:
-            print("error: --device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.",
-                  file=sys.stderr)
-            return 2
+            return _error("--device cuda but no NVIDIA GPU is visible (NVML found none). Use --device cpu or auto.")
         print("note: no NVIDIA GPU here; this is the plan a GPU run would follow", file=sys.stderr)
     try:
         jobs = expand(args.suite, options_from(args, gpu))
     except (ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
-    done, _ = done_jobs(out) if out.exists() else (set(), set())
-    return Plan(run_id, out, gpu, executor, jobs, done)
+        return _error(e.args[0] if e.args else str(e))
+    if not jobs:
+        return _error(_nothing_selected(args, gpu))
+    done, _ = done_jobs(out) if out.exists() and args.resume else (set(), set())
+    return Plan(run_id, out, gpu, executor, jobs, done, resumed=bool(args.resume))
 
 
-def _execute(args: argparse.Namespace, plan: Plan) -> dict[str, int] | int:
+def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str, int] | int:
     """Run the jobs still to do; their statuses counted, or the exit status of an interrupted run."""
     from tqdm.auto import tqdm
     _stop_on_signals()
@@ -294,15 +430,18 @@ def _execute(args: argparse.Namespace, plan: Plan) -> dict[str, int] | int:
                 bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
+        term = isinstance(e, Stop)
+        session.ended("interrupted", "SIGTERM" if term else "Ctrl-C (SIGINT)")
         print(f"\ninterrupted: finished rows are kept in {plan.out}. Continue with: python -m bench.run --resume "
               f"{plan.run_id}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
+        return 128 + (signal.SIGTERM if term else signal.SIGINT)
     bar.close()
     return counts
 
 
-def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int]) -> int:
+def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int], session: Session) -> int:
     """The summary, the report, and the run's exit status."""
+    session.ended("finished")
     print(summary_table(plan.out))
     print(f"\nresults: {plan.out}  ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'nothing new'})")
     status = preflight.exit_status(counts)
@@ -322,12 +461,29 @@ def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int]) -> int
     return status
 
 
-def _main(argv: list[str] | None = None) -> int:
+def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Session) -> int | None:
+    """Claim the run folder (a new run: a fresh id, never another run's) and hold it; mark it running."""
+    if plan.resumed:
+        session.started = set_status(plan.out, "running", None, resumed_at=now())
+        return None
+    plan.run_id, plan.out = new_run_dir(Path(args.out), plan.run_id)
+    problem = session.take(plan.out, argv)
+    if problem:
+        return _error(problem)
+    write_json_atomic(plan.out / "run_meta.json", {
+        "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu, "status": "running", "status_cause": None,
+        "status_at": now(),
+        **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", **keras_meta(args, plan.jobs)})})
+    session.started = True
+    return None
+
+
+def _main(argv: list[str] | None, session: Session) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.list:
         return _list(args)
-    plan = _plan(args, argv)
+    plan = _plan(args, argv, session)
     if isinstance(plan, int):
         return plan
     if args.dry_run:
@@ -338,24 +494,40 @@ def _main(argv: list[str] | None = None) -> int:
                        None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
                        here=plan.executor.runs_here):
         return preflight.EXIT_BAD_INPUT
+    node_problems = plan.executor.check_nodes([j for j in plan.jobs if j.job_id not in plan.done], args.data_dir)
+    for p in node_problems:  # a Ray cluster: every node's packages and data, before any job
+        print(f"error: {p}", file=sys.stderr)
+    if node_problems:
+        return preflight.EXIT_BAD_INPUT
     if not plan.gpu:
         print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
               "a reason in their rows.", file=sys.stderr)
-    plan.out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        write_json_atomic(plan.out / "run_meta.json", {
-            "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu,
-            **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", **keras_meta(args, plan.jobs)})})
-    counts = _execute(args, plan)
-    return counts if isinstance(counts, int) else _finish(args, plan, counts)
+    failed = _start(args, argv, plan, session)
+    if failed is not None:
+        return failed
+    counts = _execute(args, plan, session)
+    return counts if isinstance(counts, int) else _finish(args, plan, counts, session)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.run``; returns the exit status (see ``--help`` and ``bench.pipeline.preflight``)."""
+    """``python -m bench.run``; returns the exit status (see ``--help`` and ``bench.pipeline.preflight``).
+
+    While it writes a run it holds the run's lock (``bench.results.run_state``) and records in run_meta.json
+    how the run stands: running, finished, interrupted (Ctrl-C, SIGTERM, a full disk) or failed."""
+    session = Session()
     try:
-        return _main(argv)
+        return _main(argv, session)
     except ResultsWriteError as e:  # disk full / not writable while the suite ran: every CSV is intact
+        session.ended("interrupted", f"results could not be written (full disk or no permission): {e}")
         return preflight.write_failed(e)
+    except KeyboardInterrupt:
+        session.ended("interrupted", "Ctrl-C (SIGINT)")
+        raise
+    except Exception as e:
+        session.ended("failed", f"{type(e).__name__}: {str(e)[:200]}")
+        raise
+    finally:
+        session.release()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from bench.results.schema import describe
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+    argparse.ArgumentParser(prog="python -m bench.schema", description=__doc__.splitlines()[0]).parse_args(argv)
     print(describe())
     return 0
 

@@ -220,6 +220,8 @@ def test_disk_full_mid_run_stops_clearly_and_resume_finishes(tmp_path):
     assert f"could not write {run_dir / 'memory.csv'}: No space left on device" in msg
     assert f"python -m bench.run --resume {run_dir.name} --out {out}" in msg
     assert not (run_dir / "memory.csv").exists()
+    meta = json.loads((run_dir / "run_meta.json").read_text())
+    assert meta["status"] == "interrupted" and "No space left on device" in meta["status_cause"]
     (log,) = (run_dir / "logs").iterdir()
     # the worker said why in one line (the traceback above it is the injected OOM's, as for any failed job)
     assert log.read_text().strip().splitlines()[-1].startswith(f"error: could not write {run_dir / 'memory.csv'}")
@@ -300,6 +302,10 @@ def test_kill_9_mid_suite_then_resume_loses_and_duplicates_nothing(tmp_path):
         (run_dir,) = tmp_path.iterdir()
         worker = _worker_pid(run_dir)
         assert [r["job_id"] for r in _rows(run_dir / "memory.csv")] == jobs[:1]  # job 1 done, job 2 running
+        refused = _run(["--resume", run_dir.name], tmp_path)  # one writer per run: not while it runs
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert f"the run {run_dir.name} is being written by another process (pid {p.pid} on " in refused.stderr
+        assert json.loads((run_dir / "run_meta.json").read_text())["status"] == "running"
     finally:
         p.kill()  # SIGKILL of bench.run, mid-suite
         p.wait(timeout=30)
@@ -312,7 +318,9 @@ def test_kill_9_mid_suite_then_resume_loses_and_duplicates_nothing(tmp_path):
         pytest.fail("the worker outlived its killed run")
     r = _run(["--resume", run_dir.name], tmp_path, TWINBENCH_INJECT_FAULT=";".join(f"oom:{j}" for j in jobs))
     assert r.returncode == 0 and "2 of 3 jobs to run" in r.stderr, r.stderr[-2000:]
+    assert f"note: took over the lock of {run_dir.name}: its previous writer (pid {p.pid} on " in r.stderr
     assert [row["job_id"] for row in _rows(run_dir / "memory.csv")] == jobs  # 0 lost, 0 duplicates
+    assert json.loads((run_dir / "run_meta.json").read_text())["status"] == "finished"
 
 
 def _worker_pid(run_dir: Path) -> int:

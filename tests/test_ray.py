@@ -140,8 +140,9 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, capsys
 ])
 def test_bad_ray_options_are_clear_errors(args, message, capsys, tmp_path):
     from bench.run import main
-    assert main(["--suite", "smoke", "--executor", "ray", "--dry-run", "--out", str(tmp_path), *args]) == 2
-    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused with the other flags, before Ray is imported
+        main(["--suite", "smoke", "--executor", "ray", "--dry-run", "--out", str(tmp_path), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_ray_options_without_the_ray_executor_are_refused(capsys, tmp_path):
@@ -163,3 +164,65 @@ def test_resources_one_gpu_per_job_whole_cpu_node_memory_never_shared():
     cpu = dict(device="cpu")
     assert ex.resources(Job("memory", "resnet20_v1", "torch", None, "fp32", 8, **cpu)) == {"num_gpus": 0, "num_cpus": 16}
     assert ex.resources(Job("throughput", "resnet20_v1", "torch", None, "fp32", 8, **cpu)) == {"num_gpus": 0, "num_cpus": 8}
+
+
+# ---- a real Ray head (``ray start --head``), joined with --ray-address auto ---------------------------------
+
+@pytest.fixture
+def ray_head():
+    """A real Ray head on this machine, isolated from any other: its own temporary folder (so that ``auto`` finds
+    this head and no other session's), its own HOME (no CIFAR-10 cache, no token), no reachable download (a dead
+    proxy). ``ray start --block`` stops everything it started when terminated, in the finally."""
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="tbray", dir="/tmp"))  # short: Ray's socket paths live under it
+    (base / "home").mkdir()
+    (base / "tmp").mkdir()
+    dead = "http://127.0.0.1:9"
+    env = {k: v for k, v in os.environ.items() if k not in ("TWINBENCH_DATA_DIR", "RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(HOME=str(base / "home"), TMPDIR=str(base / "tmp"), http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead,
+               HTTPS_PROXY=dead)
+    log = base / "ray.log"
+    with open(log, "w") as f:
+        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port=0",
+                                 "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false",
+                                 "--block"], env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        yield env, base
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_ray_node_without_data_stops_the_run_before_any_job(ray_head, cifar_dir):
+    env, base = ray_head
+    args = ["--suite", "throughput", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
+            "--executor", "ray", "--ray-address", "auto", "--no-report", "--out", str(base / "results")]
+    p = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    (error,) = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    import socket
+    assert f"error: Ray node {socket.gethostname()} (" in error and ") cannot serve the jobs that read CIFAR-10" in error
+    assert f"CIFAR-10 not found in {base / 'home' / '.cache' / 'twinbench'}" in error  # the node's persistent cache
+    assert "--data-dir a folder on shared storage" in error
+    assert not (base / "results").exists()  # no job ran, no run folder
+    # with data the nodes can read: every row ok
+    p = subprocess.run([sys.executable, "-m", "bench.run", *args, "--data-dir", str(cifar_dir)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = (base / "results").iterdir()
+    rows = _rows(run_dir / "throughput.csv")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"} and {r["input"] for r in rows} == {"synthetic", "real"}
+    meta = json.loads((run_dir / "run_meta.json").read_text())
+    assert meta["status"] == "finished" and meta["ray"]["nodes"][0]["data"].startswith(str(cifar_dir))

@@ -132,8 +132,11 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, signame):
     (run_dir,) = tmp_path.iterdir()
     done = _rows(run_dir / "throughput.csv")
     assert len(done) == 1 and done[0]["status"] == "ok"  # the finished job is kept, the interrupted one left no row
+    meta = json.loads((run_dir / "run_meta.json").read_text())
+    assert meta["status"] == "interrupted" and meta["status_cause"] == {"SIGINT": "Ctrl-C (SIGINT)"}.get(signame, signame)
     r = _run(["--resume", run_dir.name, "--no-report"], tmp_path)
     assert r.returncode == 0 and "2 of 3 jobs to run" in r.stderr, r.stderr[-2000:]
+    assert json.loads((run_dir / "run_meta.json").read_text())["status"] == "finished"
 
 
 @pytest.mark.parametrize("args,message", [

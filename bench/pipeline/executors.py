@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -88,6 +89,23 @@ def carry_over(given: argparse.Namespace, resumed: argparse.Namespace) -> None:
             setattr(resumed, name, getattr(given, name, None))
 
 
+# auto, HOST:PORT, ray://HOST:PORT (HOST: a name, IPv4, or [IPv6])
+ADDRESS = re.compile(r"^(auto|(ray://)?([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):\d{1,5})$")
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """The sentence saying what is wrong with an executor option's value, or None (checked before anything runs)."""
+    retries, per_device, address = (getattr(args, n, None) for n in ("ray_retries", "ray_jobs_per_device", "ray_address"))
+    if retries is not None and retries < 0:
+        return f"--ray-retries must be >= 0, got {retries}"
+    if per_device is not None and per_device < 1:
+        return f"--ray-jobs-per-device must be >= 1, got {per_device}"
+    if address is not None and not ADDRESS.match(address):
+        return (f"--ray-address takes auto, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379), got {address!r}; "
+                "leave it out for a local Ray instance")
+    return None
+
+
 def make_executor(args: argparse.Namespace) -> Executor:
     """The executor ``args`` ask for, started (Ray connects here).
 
@@ -100,10 +118,9 @@ def make_executor(args: argparse.Namespace) -> Executor:
         if ray_opts:
             raise ExecutorError(f"{', '.join(ray_opts)} only apply to --executor ray")
         return LocalExecutor()
-    if option(args, "ray_retries") < 0:
-        raise ExecutorError(f"--ray-retries must be >= 0, got {args.ray_retries}")
-    if option(args, "ray_jobs_per_device") < 1:
-        raise ExecutorError(f"--ray-jobs-per-device must be >= 1, got {args.ray_jobs_per_device}")
+    problem = check_options(args)
+    if problem:
+        raise ExecutorError(problem)
     return RayExecutor(option(args, "ray_address"), option(args, "ray_retries"), option(args, "ray_jobs_per_device"))
 
 
@@ -137,6 +154,11 @@ class Executor:
 
     def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
         raise NotImplementedError
+
+    def check_nodes(self, todo: list[Job], data_dir: str | None) -> list[str]:
+        """The precondition pass on the machines that run the jobs, when they are not this one (Ray's nodes):
+        one sentence per problem (empty: go). Here: nothing more than ``bench.pipeline.preflight`` checked."""
+        return []
 
 
 class LocalExecutor(Executor):
@@ -192,20 +214,59 @@ def node_info() -> dict:
     return info
 
 
-def prepare_node(data_dir: str | None, need_data: bool) -> dict:
-    """Ray task, once per node before the jobs: the node's description, and CIFAR-10 made ready there the
-    way the worker's loader does it (found, downloaded, or the stand-in built), in the worker's folder."""
+NODE_PREP = """import importlib.util, sys
+missing = [p for p in sys.argv[2].split(",") if p and importlib.util.find_spec(p) is None]
+if missing:
+    print("missing:" + ",".join(missing))
+if sys.argv[3] == "1":
+    from bench.data import DataError, prepare_cifar10
+    try:
+        print("data:" + str(prepare_cifar10(sys.argv[1] or None)))
+    except (DataError, OSError) as e:
+        print("data_error:" + " ".join(str(e).split()))
+"""
+
+
+def prepare_node(data_dir: str | None, need_data: bool, packages: tuple[str, ...] = ()) -> dict:
+    """Ray task, once per node in the precondition pass: the node's description, the packages the jobs need that
+    it lacks (``missing``), and CIFAR-10 made ready there (``bench.data.prepare_cifar10``: found and checked,
+    else downloaded into ``--data-dir``, ``$TWINBENCH_DATA_DIR`` or the node's persistent ``~/.cache/twinbench``,
+    never into Ray's shipped working copy) or why not (``data_error``)."""
     info = node_info()
+    p = subprocess.run([sys.executable, "-c", NODE_PREP, data_dir or "", ",".join(packages), "1" if need_data else "0"],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+    said = dict(line.split(":", 1) for line in p.stdout.splitlines() if line.split(":", 1)[0] in
+                ("missing", "data", "data_error"))
+    if said.get("missing"):
+        info["missing"] = said["missing"].split(",")
     if need_data:
-        code = ("import sys; from bench.data import find_cifar10, load_cifar10; d = sys.argv[1] or None\n"
-                "if find_cifar10(d) is None: load_cifar10(d)\nprint(find_cifar10(d))")
-        p = subprocess.run([sys.executable, "-c", code, data_dir or ""], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": _pythonpath()})
-        last = (p.stdout.strip().splitlines() or [""])[-1]
-        info["data"] = last if p.returncode == 0 else None
-        if p.returncode != 0:
-            info["data_error"] = (p.stderr.strip().splitlines() or ["failed"])[-1][:300]
+        info["data"] = said.get("data")
+        if "data" not in said:
+            tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+            info["data_error"] = said.get("data_error") or f"preparing CIFAR-10 failed: {tail}"
+        info["data_error"] = info.get("data_error", "")[:600] or None
     return info
+
+
+def node_problems(info: dict) -> list[str]:
+    """One sentence per thing a prepared node lacks for the run's jobs (see :func:`prepare_node`)."""
+    where = f"Ray node {info.get('hostname', '?')} ({info.get('ip', '?')})"
+    found = []
+    if info.get("missing"):
+        found.append(f"{where} lacks the package(s) {', '.join(info['missing'])} that this run's jobs need: install "
+                     f"them in that node's environment ({INSTALL_HINT.replace('[ray]', '[all,ray]')}), or leave those "
+                     "jobs out")
+    if info.get("data_error"):
+        found.append(f"{where} cannot serve the jobs that read CIFAR-10: {info['data_error'].rstrip('.')}. Give --data-dir "
+                     "a folder on shared storage that every node can read, or put CIFAR-10 into that node's cache "
+                     "($TWINBENCH_DATA_DIR or ~/.cache/twinbench there), or leave the data jobs out")
+    return found
+
+
+def _ray_token_here() -> bool:
+    """A Ray authentication token is available to this process (Ray's own sources, in its order)."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())
 
 
 def _pythonpath() -> str:
@@ -248,6 +309,18 @@ def run_job_task(job_dict: dict, run_id: str, data_dir: str | None, timeout: flo
     return result
 
 
+def _queues(todo: list[Job]) -> list[list[Job]]:
+    """The jobs as queues sent one job at a time: a memory sweep is one chain (the next batch is sent after the
+    previous one, skipped after an OOM), every other job its own; longest first (by the plan's estimate), so that
+    with N devices the run ends near total/N, not at a long training started last."""
+    from bench.pipeline.jobs import sweep_tag
+    from bench.pipeline.suites import estimate_seconds
+    chains: dict[str, list[Job]] = {}
+    for j in todo:
+        chains.setdefault(sweep_tag(j.job_id) if j.kind == "memory" else j.job_id, []).append(j)
+    return sorted(chains.values(), key=lambda q: -sum(estimate_seconds(j) for j in q))
+
+
 class RayExecutor(Executor):
     """Every job a Ray task on whichever node has the resources it asks for; the driver writes the rows."""
 
@@ -262,6 +335,7 @@ class RayExecutor(Executor):
         self.ray, self.address, self.retries, self.jobs_per_device = ray, address, retries, jobs_per_device
         self.nodes: dict[str, dict] = {}
         self._started_here = False
+        self._prepared = False
         self._start()
 
     def _start(self) -> None:
@@ -272,6 +346,10 @@ class RayExecutor(Executor):
             runtime_env.update(working_dir=str(ROOT), excludes=UPLOAD_EXCLUDES)
         else:
             env["PYTHONPATH"] = _pythonpath()
+        if self.address and self.address != "auto" and "RAY_AUTH_MODE" not in os.environ and _ray_token_here():
+            # as Ray does for address="auto": a head started where a token exists requires it, and a driver that
+            # names HOST:PORT sends it only in token mode (else: InvalidAuthToken, and a refused connection)
+            os.environ["RAY_AUTH_MODE"] = "token"
         try:
             if ray.is_initialized():
                 return
@@ -280,10 +358,12 @@ class RayExecutor(Executor):
             else:
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
                 self._started_here = True
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except Exception as e:  # ConnectionError, RuntimeError, ray.exceptions.AuthenticationError, ...
             raise ExecutorError(f"could not start or join Ray at {self.address or 'a local instance'}: "
                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Start a head first "
-                                "(ray start --head) or drop --ray-address for a local instance") from None
+                                "(ray start --head) or drop --ray-address for a local instance; a head with token "
+                                "authentication needs its token here (~/.ray/auth_token or $RAY_AUTH_TOKEN, see README)"
+                                ) from None
 
     def _alive(self) -> list[dict]:
         return [n for n in self.ray.nodes() if n.get("Alive") and
@@ -301,38 +381,38 @@ class RayExecutor(Executor):
         cpus = max([int(n["Resources"].get("CPU", 0)) for n in self._alive()] or [1])
         return {"num_gpus": 0, "num_cpus": max(1, cpus // share)}
 
-    def _prepare_nodes(self, ctx: RunContext, need_data: bool) -> None:
-        """One preparation task per alive node (its description; CIFAR-10 ready there when jobs read it)."""
+    def check_nodes(self, todo: list[Job], data_dir: str | None) -> list[str]:
+        """Every alive node prepared once (``prepare_node``: packages, CIFAR-10 when a job reads it); the problems
+        of every node, one sentence each. A node that left meanwhile runs no job anyway: a warning."""
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from bench.pipeline.preflight import needs_real_data
+        need_data = any(needs_real_data(j) for j in todo)
+        packages = tuple(sorted({p for j in todo for p in j.stack.packages}))
         prep = [ray.remote(prepare_node).options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(ctx.data_dir, need_data) for n in self._alive()]
+        ).remote(data_dir, need_data, packages) for n in self._alive()]
+        found: list[str] = []
         for ref in prep:
             try:
                 info = ray.get(ref)
-            except ray.exceptions.RayError as e:  # a node that left meanwhile runs no job anyway
+            except ray.exceptions.RayError as e:
                 print(f"warning: a Ray node could not be prepared ({type(e).__name__}); going on", file=sys.stderr)
                 continue
             self.nodes.setdefault(info["node_id"], {**info, "jobs": 0})
-            if info.get("data_error"):
-                print(f"warning: node {info['hostname']} has no CIFAR-10 ({info['data_error']}); its data jobs will "
-                      "fail with that error", file=sys.stderr)
+            found += node_problems(info)
+        self._prepared = True
+        return found
 
     def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
         ray = self.ray
-        self._prepare_nodes(ctx, any(j.kind == "epochs" or (j.kind == "throughput" and j.input == "real") for j in todo))
+        if not self._prepared:  # bench.run prepares the nodes in its precondition pass; another caller here
+            for problem in self.check_nodes(todo, ctx.data_dir):
+                print(f"warning: {problem}", file=sys.stderr)
         task = ray.remote(run_job_task)
         has_gpu = self.gpu_available()
-        # a memory sweep is one chain: the next batch is sent after the previous one, skipped after an OOM
-        from bench.pipeline.jobs import sweep_tag
-        chains: dict[str, list[Job]] = {}
-        for j in todo:
-            chains.setdefault(sweep_tag(j.job_id) if j.kind == "memory" else j.job_id, []).append(j)
-        # longest first (by the plan's estimate): with N devices the run ends near total/N, not at a long
-        # training started last
-        from bench.pipeline.suites import estimate_seconds
-        queues = sorted(chains.values(), key=lambda q: -sum(estimate_seconds(j) for j in q))
+        queues = _queues(todo)
         pending: dict = {}
         done: list[tuple[Job, str]] = []
 

@@ -136,6 +136,9 @@ def data_problem(data_dir: str | None) -> str | None:
         check_cifar10(data_dir)
     except DataError as e:
         return str(e)
+    except OSError as e:  # anything the loader did not foresee still names the folder, never a traceback
+        return (f"CIFAR-10 could not be made ready in {data_dir or 'the default data folder'} ({e.strerror or e}): "
+                "give --data-dir a folder that holds cifar-10-batches-py/ or that can be written")
     return None
 
 
@@ -176,11 +179,12 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
     return found
 
 
-def check(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None, file=sys.stderr,
+def check(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None, file=None,
           gpu_visible: Callable[[], bool] | None = None, here: bool = True) -> int:
     """``bench.run``'s precondition pass: prints each problem as ``error: ...``; returns the exit status
     (:data:`EXIT_OK` to go on, :data:`EXIT_BAD_INPUT` when anything failed)."""
     found = problems(jobs, out, data_dir, reports, gpu_visible, here)
+    file = file or sys.stderr
     for p in found:
         print(f"error: {p}", file=file)
     return EXIT_BAD_INPUT if found else EXIT_OK
@@ -198,7 +202,7 @@ def resume_command(run_dir: Path) -> str:
     return f"python -m bench.run --resume {Path(run_dir).name}{out}"
 
 
-def write_failed(e: BaseException, file=sys.stderr) -> int:
+def write_failed(e: BaseException, file=None) -> int:
     """Say that a result could not be written and how to go on; returns :data:`EXIT_WRITE_FAILED`."""
     try:  # the suite's progress bar ends above the message, not below it
         from tqdm import tqdm
@@ -209,5 +213,5 @@ def write_failed(e: BaseException, file=sys.stderr) -> int:
     run_dir = getattr(e, "run_dir", None)
     then = f"then continue with: {resume_command(run_dir)}" if run_dir else "then start the run again"
     print(f"\nerror: {e}; the suite stopped and every CSV is intact. Free space (or fix permissions), {then}",
-          file=file)
+          file=file or sys.stderr)
     return EXIT_WRITE_FAILED

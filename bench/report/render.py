@@ -47,14 +47,16 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_ef
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
             sections.append(section_compare(run, load_run(compare_dir), out_dir))
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
+    from bench.results.run_state import state_sentence
     from bench.results.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
-    write_text_atomic(out_dir / "index.md", _markdown(title, sections))
-    write_text_atomic(out_dir / "index.html", _html(title, sections, out_dir))
+    banner = state_sentence(run_dir, run["meta"])  # an unfinished run says so at the top
+    write_text_atomic(out_dir / "index.md", _markdown(title, sections, banner))
+    write_text_atomic(out_dir / "index.html", _html(title, sections, out_dir, banner))
     return out_dir / "index.html"
 
 
-def _markdown(title: str, sections: list[Section]) -> str:
-    lines = [f"# {title}", ""]
+def _markdown(title: str, sections: list[Section], banner: str | None = None) -> str:
+    lines = [f"# {title}", ""] + ([f"> **Not a finished run.** {banner}", ""] if banner else [])
     for s in sections:
         lines += [f"## {s.title}", ""]
         lines += [t + "\n" for t in s.text]
@@ -67,13 +69,16 @@ def _markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(lines)
 
 
-def _html(title: str, sections: list[Section], out_dir: Path) -> str:
+def _html(title: str, sections: list[Section], out_dir: Path, banner: str | None = None) -> str:
     css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
            "padding:3px 7px;text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
            "figure{margin:1em 0}figcaption{color:#555;font-size:13px}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+    if banner:
+        parts.append(f"<p class='unfinished' style='background:#fff3cd;border:1px solid #e0c060;padding:.6em'>"
+                     f"<b>Not a finished run.</b> {html.escape(banner)}</p>")
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
@@ -90,13 +95,15 @@ def _html(title: str, sections: list[Section], out_dir: Path) -> str:
 
 
 def latest_run(results: Path) -> Path:
+    if results.exists() and not results.is_dir():
+        raise FileNotFoundError(f"--results {results} is a file, not a directory: give the results root (results/)")
     runs = sorted(p for p in results.iterdir() if (p / "run_meta.json").exists()) if results.exists() else []
     if not runs:
         raise FileNotFoundError(f"no runs under {results}: run `python -m bench.run --suite smoke` first")
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.report", description="Render results/<run_id>/ into reports/<run_id>/.",
                                  epilog=REPORT_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_id", nargs="?", help="run id under --results, or a path to a results directory")
@@ -109,7 +116,44 @@ def main(argv: list[str] | None = None) -> int:
                          "memory than in the compared run by more than PCT percent, listing each such row")
     ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
     ap.add_argument("--out", default=str(ROOT / "reports"), help="reports root (default: reports/)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _readable_run(d: Path) -> None:
+    """Raise FileNotFoundError / ValueError (one sentence) unless ``d`` is a run folder this code can read."""
+    import json
+
+    from bench.results.schema import run_version_problems
+    if not d.is_dir():
+        raise FileNotFoundError(f"no results directory {d}")
+    meta = d / "run_meta.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
+                                "results/<run_id>/ folder written by python -m bench.run")
+    try:
+        if not isinstance(json.loads(meta.read_text()), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{meta} cannot be read ({e}): a damaged run folder; restore run_meta.json or run again") from None
+    problems = run_version_problems(d)
+    if problems:
+        raise ValueError(problems[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("run_id", "compare", "results", "out"):
+        v = getattr(args, name)
+        if v is not None and not v.strip():
+            flag = "RUN_ID" if name == "run_id" else f"--{name}"
+            print(f"error: {flag} is empty ({v!r}): give a value, or leave it out for its default", file=sys.stderr)
+            return 2
+    if not (0 <= args.min_effect < 100):
+        print(f"error: --min-effect must be a percentage in [0, 100), got {args.min_effect:g}", file=sys.stderr)
+        return 2
+    if args.fail_on_regression is not None and not args.fail_on_regression > 0:
+        print(f"error: --fail-on-regression must be a positive percentage, got {args.fail_on_regression:g}", file=sys.stderr)
+        return 2
     results = Path(args.results)
 
     def resolve(r: str) -> Path:
@@ -120,16 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = latest_run(results) if (args.latest or not args.run_id) else resolve(args.run_id)
         other = resolve(args.compare) if args.compare else None
         for d in filter(None, (run_dir, other)):
-            if not d.is_dir():
-                raise FileNotFoundError(f"no results directory {d}")
-            if not (d / "run_meta.json").is_file():
-                raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
-                                        "results/<run_id>/ folder written by python -m bench.run")
+            _readable_run(d)
         if args.fail_on_regression is not None and other is None:
             raise FileNotFoundError("--fail-on-regression needs --compare BASE: the run to hold this one against")
-    except FileNotFoundError as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from bench.results.run_state import describe_holder, holder
+    h = holder(run_dir)
+    if h is not None:
+        print(f"note: {run_dir.name} is still being written ({describe_holder(h)}): the report holds the rows so far",
+              file=sys.stderr)
     try:
         path = render(run_dir, Path(args.out) / run_dir.name, other, args.min_effect / 100)
     except OSError as e:  # disk full / not writable: one sentence, not a traceback

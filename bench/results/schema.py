@@ -219,6 +219,40 @@ def read_csv(path: str | os.PathLike, kind: str):
     return df
 
 
+def version_problem(path: str | os.PathLike) -> str | None:
+    """None when every row of the CSV ``path`` is of this code's schema version, else one sentence saying why
+    it cannot be read (a newer version: update the code; an older one: no reader for it; not a TwinBench CSV)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames and "schema_version" not in reader.fieldnames:
+                return f"{path} has no schema_version column: not a TwinBench results CSV (bench.results.schema)"
+            versions = {r.get("schema_version") for r in reader}
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        return f"{path} cannot be read ({getattr(e, 'strerror', None) or e}): not a TwinBench results CSV"
+    try:
+        found = sorted({int(v) for v in versions})
+    except (TypeError, ValueError):
+        return (f"{path} has rows without a valid schema_version ({sorted(map(str, versions))[:3]}): a damaged or "
+                "foreign CSV; move it out of the run folder")
+    newer = [v for v in found if v > SCHEMA_VERSION]
+    if newer:
+        return (f"{path} was written with CSV schema version {newer[-1]}, newer than this code's {SCHEMA_VERSION}: "
+                "read it with the TwinBench version that wrote it (update this checkout)")
+    older = [v for v in found if v < SCHEMA_VERSION]
+    if older:  # no older version exists yet: when one does, say here how to read it
+        return (f"{path} was written with CSV schema version {older[0]}, older than this code's {SCHEMA_VERSION}, "
+                "and this code has no reader for it: use the TwinBench version that wrote it")
+    return None
+
+
+def run_version_problems(run_dir: str | os.PathLike) -> list[str]:
+    """:func:`version_problem` of every results CSV of a run folder (``bench.report`` and ``--resume``)."""
+    return [p for kind in KINDS if (Path(run_dir) / FILES[kind]).is_file()
+            for p in [version_problem(Path(run_dir) / FILES[kind])] if p]
+
+
 def parse_by_kind(text) -> dict[str, float]:
     """``"conv=1.0;relu=2.5"`` (a saved_by_kind_mib cell) -> {"conv": 1.0, "relu": 2.5}; {} for an empty cell."""
     if not isinstance(text, str) or not text:

@@ -14,7 +14,7 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.twins",
                                  description="Check that the torch and keras twins are one network.")
     ap.add_argument("models", nargs="+", help="registry names or fnmatch patterns")
@@ -27,22 +27,63 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default="paper", help="--train: recipe whose optimizer and lr schedule are used (default paper)")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp64"),
                     help="--train: fp32 (bound: PyTorch's own float32-vs-float64 distance) or fp64 (both twins in float64)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+class BadInput(Exception):
+    """A bad argument; the message is the one sentence printed as ``error:`` (exit status 2)."""
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    """Every argument checked before any framework is imported; returns the model names.
+
+    Raises:
+        BadInput: the sentence naming the argument and the fix.
+    """
+    import importlib.util
+
+    from bench.core.stack_registry import KERAS_BACKENDS, stack_info
+    from bench.zoo import get_entry, list_models
+    backend = args.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if backend not in KERAS_BACKENDS:
+        raise BadInput(f"unknown Keras backend {backend!r} ({'--backend' if args.backend else '$KERAS_BACKEND'}); "
+                 f"choose from {', '.join(KERAS_BACKENDS)}")
+    if args.backend and "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != args.backend:
+        raise BadInput("--backend must be chosen before keras is imported: run python -m bench.twins in a fresh process")
+    missing = [p for p in stack_info("keras", backend).packages + ("torch",) if importlib.util.find_spec(p) is None]
+    if missing:
+        raise BadInput(f"the twins on Keras/{backend} need {', '.join(missing)}, not installed here: "
+                 "pip install -e '.[all]' (or choose another --backend)")
+    names = []
+    for p in args.models:
+        found = list_models(p)
+        if not found:
+            try:
+                get_entry(p)
+            except KeyError as e:
+                raise BadInput(e.args[0]) from None
+        names += found or [p]
+    if args.train:
+        from bench.zoo.recipes import RECIPES
+        if args.recipe not in RECIPES or args.steps < 1 or args.batch < 2:
+            raise BadInput(f"--train needs a recipe among {', '.join(RECIPES)}, --steps >= 1 and --batch >= 2 "
+                     f"(got {args.recipe!r}, {args.steps}, {args.batch})")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        names = _check(args)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.backend:
-        if "keras" in sys.modules:
-            raise SystemExit("--backend must be chosen before keras is imported")
         os.environ["KERAS_BACKEND"] = args.backend
     from bench.core.stack_registry import stack_info
     for module in stack_info("keras", os.environ.get("KERAS_BACKEND")).preimport:  # Keras on torch: torch first
         importlib.import_module(module)
-    from bench.zoo import list_models
-    names = [n for p in args.models for n in (list_models(p) or [p])]
     if args.train:
-        from bench.zoo.recipes import RECIPES
-        if args.recipe not in RECIPES or args.steps < 1 or args.batch < 2:
-            print(f"error: --train needs a recipe among {', '.join(RECIPES)}, --steps >= 1 and --batch >= 2 "
-                  f"(got {args.recipe!r}, {args.steps}, {args.batch})", file=sys.stderr)
-            return 2
         from bench.twins.train_parity import train_parity
         ok = True
         for n in names:
