@@ -72,3 +72,26 @@ def trace_file(trace_dir: str | None, model: str, stack_tag: str, mode: str, bat
 
 
 null_ctx = contextlib.nullcontext
+
+
+# op type (TensorFlow) / primitive (JAX) -> kind, for ops of a composite layer or outside any layer
+OP_TYPE_KIND = {"Conv2D": "conv", "Conv2DBackpropInput": "conv", "Conv2DBackpropFilter": "conv",
+                "conv_general_dilated": "conv", "FusedBatchNormV3": "batchnorm", "FusedBatchNormGradV3": "batchnorm",
+                "Relu": "relu", "ReluGrad": "relu", "ConcatV2": "concat", "concatenate": "concat", "AvgPool": "pool",
+                "AvgPoolGrad": "pool", "MatMul": "linear", "dot_general": "linear", "AddV2": "add", "Add": "add"}
+
+
+def scope_layer(parts: list[str], layer_kinds: dict[str, str | None]) -> str | None:
+    """The innermost known layer in a name scope (``['resnet_1', 'stage1_block0_conv1_1', 'convolution']`` ->
+    ``stage1_block0_conv1``): a component that is a layer name, or one with the ``_<n>`` suffix Keras adds
+    to a scope it opens again."""
+    import re
+    found = None
+    for p in parts:
+        if p in layer_kinds:
+            found = p
+        else:
+            base = re.sub(r"_\d+$", "", p)
+            if base != p and base in layer_kinds:
+                found = base
+    return found

@@ -24,6 +24,11 @@ class KerasTensorFlowStack(KerasStack):
     def memory(self):
         return KerasTensorFlowMemory()
 
+    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
+                model_options=None):
+        from bench.stacks.keras.tf_trace import profile_tf
+        return profile_tf(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+
 
 class KerasTensorFlowMemory(KerasMemory):
     """Keras on TensorFlow: allocator peak on a GPU; no sound saved-for-backward measure."""
