@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
+    ap.add_argument("--steps", type=int, metavar="N", help="profiled steps of profile jobs (default: the suite's)")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
@@ -99,6 +100,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--batch-sizes must be positive")
     if args.epochs is not None and args.epochs < 1:
         ap.error("--epochs must be >= 1")
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        ap.error("--steps must be >= 1")
     modes = list(dict.fromkeys(m for s in STACKS.values() for m in s.exec_modes))
     if args.exec_mode and set(_csv(args.exec_mode)) - set(modes):
         ap.error(f"unknown --exec-mode {sorted(set(_csv(args.exec_mode)) - set(modes))}; choose from {', '.join(modes)}")
@@ -136,7 +139,8 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
                    frameworks=tuple(_csv(args.frameworks)), keras_backends=getattr(args, "keras_backends_t", None),
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
-                   exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu)
+                   exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu,
+                   steps=getattr(args, "steps", None))
 
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
@@ -186,8 +190,16 @@ def summary_table(out: Path) -> str:
             lines += ["training (last epoch):",
                       last[["model", "framework", "backend", "recipe", "epoch", "test_acc", "train_images_per_s"]]
                       .to_string(index=False), ""]
+    prof = out / FILES["profile"]
+    if prof.exists():
+        df = pd.read_csv(prof)
+        steps = df[(df.status == "ok") & (df.layer == "(step)")]
+        if len(steps):
+            lines += ["profile (step split: python -m bench.report; traces in traces/):",
+                      steps[["model", "framework", "backend", "exec_mode", "batch_size", "profiled_step_ms", "unprofiled_step_ms",
+                             "coverage", "fused_share"]].to_string(index=False), ""]
     failed = []
-    for kind in ("throughput", "memory", "epochs"):
+    for kind in ("throughput", "memory", "epochs", "profile"):
         p = out / FILES[kind]
         if p.exists():
             df = pd.read_csv(p)
