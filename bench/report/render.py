@@ -14,12 +14,13 @@ from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
 from bench.report.sections.memory import section_memory
+from bench.report.sections.profile import section_profile
 from bench.report.sections.throughput import section_throughput
 
 # The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
 # and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
-SECTIONS = (section_environment, section_throughput, section_memory, section_accuracy, section_fidelity, section_errors,
-            section_compare)
+SECTIONS = (section_environment, section_throughput, section_profile, section_memory, section_accuracy, section_fidelity,
+            section_errors, section_compare)
 
 
 def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None) -> Path:
