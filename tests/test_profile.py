@@ -236,3 +236,27 @@ def test_profile_jobs_in_the_suites_and_the_cli_plan(capsys):
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "profile/resnet20_v1/torch/fp32/b2/train/default/n4" in out and "1 jobs" in out
+
+
+def test_densenet_depth_jobs_and_table():
+    import pandas as pd
+
+    from bench.pipeline.suites import Options, expand
+    from bench.report.sections.profile import densenet_table
+    jobs = [j for j in expand("profile", Options(models=("densenet40_k12", "densenet40_k12_memeff"), frameworks=("torch",),
+                                                 gpu=False))]
+    assert {(j.model, j.depth) for j in jobs} == {
+        (m, d) for m in ("densenet40_k12", "densenet40_k12_memeff") for d in (None, 16, 28)} and len(jobs) == 6
+    assert not [j for j in expand("profile", Options(models=("densenet40_k12",), gpu=False)) if j.depth]  # no pair, no sweep
+    base = dict(impl="torch eager", batch_size=8, depth=16, precision="fp32", coverage=0.99)
+    steps = pd.DataFrame([{**base, "model": "densenet40_k12", "profiled_step_ms": 10.0},
+                          {**base, "model": "densenet40_k12_memeff", "profiled_step_ms": 12.5}])
+    layers = pd.DataFrame([{**base, "model": "densenet40_k12", "layer": "block1_layer0", "kind": "concat", "phase": p,
+                            "ms_per_step": 1.0} for p in ("forward", "backward")]
+                          + [{**base, "model": "densenet40_k12_memeff", "layer": "block1_layer0", "kind": k, "phase": p,
+                              "ms_per_step": 1.0} for k, p in (("concat", "forward"), ("concat", "recompute"),
+                                                                ("batchnorm", "recompute"))])
+    t = densenet_table(steps, layers).set_index("model")
+    assert t.loc["densenet40_k12", "concat_share"] == 0.2 and t.loc["densenet40_k12", "recompute_share"] == 0
+    assert t.loc["densenet40_k12_memeff", "recompute_ms"] == 2.0 and t.loc["densenet40_k12_memeff", "step_over_naive"] == 1.25
+    assert pd.isna(t.loc["densenet40_k12", "step_over_naive"])

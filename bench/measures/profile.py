@@ -18,12 +18,14 @@ from bench.results.schema import FILES, PROFILE_STEP_ROW, append_row
 def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     """Profile ``job.steps`` train steps of ``job``'s stack; the layer rows, then the summary row."""
     from bench.stacks import get_stack
+    from bench.zoo import get_spec
     traces = out / "traces"
     traces.mkdir(parents=True, exist_ok=True)
     options = {"depth": job.depth} if job.depth is not None else None
     p = get_stack(job.framework, job.keras_backend).profile(
         job.model, job.batch_size, job.precision, job.device, job.exec_mode, job.steps, str(traces), options)
-    row.update(p.env, exec_mode=p.exec_mode, measurement="train", profile_steps=job.steps, profile_source=p.source)
+    row.update(p.env, exec_mode=p.exec_mode, measurement="train", profile_steps=job.steps, profile_source=p.source,
+               depth=get_spec(job.model, **(options or {})).depth)
     step = p.profiled_step_ms
     for r in p.rows:
         append_row(out / FILES["profile"], "profile", {

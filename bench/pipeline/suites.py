@@ -38,6 +38,9 @@ ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory", "
 # profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in PyTorch alone (~20 s of CPU)
 PROFILE_SIZES = {"cuda": (64, 10), "cpu": (8, 5)}
 SMOKE_PROFILE = dict(model="resnet20_v1", batch=8, steps=3)
+# the profile suite rebuilds DenseNet-40 (naive and memory-efficient) at these depths too: the concatenation's share
+# of the step against dense-block depth, and the recompute time the memory-efficient variant pays (DenseNet: 3n+4)
+PROFILE_DEPTHS = {"densenet40_k12": (16, 28), "densenet40_k12_memeff": (16, 28)}
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -158,6 +161,14 @@ def _profile(opts: Options, models, batch: int | None = None, steps: int | None 
             for m in models for fw, be in _fw(opts) for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
 
 
+def _profile_depths(opts: Options, models) -> list[Job]:
+    """Profile jobs that rebuild each PROFILE_DEPTHS model at its other depths, when the plan holds the naive DenseNet
+    and its memory-efficient twin both (the trade-off is asked for: the whole suite, or both names given)."""
+    paired = [m for m in models if m in PROFILE_DEPTHS and (m.removesuffix("_memeff") in models) and
+              (m.removesuffix("_memeff") + "_memeff" in models)]
+    return [dataclasses.replace(j, depth=d) for m in paired for d in PROFILE_DEPTHS[m] for j in _profile(opts, [m])]
+
+
 def _smoke_profile(opts: Options, models) -> list[Job]:
     """Smoke's one profile job: resnet20_v1 (else the first model), PyTorch (else the first framework asked for)."""
     model = SMOKE_PROFILE["model"] if SMOKE_PROFILE["model"] in models else models[0]
@@ -226,7 +237,8 @@ def expand(suite: str, opts: Options) -> list[Job]:
                           train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"])
                 + _smoke_profile(opts, models))
     if suite == "profile":
-        return _profile(opts, _models(opts, every))
+        models = _models(opts, every)
+        return _profile(opts, models) + _profile_depths(opts, models)
     if suite == "throughput":
         return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)

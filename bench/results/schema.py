@@ -148,6 +148,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("fused_share", "share of the profiled step in ops fused across layers (XLA; empty where nothing is fused)",
          "bench.stacks.base.StepProfile"),
         ("profile_steps", "profiled steps (and unprofiled timed steps)", "bench.core.job.Job.steps"),
+        ("depth", "depth of the network profiled: the registry model's, or the depth-sweep job's override "
+         "(bench.core.job.Job.depth)", "bench.measures.profile.run_profile"),
         ("profile_source", "what measured and attributed the times", "bench.stacks.base.StepProfile"),
         ("trace_path", "the kept trace, relative to results/<run_id>/ (Perfetto / chrome://tracing; TensorFlow also "
          "keeps the .xplane.pb for TensorBoard's profile plugin)", "bench.measures.profile.run_profile"),

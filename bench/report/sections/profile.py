@@ -109,6 +109,30 @@ def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
                       "phase (hatched: backward, crossed: recompute), one bar per implementation"))
 
 
+def densenet_table(steps: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """DenseNet rows per implementation and depth: the share of the profiled step in concatenation (its forward,
+    backward and recompute) and in recompute, and the memory-efficient twin's step over the naive one's."""
+    if "depth" not in steps:
+        return pd.DataFrame()
+    dense = steps[steps.model.str.startswith("densenet")].dropna(subset=["coverage"])
+    if not len(dense):
+        return pd.DataFrame()
+    keys = ["model", "impl", "batch_size", "depth"]
+    lay = layers[layers.model.str.startswith("densenet")]
+    concat = lay[lay.kind == "concat"].groupby(keys).ms_per_step.sum().rename("concat_ms")
+    rec = lay[lay.phase == "recompute"].groupby(keys).ms_per_step.sum().rename("recompute_ms")
+    t = dense.set_index(keys)[["profiled_step_ms"]].join(concat).join(rec).fillna({"concat_ms": 0.0, "recompute_ms": 0.0})
+    t["concat_share"] = t.concat_ms / t.profiled_step_ms
+    t["recompute_share"] = t.recompute_ms / t.profiled_step_ms
+    t = t.reset_index()
+    t["naive"] = t.model.str.removesuffix("_memeff")
+    naive = t[t.model == t.naive].set_index(["naive", "impl", "batch_size", "depth"]).profiled_step_ms
+    idx = pd.MultiIndex.from_frame(t[["naive", "impl", "batch_size", "depth"]])
+    t["step_over_naive"] = (t.profiled_step_ms.values / naive.reindex(idx).values)
+    t.loc[t.model == t.naive, "step_over_naive"] = None
+    return t.drop(columns="naive").sort_values(["model", "impl", "depth"]).round(3)
+
+
 def section_profile(run: dict, out: Path) -> Section:
     s = Section("Where the time goes")
     df = run.get("profile")
@@ -126,6 +150,12 @@ def section_profile(run: dict, out: Path) -> Section:
                   "(profiler_overhead); on a shared CPU every figure is contended.")
     s.tables.append(("Profiled implementations (traces open in Perfetto / chrome://tracing; TensorFlow's .xplane.pb in "
                      "TensorBoard)", summary_table(steps, run.get("dir"), out)))
+    dense = densenet_table(steps, layers)
+    if len(dense):
+        from bench.zoo.anchors import MEMEFF_TIME
+        s.tables.append(("DenseNet: concatenation and recompute share of the profiled step against depth; the "
+                         f"memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; what it saves in "
+                         "memory is in the Memory section)", dense))
     if len(layers):
         _figure(layers, out, s)
         for model, g in layers.groupby("model"):

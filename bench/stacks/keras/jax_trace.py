@@ -146,7 +146,7 @@ def profile_jax(stack, model: str, batch: int, precision: str, device, mode, ste
         with gzip.open(path) as f:
             trace = json.load(f)
         rows, step_ms, coverage, fused, overlap_ms = attribute(trace, hlo, "jit_train_step", kinds)
-        out = trace_file(trace_dir, model, "keras-jax", mode, batch, ".perfetto_trace.json.gz")
+        out = trace_file(trace_dir, model, "keras-jax", mode, batch, ".perfetto_trace.json.gz", options)
         if out:
             shutil.copy(path, out)
     finally:

@@ -67,8 +67,11 @@ def wrap_in(obj, attr: str, ctx) -> None:
     setattr(obj, attr, wrapped)
 
 
-def trace_file(trace_dir: str | None, model: str, stack_tag: str, mode: str, batch: int, ext: str) -> str | None:
-    return str(Path(trace_dir) / f"{model}-{stack_tag}-{mode}-b{batch}{ext}") if trace_dir else None
+def trace_file(trace_dir: str | None, model: str, stack_tag: str, mode: str, batch: int, ext: str,
+               options: dict | None = None) -> str | None:
+    """The trace's path in ``trace_dir`` (None: no trace kept), one file per job."""
+    depth = f"-d{options['depth']}" if options and "depth" in options else ""
+    return str(Path(trace_dir) / f"{model}-{stack_tag}-{mode}-b{batch}{depth}{ext}") if trace_dir else None
 
 
 null_ctx = contextlib.nullcontext

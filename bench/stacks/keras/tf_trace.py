@@ -152,7 +152,7 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
             tf.profiler.experimental.stop()
         xplane = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
         rows, step_ms, coverage, overlap_ms = attribute(xplane, kinds)
-        trace = trace_file(trace_dir, model, "keras-tensorflow", mode, batch, ".trace.json.gz")
+        trace = trace_file(trace_dir, model, "keras-tensorflow", mode, batch, ".trace.json.gz", options)
         if trace:
             _keep(xplane, trace)
     finally:

@@ -48,7 +48,8 @@ class KerasTorchStack(KerasStack):
         names = {id(la): (la.name, keras_kind(la)) for la in layers_of(net)}
         sync = torch.cuda.synchronize if env["device"] == "cuda" else (lambda: None)
         p = profile_torch_steps(lambda: net.train_on_batch(x, y), names, steps,
-                                trace_file(trace_dir, model, "keras-torch", mode, batch_size, ".pt.trace.json.gz"), sync)
+                                trace_file(trace_dir, model, "keras-torch", mode, batch_size, ".pt.trace.json.gz",
+                                           model_options), sync)
         p.env, p.exec_mode = env, mode
         p.source += "; Keras layer names, train_on_batch"
         return p

@@ -60,7 +60,8 @@ def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", de
             scaler.step(opt)
             scaler.update()
 
-    trace = str(Path(trace_dir) / f"{model}-torch-eager-b{batch}.pt.trace.json.gz") if trace_dir else None
+    tag = f"{model}-torch-eager-b{batch}" + (f"-d{options['depth']}" if "depth" in options else "")
+    trace = str(Path(trace_dir) / f"{tag}.pt.trace.json.gz") if trace_dir else None
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     p = profile_torch_steps(step, module_names(net), steps, trace, sync)
     p.env, p.exec_mode = env, mode
