@@ -1,11 +1,12 @@
 """Keras on JAX: the step profile from JAX's profiler trace and the compiled step's HLO metadata.
 
-The train step is Keras' own jitted ``train_step`` (jit mode), run by ``train_on_batch`` under
-``jax.profiler.trace(..., create_perfetto_trace=True)``. Each XLA op the step executes is one event of the
+The train step is Keras' own ``train_step``, jitted with its state donated as Keras' ``make_train_function``
+does and compiled once; each step calls that executable with the training state kept in flight (as ``fit``
+does), then waits for the loss, under ``jax.profiler.trace(..., create_perfetto_trace=True)``.
+Each XLA op the step executes is one event of the
 trace, named by its HLO instruction (``args.hlo_op``: ``fusion.12``, ``convolution.3``) in its module
-(``args.hlo_module``: ``jit_train_step``). The instruction's ``metadata.op_name`` in the compiled HLO
-(the same function lowered and compiled again with the same arguments: ``jax.jit(...).lower().compile()
-.as_text()``) keeps the layer's name scope: ``jit(train_step)/jvp(stage1_block0_conv1)/conv_general_dilated``
+(``args.hlo_module``: ``jit_train_step``). The instruction's ``metadata.op_name`` in that executable's HLO
+(``.as_text()``) keeps the layer's name scope: ``jit(train_step)/jvp(stage1_block0_conv1)/conv_general_dilated``
 forward, ``transpose(jvp(...))`` backward, ``sgd/`` the optimizer, ``jvp(compile_loss)`` the loss.
 
 XLA fuses ops, across layers too: a fusion's time goes to the layer its own metadata names (the fusion's
@@ -126,22 +127,30 @@ def profile_jax(stack, model: str, batch: int, precision: str, device, mode, ste
                            "for the jitted step only")
     net, x, y = build_compiled(model, precision, batch, True, options)
     kinds = {la.name: keras_kind(la) for la in layers_of(net)}
-    state = net._get_jax_state(trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
-                               metrics_variables=True, purge_model_variables=False)
-    hlo = jax.jit(net.train_step, donate_argnums=0).lower(state, (x, y, None)).compile().as_text()
+    state = {"s": net._get_jax_state(trainable_variables=True, non_trainable_variables=True, optimizer_variables=True,
+                                     metrics_variables=True, purge_model_variables=False)}
+    # Keras' own train_step, jitted and donated as its make_train_function does, compiled once: the step profiled is
+    # this executable (the state kept in flight between steps, as fit keeps it), so its HLO is the one traced
+    compiled = jax.jit(net.train_step, donate_argnums=0).lower(state["s"], (x, y, None)).compile()
+    hlo = compiled.as_text()
+
+    def step():
+        logs, state["s"] = compiled(state["s"], (x, y, None))
+        jax.block_until_ready(logs["loss"])
+
     for _ in range(2):
-        net.train_on_batch(x, y)
+        step()
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        net.train_on_batch(x, y)  # returns host values: synchronous
+        step()
         times.append(time.perf_counter() - t)
     logdir = tempfile.mkdtemp(prefix="twinbench-jaxprof-")
     try:
         with jax.profiler.trace(logdir, create_perfetto_trace=True):
             for _ in range(steps + 1):
                 with jax.profiler.TraceAnnotation(STEP):
-                    net.train_on_batch(x, y)
+                    step()
         path = glob.glob(f"{logdir}/**/perfetto_trace.json.gz", recursive=True)[0]
         with gzip.open(path) as f:
             trace = json.load(f)
