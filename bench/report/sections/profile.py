@@ -21,6 +21,15 @@ def _split(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ok[ok.layer == PROFILE_STEP_ROW], ok[ok.layer != PROFILE_STEP_ROW]
 
 
+def at_registry_depth(df: pd.DataFrame) -> pd.Series:
+    """True for rows of a model at its registry depth (the depth-sweep jobs' rows feed the DenseNet table alone)."""
+    if "depth" not in df:
+        return pd.Series(True, index=df.index)
+    from bench.zoo import get_spec
+    reg = df.model.map(lambda m: get_spec(m).depth)
+    return df.depth.isna() | (df.depth == reg)
+
+
 def _bucket(layers: pd.DataFrame) -> pd.Series:
     """The segment of a layer row in the stacked bars: ``<kind> <phase>``, or optimizer / loss / unattributed."""
     seg = layers.kind.astype(str) + " " + layers.phase.astype(str)
@@ -59,7 +68,8 @@ def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.Da
             return ""
         target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
         return f"[{Path(p).name}]({target})"
-    t = steps[KEYS + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",
+    depth = ["depth"] if "depth" in steps else []
+    t = steps[KEYS + depth + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",
                       "trace_path", "null_reason"]].copy()
     t["trace_path"] = t.trace_path.map(link)
     return t.rename(columns={"trace_path": "trace"}).round(3)
@@ -143,7 +153,8 @@ def section_profile(run: dict, out: Path) -> Section:
     if not len(steps):
         s.text.append("Every profile job failed (see Errors).")
         return s
-    s.text += gap_sentences(steps, layers)
+    main = at_registry_depth(steps)
+    s.text += gap_sentences(steps[main], layers[at_registry_depth(layers)])
     s.text.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
                   "forward created it; coverage is the share of the step attributed to a named layer, the loss or the "
                   "optimizer, the rest is (unattributed). Profiled steps run slower than unprofiled ones "
@@ -156,7 +167,9 @@ def section_profile(run: dict, out: Path) -> Section:
         s.tables.append(("DenseNet: concatenation and recompute share of the profiled step against depth; the "
                          f"memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; what it saves in "
                          "memory is in the Memory section)", dense))
-    if len(layers):
+    layers_main = layers[at_registry_depth(layers)]
+    if len(layers_main):
+        layers = layers_main
         _figure(layers, out, s)
         for model, g in layers.groupby("model"):
             impls = list(dict.fromkeys(g.impl))

@@ -8,7 +8,6 @@ layers are ``torch.nn.Module`` calls there), ``tensorflow.py`` (TensorFlow's pro
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from pathlib import Path
 
@@ -73,8 +72,6 @@ def trace_file(trace_dir: str | None, model: str, stack_tag: str, mode: str, bat
     depth = f"-d{options['depth']}" if options and "depth" in options else ""
     return str(Path(trace_dir) / f"{model}-{stack_tag}-{mode}-b{batch}{depth}{ext}") if trace_dir else None
 
-
-null_ctx = contextlib.nullcontext
 
 
 # op type (TensorFlow) / primitive (JAX) -> kind, for ops of a composite layer or outside any layer
