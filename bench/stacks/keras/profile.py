@@ -55,6 +55,14 @@ def build_compiled(model: str, precision: str, batch: int, jit: bool, options: d
     return net, x, y
 
 
+def fit_step(stack, net, x, y):
+    """One train step as the throughput measure times a Keras step: ``fit``'s call of the compiled train function
+    (``bench.stacks.keras.step.keras_train_window``, a window of 1), then the loss read back to the host."""
+    from bench.stacks.keras.step import keras_train_window
+    window = keras_train_window(stack, net, lambda: (x, y))
+    return lambda: window(1)
+
+
 def wrap_in(obj, attr: str, ctx) -> None:
     """Replace ``obj.attr`` (a bound method) by one that runs inside ``ctx()``, on this instance only."""
     fn = getattr(obj, attr)

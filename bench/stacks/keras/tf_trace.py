@@ -1,6 +1,7 @@
 """Keras on TensorFlow: the step profile from TensorFlow's own profiler.
 
-The train step runs as Keras compiles it without XLA (``jit_compile=False``: a ``tf.function`` graph),
+The train step is called as ``fit`` calls it (the throughput measure's Keras step, a window of one step and a
+read-back), compiled as Keras compiles it without XLA (``jit_compile=False``: a ``tf.function`` graph),
 under ``tf.profiler.experimental.start/stop``. The profile (an XSpace, ``*.xplane.pb``) is read with the
 protobuf classes TensorFlow ships for it (``tensorflow.tsl.profiler.protobuf.xplane_pb2``: the maintained
 schema, no hand-written reader), and converted to a Chrome trace by TensorFlow's own converter
@@ -125,7 +126,7 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
     """``KerasTensorFlowStack.profile`` (see ``bench.stacks.base.Stack.profile``)."""
     import tensorflow as tf
 
-    from bench.stacks.keras.profile import build_compiled, keras_kind, layers_of, trace_file
+    from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, trace_file
     serial = serial_ops()
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
@@ -134,12 +135,13 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
                            "per-layer attribution is implemented for nojit (graph mode) only")
     net, x, y = build_compiled(model, precision, batch, False, options)
     kinds = {la.name: keras_kind(la) for la in layers_of(net)}
+    step = fit_step(stack, net, x, y)  # ends with a host read-back: synchronous
     for _ in range(2):
-        net.train_on_batch(x, y)
+        step()
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        net.train_on_batch(x, y)  # returns host values: synchronous
+        step()
         times.append(time.perf_counter() - t)
     logdir = tempfile.mkdtemp(prefix="twinbench-tfprof-")
     try:
@@ -147,7 +149,7 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
         try:
             for i in range(steps + 1):
                 with tf.profiler.experimental.Trace(STEP, step_num=i, _r=1):
-                    net.train_on_batch(x, y)
+                    step()
         finally:
             tf.profiler.experimental.stop()
         xplane = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
