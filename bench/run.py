@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
+    ap.add_argument("--steps", type=int, metavar="N", help="profiled steps of profile jobs (default: the suite's)")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
@@ -150,6 +151,8 @@ def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         ap.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        ap.error(f"--steps must be >= 1, got {args.steps}")
     if args.job_timeout is not None and not (math.isfinite(args.job_timeout) and args.job_timeout > 0):
         ap.error(f"--job-timeout must be a positive number of seconds, got {args.job_timeout:g}; leave it out for "
                  "the default (1800 s; training: none)")
@@ -186,7 +189,7 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
                    exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu,
-                   repeats=getattr(args, "repeats", 1) or 1)
+                   repeats=getattr(args, "repeats", 1) or 1, steps=getattr(args, "steps", None))
 
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
@@ -236,8 +239,16 @@ def summary_table(out: Path) -> str:
             lines += ["training (last epoch):",
                       last[["model", "framework", "backend", "recipe", "epoch", "test_acc", "train_images_per_s"]]
                       .to_string(index=False), ""]
+    prof = out / FILES["profile"]
+    if prof.exists():
+        df = pd.read_csv(prof)
+        steps = df[(df.status == "ok") & (df.layer == "(step)")]
+        if len(steps):
+            lines += ["profile (step split: python -m bench.report; traces in traces/):",
+                      steps[["model", "framework", "backend", "exec_mode", "batch_size", "profiled_step_ms", "unprofiled_step_ms",
+                             "coverage", "fused_share"]].to_string(index=False), ""]
     failed = []
-    for kind in ("throughput", "memory", "epochs"):
+    for kind in ("throughput", "memory", "epochs", "profile"):
         p = out / FILES[kind]
         if p.exists():
             df = pd.read_csv(p)

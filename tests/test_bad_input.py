@@ -63,6 +63,12 @@ ROWS = [
     ("run", ["--suite", "smoke", "--job-timeout", "soon"], "invalid float value"),
     ("run", ["--suite", "smoke", "--repeats", "0"], "--repeats must be >= 1"),
     ("run", ["--suite", "smoke", "--repeats", "two"], "invalid int value"),
+    ("run", ["--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),
+    ("profile", ["nosuch", "--dry-run"], "unknown model 'nosuch'"),
+    ("profile", ["resnet20_v1", "--steps", "0", "--dry-run"], "--steps must be >= 1"),
+    ("profile", ["resnet20_v1", "--batch-size", "0", "--dry-run"], "--batch-sizes must be positive"),
+    ("profile", ["resnet20_v1", "--frameworks", "nope", "--dry-run"], "unknown framework(s)"),
+    ("profile", ["resnet20_v1", "--precision", "fp8", "--dry-run"], "--precision takes fp32, bf16, fp16"),
     ("run", ["--suite", "smoke", "--no-report=1"], "ignored explicit argument"),
     ("run", ["--suite", "smoke", "--executor", "slurm"], "invalid choice"),
     ("run", ["--suite", "smoke", "--ray-address", "auto"], "only apply to --executor ray"),
@@ -120,6 +126,7 @@ SUBPROCESS = {  # also run as a real process: what a user sees
 def _main(command: str):
     import importlib
     module = {"run": "bench.run", "report": "bench.report", "twins": "bench.twins.__main__", "overhead": "bench.overhead",
+              "profile": "bench.profile",
               "models": "bench.models", "schema": "bench.schema"}[command]
     return importlib.import_module(module).main
 

@@ -38,7 +38,7 @@ def faulty_run(tmp_path_factory, cifar_dir):
 
 def test_every_csv_follows_the_schema_and_carries_its_environment(faulty_run):
     _, run_dir, _ = faulty_run
-    for kind in ("throughput", "memory", "epochs"):
+    for kind in ("throughput", "memory", "epochs", "profile"):
         path = run_dir / f"{kind}.csv"
         with open(path, newline="") as f:
             assert next(csv.reader(f)) == columns(kind)
@@ -46,7 +46,8 @@ def test_every_csv_follows_the_schema_and_carries_its_environment(faulty_run):
             assert row["run_id"] == run_dir.name and row["schema_version"] == "1"
             for col in ("model", "framework", "backend", "device", "precision", "batch_size", "status"):
                 assert row[col], (kind, col, row["job_id"])
-            keys = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",)}
+            keys = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",),
+                    "profile": ("measurement", "layer")}
             for col in keys[kind]:  # failed rows too: every row says what it measured
                 assert row[col], (kind, col, row["job_id"])
     meta = json.loads((run_dir / "run_meta.json").read_text())
@@ -65,6 +66,11 @@ def test_ok_rows_hold_real_measurements(faulty_run):
     assert int(train["warmup_steps"]) >= 10 and int(train["params_trainable"]) == 272378
     epochs = _rows(run_dir / "epochs.csv")
     assert [r["epoch"] for r in epochs] == ["1"] and 0 <= float(epochs[0]["test_acc"]) <= 1
+    prof = _rows(run_dir / "profile.csv")  # smoke's one profile job: layer rows, then its summary row with a kept trace
+    step = [r for r in prof if r["layer"] == "(step)"]
+    assert len(step) == 1 and step[0]["status"] == "ok" and 0.9 <= float(step[0]["coverage"]) <= 1.0
+    assert (run_dir / step[0]["trace_path"]).stat().st_size > 0
+    assert any(r["layer"] == "stem_conv" and r["phase"] == "backward" for r in prof)
 
 
 def test_injected_crash_becomes_an_error_row_and_the_suite_goes_on(faulty_run):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from bench.core.stack_registry import StackInfo, stack_info
 
 # the job fields each CSV kind repeats in its rows (beside the common ones)
-KIND_COLUMNS = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",)}
+KIND_COLUMNS = {"throughput": ("measurement", "input"), "memory": ("measurement",), "epochs": ("recipe",),
+                "profile": ("measurement",)}
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Job:
     """One measurement, run in a fresh process.
 
     Attributes:
-        kind: throughput | memory | epochs (the CSV it writes to).
+        kind: throughput | memory | epochs | profile (the CSV it writes to).
         model: registry name.
         framework: torch | keras.
         keras_backend: tensorflow | jax | torch for Keras jobs (the worker sets it before importing Keras),
@@ -29,13 +30,13 @@ class Job:
         measurement: train | infer (throughput, memory).
         input: synthetic | real (throughput).
         exec_mode: torch eager | compile | step-compile; keras jit | nojit (None: the runner's default).
-        steps: timed steps (throughput) or measured steps (memory).
+        steps: timed steps (throughput), measured steps (memory) or profiled steps (profile).
         max_warmup: cap on warm-up steps (warm-up runs until stable, at least 10).
         recipe: training recipe (epochs jobs).
         epochs: epochs override (None: the recipe's).
         train_subset / test_subset: first N examples only (smoke).
         device: cuda | cpu.
-        depth: memory jobs of a depth sweep: the registry model built at this depth (None: its own).
+        depth: memory and profile jobs of a depth sweep: the registry model built at this depth (None: its own).
         seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
         repeat: which of ``--repeats N`` processes this is (1..N; 0, the default, when N is 1: the job_id
             is left as it was, else it ends in ``/r<repeat>``).
@@ -70,6 +71,8 @@ class Job:
             parts.append(f"s{self.seed}" if self.seed else "")
         else:
             parts += [self.measurement, self.exec_mode or "default"]
+            if self.kind == "profile":
+                parts.append(f"n{self.steps}")
             if self.kind == "throughput":
                 parts.append(self.input)
             if self.depth is not None:

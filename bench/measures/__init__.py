@@ -1,7 +1,8 @@
 """The measures: one driver per CSV kind, each calling the stacks' interface (``bench.stacks.base.Stack``).
 
 ``throughput`` (timed train / inference steps), ``memory`` (allocator peak, what a step keeps),
-``training`` (the ``epochs`` kind: a recipe, one row per epoch), plus ``overhead`` (the harness against
+``training`` (the ``epochs`` kind: a recipe, one row per epoch), ``profile`` (where a train step's time goes,
+layer by layer: ``Stack.profile``), plus ``overhead`` (the harness against
 each stack's plain script) and ``timing`` (warm-up, samples, statistics). A driver takes a job, the
 run's folder, the job's first columns and the data location, and appends its rows.
 
@@ -14,7 +15,7 @@ from importlib import import_module
 
 # CSV kind -> "module:function" of its driver (imported in the job's process only)
 DRIVERS = {"throughput": "bench.measures.throughput:run_throughput", "memory": "bench.measures.memory:run_memory",
-           "epochs": "bench.measures.training:run_epochs"}
+           "epochs": "bench.measures.training:run_epochs", "profile": "bench.measures.profile:run_profile"}
 
 
 def driver(kind: str):

@@ -37,7 +37,8 @@ EXIT_STATUS_HELP = """exit status:
   130  interrupted by Ctrl-C (143: by SIGTERM); finished rows are kept, --resume RUN_ID goes on"""
 
 # generous sizes on disk, to refuse a run that cannot fit before it starts (measured rows are ~1-3 KiB)
-ROW_BYTES = {"throughput": 16 << 10, "memory": 8 << 10, "epochs": 4 << 10}
+ROW_BYTES = {"throughput": 16 << 10, "memory": 8 << 10, "epochs": 4 << 10,
+             "profile": 24 << 20}  # a profile job: ~1 KiB per layer row plus its trace (a few MiB gzipped)
 NVML_BYTES_PER_MEMORY_JOB = 512 << 10  # NVML samples at >= 20 Hz, ~300 bytes each (GPU only)
 LOG_BYTES_PER_JOB = 256 << 10
 EPOCHS_PER_JOB = 300  # more than any recipe (paper: 164 epochs)

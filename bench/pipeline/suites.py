@@ -21,10 +21,12 @@ SUITES = {
     "memory": "memory of a train step: allocator peak (GPU, batch sweep up to the largest that fits) and, on any "
               "device, saved activations + weights/gradients/optimizer state, over batch size and network depth",
     "train": "training alone: the published recipe (paper; --recipe to change), accuracy per epoch",
+    "profile": "where each twin's train step goes, layer by layer (forward, backward, recompute, optimizer): every "
+               "model, every implementation asked for, one small batch; traces kept in results/<run_id>/traces/",
     "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
                 "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
 }
-KINDS = ("throughput", "memory", "epochs")
+KINDS = ("throughput", "memory", "epochs", "profile")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
 SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
@@ -32,7 +34,13 @@ FIDELITY_MODELS = ("resnet20_v1",)
 FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
 FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
 # suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
-ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory")
+ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory", "profile")
+# profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in PyTorch alone (~20 s of CPU)
+PROFILE_SIZES = {"cuda": (64, 10), "cpu": (8, 5)}
+SMOKE_PROFILE = dict(model="resnet20_v1", batch=8, steps=3)
+# the profile suite rebuilds DenseNet-40 (naive and memory-efficient) at these depths too: the concatenation's share
+# of the step against dense-block depth, and the recompute time the memory-efficient variant pays (DenseNet: 3n+4)
+PROFILE_DEPTHS = {"densenet40_k12": (16, 28), "densenet40_k12_memeff": (16, 28)}
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -66,6 +74,7 @@ class Options:
     exec_modes: tuple[str, ...] | None = None
     gpu: bool = True
     repeats: int = 1  # each timed (throughput) job this many times, each in its own process
+    steps: int | None = None  # profile jobs' profiled steps (None: the suite's)
 
 
 def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
@@ -144,6 +153,31 @@ def _depth_sweep(opts: Options, models, batch: int) -> list[Job]:
             for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
 
 
+def _profile(opts: Options, models, batch: int | None = None, steps: int | None = None) -> list[Job]:
+    """One profile job per model, implementation, precision and exec mode (at ``--batch-sizes``' first, if given)."""
+    dev = "cuda" if opts.gpu else "cpu"
+    b = (opts.batch_sizes or (batch or PROFILE_SIZES[dev][0],))[0]
+    n = opts.steps or steps or PROFILE_SIZES[dev][1]
+    return [Job("profile", m, fw, be, p, b, "train", exec_mode=mode, steps=n, device=dev)
+            for m in models for fw, be in _fw(opts) for p in (opts.precisions or ("fp32",)) for mode in _modes(opts, fw)]
+
+
+def _profile_depths(opts: Options, models) -> list[Job]:
+    """Profile jobs that rebuild each PROFILE_DEPTHS model at its other depths, when the plan holds the naive DenseNet
+    and its memory-efficient twin both (the trade-off is asked for: the whole suite, or both names given)."""
+    paired = [m for m in models if m in PROFILE_DEPTHS and (m.removesuffix("_memeff") in models) and
+              (m.removesuffix("_memeff") + "_memeff" in models)]
+    return [dataclasses.replace(j, depth=d) for m in paired for d in PROFILE_DEPTHS[m] for j in _profile(opts, [m])]
+
+
+def _smoke_profile(opts: Options, models) -> list[Job]:
+    """Smoke's one profile job: resnet20_v1 (else the first model), PyTorch (else the first framework asked for)."""
+    model = SMOKE_PROFILE["model"] if SMOKE_PROFILE["model"] in models else models[0]
+    fws = ("torch",) if "torch" in opts.frameworks else opts.frameworks[:1]
+    one = dataclasses.replace(opts, frameworks=fws, keras_backends=(opts.keras_backends or ())[:1] or None)
+    return _profile(one, [model], SMOKE_PROFILE["batch"], SMOKE_PROFILE["steps"])[:1]
+
+
 def smoke_memory_models(models: list[str]) -> list[str]:
     """The naive twin of each memory-efficient smoke model (not already in ``models``): smoke measures it too
     (PyTorch only, ~6 s of CPU), so that a CPU smoke report shows what the memory-efficient variant saves."""
@@ -211,7 +245,11 @@ def _expand(suite: str, opts: Options) -> list[Job]:
                 + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
                           smoke_memory_models(models), (8,), 3)
                 + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], SMOKE_TRAIN["recipe"],
-                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"]))
+                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"])
+                + _smoke_profile(opts, models))
+    if suite == "profile":
+        models = _models(opts, every)
+        return _profile(opts, models) + _profile_depths(opts, models)
     if suite == "throughput":
         return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
                            (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
@@ -237,7 +275,8 @@ def _expand(suite: str, opts: Options) -> list[Job]:
                             512 if gpu else 32, real_models=trained)
                 + _memory(opts, swept, QUICK_MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
                 + _memory(opts, [m for m in models if m not in swept], (512,) if gpu else (32,), 5 if gpu else 2)
-                + _epochs(opts, trained, "fast", epochs=opts.epochs or QUICK_TRAIN_EPOCHS))
+                + _epochs(opts, trained, "fast", epochs=opts.epochs or QUICK_TRAIN_EPOCHS)
+                + _profile(opts, models))
     # cifar10-full
     models = _models(opts, every)
     return (_throughput(opts, models, ("fp32", "bf16") if gpu else ("fp32",), (128, 512) if gpu else (32,),
@@ -275,6 +314,8 @@ def estimate_seconds(job: Job) -> float:
         n = (job.train_subset or 50000) * (job.epochs or r.epochs)
         return 20 + n * per_image / speed
     steps = job.steps + 15
+    if job.kind == "profile":
+        steps = 2 * job.steps + 4  # warm-up, unprofiled, profiled (+1) steps, at about twice the cost under the profiler
     if job.kind == "memory" and (job.device == "cpu" or job.depth is not None):
         steps = 1  # one measured step, no timed ones (bench.measures.memory.run_memory)
     return job.stack.startup_s + steps * job.batch_size * per_image / speed

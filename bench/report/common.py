@@ -24,13 +24,13 @@ class Section:
 
 
 def load_run(run_dir: Path) -> dict:
-    """{'meta': dict, 'throughput'|'memory'|'epochs': DataFrame or None}."""
+    """{'meta': dict, 'throughput'|'memory'|'epochs'|'profile': DataFrame or None}."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no results directory {run_dir}")
     meta_path = run_dir / "run_meta.json"
     out = {"meta": json.loads(meta_path.read_text()) if meta_path.exists() else {}, "dir": run_dir}
-    for kind in ("throughput", "memory", "epochs"):
+    for kind in ("throughput", "memory", "epochs", "profile"):
         p = run_dir / FILES[kind]
         out[kind] = pd.read_csv(p) if p.exists() and p.stat().st_size else None
     return out

@@ -17,6 +17,9 @@ SCHEMA_VERSION = 1
 
 # Layer kinds of the saved-bytes breakdown (``saved_by_kind_mib``), in report order.
 LAYER_KINDS = ("conv", "batchnorm", "relu", "concat", "pool", "linear", "other")
+# Layer kinds of the step profile (``profile.csv``): the residual add is its own kind there.
+PROFILE_KINDS = ("conv", "batchnorm", "relu", "concat", "pool", "linear", "add", "other")
+PROFILE_STEP_ROW = "(step)"  # the layer of a profile job's summary row
 
 # (column, meaning, produced by)
 COMMON = (
@@ -152,6 +155,35 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("train_examples", "examples per epoch (a subset when asked)", "bench.stacks.base.epoch_row"),
         ("seed", "sampler and init seed", "bench.stacks.base.epoch_row"),
         ("data_source", "official (md5-verified) or a copy such as the JPEG stand-in", "bench.data.data_kind"),
+    ),
+    "profile": (
+        ("measurement", "train (a profile is always of a train step: forward, backward, optimizer)", "bench.core.job.Job.base_row"),
+        ("layer", "the twin's canonical layer name (PyTorch module path as bench.zoo.specs.keras_name spells it = the "
+         "Keras layer name), or (loss), (optimizer), (unattributed); (step) on the job's summary row",
+         "bench.stacks.base.Stack.profile"),
+        ("kind", "conv | batchnorm | relu | concat | pool | linear | add | other (a container's own ops: by op)",
+         "bench.stacks.base.LayerTime"),
+        ("phase", "forward | backward | recompute (a checkpointed forward re-run in the backward pass) | optimizer | "
+         "other (unattributed time outside every phase); empty on the summary row", "bench.stacks.base.LayerTime"),
+        ("ms_per_step", "the layer's own milliseconds per profiled step in this phase (nested layers excluded); the "
+         "summary row: profiled_step_ms", "bench.stacks.base.LayerTime"),
+        ("calls", "ranges per step: module calls, backward nodes, graph or XLA ops", "bench.stacks.base.LayerTime"),
+        ("share_of_step", "ms_per_step / profiled_step_ms", "bench.measures.profile.run_profile"),
+        ("profiled_step_ms", "mean step time under the profiler (the first profiled step discarded)",
+         "bench.stacks.base.StepProfile"),
+        ("unprofiled_step_ms", "median step time of the same step without the profiler", "bench.stacks.base.StepProfile"),
+        ("profiler_overhead", "profiled_step_ms / unprofiled_step_ms (contended CPUs make it noisy)",
+         "bench.measures.profile.run_profile"),
+        ("coverage", "share of the profiled step attributed to a named layer, the loss or the optimizer (summary row; "
+         "empty with null_reason where the stack has no sound attribution)", "bench.stacks.base.StepProfile"),
+        ("fused_share", "share of the profiled step in ops fused across layers (XLA; empty where nothing is fused)",
+         "bench.stacks.base.StepProfile"),
+        ("profile_steps", "profiled steps (and unprofiled timed steps)", "bench.core.job.Job.steps"),
+        ("depth", "depth of the network profiled: the registry model's, or the depth-sweep job's override "
+         "(bench.core.job.Job.depth)", "bench.measures.profile.run_profile"),
+        ("profile_source", "what measured and attributed the times", "bench.stacks.base.StepProfile"),
+        ("trace_path", "the kept trace, relative to results/<run_id>/ (Perfetto / chrome://tracing; TensorFlow also "
+         "keeps the .xplane.pb for TensorBoard's profile plugin)", "bench.measures.profile.run_profile"),
     ),
     "nvml": (
         ("t_s", "seconds since the sampler started", "bench.core.nvml.Sampler"),

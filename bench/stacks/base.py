@@ -10,6 +10,7 @@ The measures (``bench.measures``) drive it through these methods only:
 ``train(cfg, ...)``    the training loop of a recipe, one row per epoch, with checkpoints
 ``memory()``           a :class:`MemoryCounter`: allocator peaks and what one step keeps
 ``plain_baseline()``   images/s of the plain script a careful user of the stack writes
+``profile(...)``       a :class:`StepProfile`: where one train step's time goes, layer by layer
 =====================  =====================================================================
 
 Adding a measure: its driver in ``bench.measures`` plus, where the stacks differ, one method here and
@@ -204,6 +205,59 @@ def is_oom(exc: BaseException) -> bool:
             or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text)
 
 
+PHASES = ("forward", "backward", "recompute", "optimizer", "other")
+UNATTRIBUTED = "(unattributed)"
+
+
+@dataclass
+class LayerTime:
+    """One row of a step profile: the time of one layer in one phase, per step.
+
+    Attributes:
+        layer: the twin's canonical layer name (``bench.zoo.specs.keras_name`` of the PyTorch module path, the
+            Keras layer name), ``(optimizer)``, ``(loss)`` or ``(unattributed)``.
+        kind: conv | batchnorm | relu | concat | pool | linear | add | other (``bench.results.schema.PROFILE_KINDS``).
+        phase: forward | backward | recompute | optimizer | other (unattributed time outside every phase).
+        ms_per_step: milliseconds per profiled step (the layer's own time: nested layers' time excluded).
+        calls: ranges per step (module calls, backward nodes, ops).
+    """
+
+    layer: str
+    kind: str
+    phase: str
+    ms_per_step: float
+    calls: float
+
+
+@dataclass
+class StepProfile:
+    """Where one training step's time goes (``Stack.profile``).
+
+    Attributes:
+        rows: one :class:`LayerTime` per (layer, kind, phase); unattributed time is its own ``(unattributed)`` row.
+        profiled_step_ms: mean step time under the profiler.
+        unprofiled_step_ms: median step time of the same step without the profiler.
+        coverage: share of the profiled step attributed to a named layer, the loss or the optimizer (None: no
+            attribution, ``null_reason`` says why).
+        fused_share: share of the profiled step in ops fused across layers (None where nothing is fused).
+        trace_path: the kept trace (Perfetto / chrome://tracing / TensorBoard), None if none was written.
+        source: what measured the times.
+        env: the stack's env columns; exec_mode: the mode the step ran in.
+        null_reason: why a figure is None.
+    """
+
+    rows: list[LayerTime] = field(default_factory=list)
+    profiled_step_ms: float | None = None
+    unprofiled_step_ms: float | None = None
+    coverage: float | None = None
+    fused_share: float | None = None
+    trace_path: str | None = None
+    source: str | None = None
+    env: dict = field(default_factory=dict)
+    exec_mode: str | None = None
+    null_reason: str | None = None
+
+
 class Stack:
     """One implementation of the twins' execution (see the module docstring for the methods).
 
@@ -270,3 +324,22 @@ class Stack:
     def plain_baseline(self, model: str, batch: int, precision: str, device: str, steps: int) -> float:
         """images/s of the plain script a careful user of this stack writes (``bench.overhead``)."""
         raise NotImplementedError
+
+    def profile(self, model: str, batch_size: int = 8, precision: str = "fp32", device: str | None = None,
+                exec_mode: str | None = None, steps: int = 5, trace_dir: str | None = None,
+                model_options: dict | None = None) -> StepProfile:
+        """Profile ``steps`` training steps of ``model`` (synthetic input): each layer's forward, backward and
+        recompute time, the optimizer's, and what could not be attributed. Never spreads or guesses a time:
+        a stack without a sound attribution returns ``StepProfile(coverage=None, null_reason=...)``.
+
+        Args:
+            model: registry name.
+            batch_size: examples per step.
+            precision: fp32 | bf16 | fp16.
+            device: cuda | cpu | None (GPU when there is one).
+            exec_mode: one of the stack's modes (None: ``default_exec_mode``).
+            steps: profiled steps (plus one discarded profiler warm-up step) and unprofiled timed steps.
+            trace_dir: folder for the trace (None: no trace kept).
+            model_options: spec overrides for ``bench.zoo.build`` (tests).
+        """
+        return StepProfile(null_reason=f"{self.name}: no profiler implemented")

@@ -21,3 +21,7 @@ PAPER_ERRORS = {
 
 # plain reference script train_resnet20.py on the stand-in data, H100 (docs/anchors.md, section 1)
 STANDIN_RESNET20 = {"bf16": 0.8813, "fp32": 0.8775}
+
+# memory-efficient DenseNet (checkpointed concat + BN + ReLU + conv1) against the naive one (docs/anchors.md, section 4)
+MEMEFF_TIME = ("published: torchvision PR #797, about 1.5x less memory for about 1.4x the time per step; "
+               "gpleiss/efficient_densenet_pytorch, 15-20% slower (0.165 -> 0.207 s/batch on a Titan-X)")

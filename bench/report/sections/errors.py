@@ -12,8 +12,8 @@ def section_errors(run: dict, out: Path | None = None) -> Section:
     """Every row that is not ok, from every CSV (``out`` unused: it draws no figure)."""
     s = Section("Errors and OOM")
     frames = []
-    for kind in ("throughput", "memory", "epochs"):
-        df = run[kind]
+    for kind in ("throughput", "memory", "epochs", "profile"):
+        df = run.get(kind)
         if df is not None and len(df):
             bad = df[df.status != "ok"]
             if len(bad):

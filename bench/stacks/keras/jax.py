@@ -60,6 +60,11 @@ class KerasJaxStack(KerasStack):
     def memory(self):
         return KerasJaxMemory()
 
+    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
+                model_options=None):
+        from bench.stacks.keras.jax_trace import profile_jax
+        return profile_jax(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+
 
 class KerasJaxMemory(KerasMemory):
     """Keras on JAX: residuals JAX saves for the step's VJP, listed before XLA compiles the step."""

@@ -27,6 +27,11 @@ class KerasTensorFlowStack(KerasStack):
     def memory(self):
         return KerasTensorFlowMemory()
 
+    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
+                model_options=None):
+        from bench.stacks.keras.tf_trace import profile_tf
+        return profile_tf(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+
 
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
 # steps the CPU peak is read over, after a warm-up step: the peak depends on the order TensorFlow's executor runs

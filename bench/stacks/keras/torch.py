@@ -2,7 +2,7 @@
 reuses PyTorch's autograd hooks and CUDA peak (``bench.stacks.common.autograd``: shared, not copied)."""
 from __future__ import annotations
 
-from bench.stacks.base import StepMemory
+from bench.stacks.base import StepMemory, StepProfile
 from bench.stacks.common.autograd import SavedBytesCounter, TorchCudaPeak, storage_bytes
 from bench.stacks.keras import KerasStack
 from bench.stacks.keras.memory import KerasMemory
@@ -30,6 +30,33 @@ class KerasTorchStack(KerasStack):
 
     def memory(self):
         return KerasTorchMemory()
+
+    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
+                model_options=None):
+        """The shared torch-autograd profiler (``bench.stacks.common.torch_profile``) on Keras' own
+        train step (called as ``fit`` calls it): each Keras layer is a module call, named by its layer name; the optimizer's
+        ``apply`` and the loss are wrapped in named ranges on this model's instances."""
+        import torch
+
+        from bench.stacks.common.torch_profile import LOSS, OPT, profile_torch_steps
+        from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, trace_file, wrap_in
+        env = self.env(device)
+        mode = self.check_exec_mode(exec_mode or self.default_exec_mode(env["device"]))
+        if mode == "jit":
+            return StepProfile(env=env, exec_mode=mode, null_reason="keras/torch jit (torch.compile): per-layer "
+                               "attribution is implemented for nojit only (Inductor fuses across layers)")
+        net, x, y = build_compiled(model, precision, batch_size, False, model_options)
+        rf = torch.autograd.profiler.record_function
+        wrap_in(net.optimizer, "apply", lambda: rf(OPT))
+        wrap_in(net, "_compute_loss", lambda: rf(LOSS))
+        names = {id(la): (la.name, keras_kind(la)) for la in layers_of(net)}
+        sync = torch.cuda.synchronize if env["device"] == "cuda" else (lambda: None)
+        p = profile_torch_steps(fit_step(self, net, x, y), names, steps,
+                                trace_file(trace_dir, model, "keras-torch", mode, batch_size, ".pt.trace.json.gz",
+                                           model_options), sync)
+        p.env, p.exec_mode = env, mode
+        p.source += "; Keras layer names, the train function called as fit calls it"
+        return p
 
 
 class KerasTorchMemory(KerasMemory, TorchCudaPeak):

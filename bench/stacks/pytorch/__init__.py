@@ -1,5 +1,6 @@
 """PyTorch: the timed step (``step``), the training loop (``train``), the memory counter (``memory``), the
-plain-script baseline (``baseline``) and the device-side data plan (``data``), behind :class:`PyTorchStack`."""
+plain-script baseline (``baseline``),
+the step profile (``profile``) and the device-side data plan (``data``), behind :class:`PyTorchStack`."""
 from __future__ import annotations
 
 from bench.core.env import cpu_name
@@ -44,3 +45,8 @@ class PyTorchStack(Stack):
     def plain_baseline(self, model, batch, precision, device, steps):
         from bench.stacks.pytorch.baseline import bare_loop
         return bare_loop(model, batch, precision, device, steps)
+
+    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
+                model_options=None):
+        from bench.stacks.pytorch.profile import profile_torch
+        return profile_torch(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)

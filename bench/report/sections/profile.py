@@ -1,0 +1,181 @@
+"""The "Where the time goes" section: each implementation's profiled train step split by layer kind and
+phase, the twins' largest per-layer differences, and the layer kind that explains most of the gap between
+the fastest and the slowest implementation of each model (``profile.csv``, ``bench.measures.profile``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.common import Section, _plt, _reference, _save, impl_label
+from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
+
+UNATTRIBUTED = "(unattributed)"
+KEYS = ["model", "precision", "batch_size"]
+
+
+def _split(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary rows, layer rows) of the ok profile rows, each with its implementation label."""
+    ok = ok.assign(impl=impl_label(ok))
+    return ok[ok.layer == PROFILE_STEP_ROW], ok[ok.layer != PROFILE_STEP_ROW]
+
+
+def at_registry_depth(df: pd.DataFrame) -> pd.Series:
+    """True for rows of a model at its registry depth (the depth-sweep jobs' rows feed the DenseNet table alone)."""
+    if "depth" not in df:
+        return pd.Series(True, index=df.index)
+    from bench.zoo import get_spec
+    reg = df.model.map(lambda m: get_spec(m).depth)
+    return df.depth.isna() | (df.depth == reg)
+
+
+def _bucket(layers: pd.DataFrame) -> pd.Series:
+    """The segment of a layer row in the stacked bars: ``<kind> <phase>``, or optimizer / loss / unattributed."""
+    seg = layers.kind.astype(str) + " " + layers.phase.astype(str)
+    seg = seg.where(layers.layer != UNATTRIBUTED, "unattributed")
+    seg = seg.where(layers.layer != "(optimizer)", "optimizer")
+    return seg.where(layers.layer != "(loss)", "loss")
+
+
+def gap_sentences(steps: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
+    """Per model: the fastest and slowest implementation (profiled step) and the layer kind (all phases; the
+    unattributed time as its own) whose time differs most between them, with its share of the gap."""
+    out = []
+    for key, g in steps.dropna(subset=["coverage"]).groupby(KEYS):
+        if g.impl.nunique() < 2:
+            continue
+        fast, slow = g.loc[g.profiled_step_ms.idxmin()], g.loc[g.profiled_step_ms.idxmax()]
+        lay = layers[(layers.model == key[0]) & (layers.precision == key[1]) & (layers.batch_size == key[2])]
+        kind = lay.kind.where(lay.layer != UNATTRIBUTED, UNATTRIBUTED)
+        per = lay.assign(k=kind).groupby(["impl", "k"]).ms_per_step.sum().unstack(fill_value=0.0)
+        if fast.impl not in per.index or slow.impl not in per.index:
+            continue
+        diff = per.loc[slow.impl] - per.loc[fast.impl]
+        gap = slow.profiled_step_ms - fast.profiled_step_ms
+        top = diff.idxmax()
+        out.append(f"{key[0]} (batch {key[2]}): {slow.impl} is the slowest profiled step ({slow.profiled_step_ms:.1f} ms) "
+                   f"and {fast.impl} the fastest ({fast.profiled_step_ms:.1f} ms); {top} explains most of the "
+                   f"{gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%})." if gap > 0 else
+                   f"{key[0]}: {slow.impl} and {fast.impl} profile at the same step time.")
+    return out
+
+
+def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.DataFrame:
+    """One row per profiled implementation: step times, overhead, coverage, fused share, the trace (a link)."""
+    def link(p) -> str:
+        if not isinstance(p, str) or not p:
+            return ""
+        target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
+        return f"[{Path(p).name}]({target})"
+    depth = ["depth"] if "depth" in steps else []
+    t = steps[KEYS + depth + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",
+                      "trace_path", "null_reason"]].copy()
+    t["trace_path"] = t.trace_path.map(link)
+    return t.rename(columns={"trace_path": "trace"}).round(3)
+
+
+def layer_diffs(layers: pd.DataFrame, ref: str, other: str, n: int = 12) -> pd.DataFrame:
+    """The ``n`` layers (summed over kinds, per phase) whose time differs most between two implementations."""
+    named = layers[~layers.layer.isin([UNATTRIBUTED])]
+    per = named.groupby(["layer", "phase", "impl"]).agg(ms=("ms_per_step", "sum"), kind=("kind", "first")).reset_index()
+    a = per[per.impl == ref].set_index(["layer", "phase"])
+    b = per[per.impl == other].set_index(["layer", "phase"])
+    j = a[["kind", "ms"]].join(b[["ms"]], how="inner", lsuffix=f" {ref}", rsuffix=f" {other}")
+    if not len(j):
+        return j
+    j["ratio"] = j[f"ms {other}"] / j[f"ms {ref}"].where(j[f"ms {ref}"] > 0)
+    j = j.assign(diff=(j[f"ms {other}"] - j[f"ms {ref}"]).abs()).sort_values("diff", ascending=False).head(n)
+    return j.drop(columns="diff").reset_index().round(3)
+
+
+def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
+    """Stacked bars, one per implementation, the twins of a model side by side: the share of the profiled step by
+    kind and phase (the bar's label gives the step's ms, so the split reads the same at any speed)."""
+    plt, _ = _plt()
+    seg = layers.assign(seg=_bucket(layers)).groupby(["model", "impl", "seg"]).ms_per_step.sum().unstack(fill_value=0.0)
+    step_ms = seg.sum(axis=1)
+    seg = seg.div(step_ms, axis=0)
+    order = [f"{k} {p}" for p in ("forward", "backward", "recompute") for k in PROFILE_KINDS]
+    cols = [c for c in order if c in seg.columns] + [c for c in ("loss", "optimizer", "unattributed") if c in seg.columns]
+    cols += [c for c in seg.columns if c not in cols]
+    seg = seg[cols]
+    models = list(dict.fromkeys(seg.index.get_level_values(0)))
+    fig, axes = plt.subplots(len(models), 1, figsize=(10, 1.2 + 0.55 * len(seg)), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    colors = {c: cmap(i % 20) for i, c in enumerate(cols)}
+    for ax, m in zip(axes[:, 0], models):
+        part = seg.loc[m]
+        names = [f"{i} ({step_ms.loc[(m, i)]:.1f} ms)" for i in part.index]
+        left = pd.Series(0.0, index=part.index)
+        for c in cols:
+            ax.barh(names, part[c].values, left=left.values, color=colors[c], label=c,
+                    hatch="//" if "backward" in c else ("xx" if "recompute" in c else None))
+            left += part[c]
+        ax.set(title=m, xlabel="share of the profiled step", xlim=(0, 1))
+    axes[-1, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=5, fontsize=8)
+    fig.set_size_inches(10, 3.2 + 0.5 * len(seg) + 0.8 * len(models))
+    s.figures.append((_save(fig, out, "profile_split"), "share of the profiled train step by layer kind and "
+                      "phase (hatched: backward, crossed: recompute), one bar per implementation"))
+
+
+def densenet_table(steps: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
+    """DenseNet rows per implementation and depth: the share of the profiled step in concatenation (its forward,
+    backward and recompute) and in recompute, and the memory-efficient twin's step over the naive one's."""
+    if "depth" not in steps:
+        return pd.DataFrame()
+    dense = steps[steps.model.str.startswith("densenet")].dropna(subset=["coverage"])
+    if not len(dense):
+        return pd.DataFrame()
+    keys = ["model", "impl", "batch_size", "depth"]
+    lay = layers[layers.model.str.startswith("densenet")]
+    concat = lay[lay.kind == "concat"].groupby(keys).ms_per_step.sum().rename("concat_ms")
+    rec = lay[lay.phase == "recompute"].groupby(keys).ms_per_step.sum().rename("recompute_ms")
+    t = dense.set_index(keys)[["profiled_step_ms"]].join(concat).join(rec).fillna({"concat_ms": 0.0, "recompute_ms": 0.0})
+    t["concat_share"] = t.concat_ms / t.profiled_step_ms
+    t["recompute_share"] = t.recompute_ms / t.profiled_step_ms
+    t = t.reset_index()
+    t["naive"] = t.model.str.removesuffix("_memeff")
+    naive = t[t.model == t.naive].set_index(["naive", "impl", "batch_size", "depth"]).profiled_step_ms
+    idx = pd.MultiIndex.from_frame(t[["naive", "impl", "batch_size", "depth"]])
+    t["step_over_naive"] = (t.profiled_step_ms.values / naive.reindex(idx).values)
+    t.loc[t.model == t.naive, "step_over_naive"] = None
+    return t.drop(columns="naive").sort_values(["model", "impl", "depth"]).round(3)
+
+
+def section_profile(run: dict, out: Path) -> Section:
+    s = Section("Where the time goes")
+    df = run.get("profile")
+    if df is None or not len(df):
+        s.text.append("No profile jobs in this run (python -m bench.profile MODEL, or the profile suite).")
+        return s
+    steps, layers = _split(df[df.status == "ok"])
+    if not len(steps):
+        s.text.append("Every profile job failed (see Errors).")
+        return s
+    main = at_registry_depth(steps)
+    s.text += gap_sentences(steps[main], layers[at_registry_depth(layers)])
+    s.text.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
+                  "forward created it; coverage is the share of the step attributed to a named layer, the loss or the "
+                  "optimizer, the rest is (unattributed). Profiled steps run slower than unprofiled ones "
+                  "(profiler_overhead); on a shared CPU every figure is contended.")
+    s.tables.append(("Profiled implementations (traces open in Perfetto / chrome://tracing; TensorFlow's .xplane.pb in "
+                     "TensorBoard)", summary_table(steps, run.get("dir"), out)))
+    dense = densenet_table(steps, layers)
+    if len(dense):
+        from bench.zoo.anchors import MEMEFF_TIME
+        s.tables.append(("DenseNet: concatenation and recompute share of the profiled step against depth; the "
+                         f"memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; what it saves in "
+                         "memory is in the Memory section)", dense))
+    layers_main = layers[at_registry_depth(layers)]
+    if len(layers_main):
+        layers = layers_main
+        _figure(layers, out, s)
+        for model, g in layers.groupby("model"):
+            impls = list(dict.fromkeys(g.impl))
+            ref = _reference(set(impls)) or impls[0]
+            for other in (i for i in impls if i != ref):
+                t = layer_diffs(g, ref, other)
+                if len(t):
+                    s.tables.append((f"{model}: largest per-layer differences, {other} vs {ref} (ms per step)", t))
+    return s

@@ -1,0 +1,262 @@
+"""The step profiles (``Stack.profile``), the profile measure, its rows in the schema and the report section.
+
+Small twins (depth 8 ResNet, depth 10 DenseNet, 16x16 input, batch 2, 2 steps): what is checked is where
+time is attributed, never how long anything takes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.stacks.base import UNATTRIBUTED
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_RESNET = dict(depth=8, input_size=16)
+SMALL_DENSENET = dict(depth=10, input_size=16)
+SLOW_TORCH = "stage1.block0.conv2"
+SLOW_KERAS = "stage1_block0_conv2"
+# a sleep, not extra work: on a shared 2-core CPU a contended conv backward can take 100+ ms
+
+
+def _named(rows):
+    return [r for r in rows if r.layer != UNATTRIBUTED]
+
+
+def _slow_torch_build(monkeypatch, seconds=0.25):
+    """``bench.zoo.build`` whose torch twin sleeps in one convolution's forward (an expensive layer)."""
+    import bench.zoo
+    real = bench.zoo.build
+
+    def build(name, framework, **options):
+        net = real(name, framework, **options)
+        if framework == "torch":
+            conv = net.get_submodule(SLOW_TORCH)
+            fwd = conv.forward
+
+            def slow(x):
+                time.sleep(seconds)
+                return fwd(x)
+            conv.forward = slow
+        return net
+    monkeypatch.setattr(bench.zoo, "build", build)
+
+
+def test_torch_expensive_layer_is_on_top_and_rows_sum_to_the_step(monkeypatch, tmp_path):
+    from bench.stacks import get_stack
+    _slow_torch_build(monkeypatch)
+    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", steps=2, trace_dir=str(tmp_path),
+                                   model_options=SMALL_RESNET)
+    top = max(_named(p.rows), key=lambda r: r.ms_per_step)
+    assert (top.layer, top.kind, top.phase) == ("stage1_block0_conv2", "conv", "forward")
+    total = sum(r.ms_per_step for r in p.rows)
+    assert abs(total - p.profiled_step_ms) <= 0.1 * p.profiled_step_ms
+    assert 0.9 <= p.coverage <= 1.0
+    assert p.trace_path and Path(p.trace_path).stat().st_size > 0
+
+
+def test_torch_every_conv_has_backward_time_and_twin_names():
+    from bench.stacks import get_stack
+    from bench.zoo import build
+    from bench.zoo.specs import keras_name
+    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", steps=2, model_options=SMALL_RESNET)
+    convs = {keras_name(n) for n, m in build("resnet20_v1", "torch", **SMALL_RESNET).named_modules()
+             if type(m).__name__ == "Conv2d"}
+    backward = {r.layer for r in p.rows if r.kind == "conv" and r.phase == "backward" and r.ms_per_step > 0}
+    forward = {r.layer for r in p.rows if r.kind == "conv" and r.phase == "forward"}
+    assert convs and convs == backward == forward
+    assert {"(optimizer)", "(loss)"} <= {r.layer for r in p.rows}
+    assert {r.phase for r in p.rows} <= {"forward", "backward", "optimizer", "other"}  # no recompute without checkpoints
+
+
+def test_torch_memory_efficient_densenet_has_recompute_rows():
+    from bench.stacks import get_stack
+    naive = get_stack("torch").profile("densenet40_k12", 2, device="cpu", steps=2, model_options=SMALL_DENSENET)
+    memeff = get_stack("torch").profile("densenet40_k12_memeff", 2, device="cpu", steps=2, model_options=SMALL_DENSENET)
+    rec = [r for r in memeff.rows if r.phase == "recompute"]
+    assert not [r for r in naive.rows if r.phase == "recompute"]
+    assert {"concat", "batchnorm", "conv"} <= {r.kind for r in rec}
+    assert all(r.layer.startswith("block") for r in rec) and sum(r.ms_per_step for r in rec) > 0
+
+
+def test_torch_compiled_modes_say_why_they_are_not_attributed():
+    from bench.stacks import get_stack
+    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", exec_mode="compile", model_options=SMALL_RESNET)
+    assert p.coverage is None and not p.rows and "eager" in p.null_reason
+
+
+def test_keras_tensorflow_expensive_layer_on_top(monkeypatch):
+    """Keras on TensorFlow (this session's backend): a layer that computes its convolution 12 times tops the
+    profile, and gradient ops are attributed as backward."""
+    import keras
+
+    import bench.zoo
+    from bench.stacks import get_stack
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("this pytest session's Keras backend is not tensorflow")
+    real = bench.zoo.build
+
+    def build(name, framework, **options):
+        net = real(name, framework, **options)
+        if framework == "keras":
+            layer = net.get_layer(SLOW_KERAS)
+            call = layer.call
+            layer.call = lambda x, *a, **k: sum((call(x + 1e-3 * i) for i in range(12)), call(x))
+        return net
+    monkeypatch.setattr(bench.zoo, "build", build)
+    p = get_stack("keras", "tensorflow").profile("resnet20_v1", 2, device="cpu", steps=2, model_options=SMALL_RESNET)
+    named = _named(p.rows)
+    top = max(named, key=lambda r: r.ms_per_step)
+    assert top.layer == SLOW_KERAS and top.kind == "conv"
+    assert {r.layer for r in named if r.kind == "conv" and r.phase == "backward" and r.ms_per_step > 0} >= {SLOW_KERAS, "stem_conv"}
+    assert abs(sum(r.ms_per_step for r in p.rows) - p.profiled_step_ms) <= 0.1 * p.profiled_step_ms
+
+
+_CHILD = r"""
+import json, sys, time
+import bench.zoo
+from bench.stacks import get_stack
+backend, model, slow = sys.argv[1], sys.argv[2], sys.argv[3]
+real = bench.zoo.build
+def build(name, framework, **options):
+    net = real(name, framework, **options)
+    if slow != "-":
+        layer = net.get_layer(slow)
+        call = layer.call
+        def slowed(x, *a, **k):
+            time.sleep(0.25)
+            return call(x, *a, **k)
+        layer.call = slowed
+    return net
+bench.zoo.build = build
+opts = json.loads(sys.argv[4])
+p = get_stack("keras", backend).profile(model, 2, device="cpu", steps=2, model_options=opts)
+print("RESULT " + json.dumps({"rows": [r.__dict__ for r in p.rows], "step": p.profiled_step_ms, "coverage": p.coverage,
+                              "fused": p.fused_share, "reason": p.null_reason}))
+"""
+
+
+def _child(backend: str, model: str, slow: str, options: dict) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": str(ROOT)}
+    pre = "import torch\n" if backend == "torch" else ""
+    r = subprocess.run([sys.executable, "-c", pre + _CHILD, backend, model, slow, json.dumps(options)], env=env,
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+@pytest.mark.slow
+def test_keras_torch_expensive_layer_on_top_and_recompute():
+    """Keras on torch shares the torch-autograd profiler: Keras layer names, a slowed layer on top, backward
+    rows per convolution; the memory-efficient DenseNet's keras.remat shows as recompute."""
+    out = _child("torch", "resnet20_v1", SLOW_KERAS, SMALL_RESNET)
+    named = [r for r in out["rows"] if r["layer"] != UNATTRIBUTED]
+    top = max(named, key=lambda r: r["ms_per_step"])
+    assert (top["layer"], top["phase"]) == (SLOW_KERAS, "forward")
+    assert {r["layer"] for r in named if r["kind"] == "conv" and r["phase"] == "backward"} >= {SLOW_KERAS, "stem_conv"}
+    assert abs(sum(r["ms_per_step"] for r in out["rows"]) - out["step"]) <= 0.1 * out["step"]
+    memeff = _child("torch", "densenet40_k12_memeff", "-", SMALL_DENSENET)
+    assert any(r["phase"] == "recompute" for r in memeff["rows"])
+
+
+@pytest.mark.slow
+def test_keras_jax_states_coverage_and_fusion():
+    """Keras on JAX: XLA ops attributed by their HLO metadata; coverage and the fused share are stated."""
+    out = _child("jax", "resnet20_v1", "-", SMALL_RESNET)
+    assert 0 < out["coverage"] <= 1 and out["fused"] is not None
+    layers = {r["layer"] for r in out["rows"]}
+    assert "stem_conv" in layers and UNATTRIBUTED in layers
+    assert any(r["phase"] == "backward" and r["kind"] == "conv" for r in out["rows"])
+
+
+def _profile_rows(run_id="r1"):
+    """Profile rows of two implementations of resnet20_v1, as the measure writes them."""
+    base = dict(run_id=run_id, model="resnet20_v1", precision="fp32", batch_size=8, measurement="train", status="ok",
+                device="cpu", exec_mode=None)
+    impls = {("torch", "torch", "eager"): {"conv": 10.0, "batchnorm": 4.0, "relu": 1.0},
+             ("keras", "tensorflow", "nojit"): {"conv": 6.0, "batchnorm": 1.0, "relu": 1.0}}
+    rows = []
+    for (fw, be, mode), kinds in impls.items():
+        job = f"profile/resnet20_v1/{fw}-{be}/fp32/b8/train/{mode}/n3"
+        step = sum(kinds.values()) * 2 + 1.0
+        for k, ms in kinds.items():
+            for phase in ("forward", "backward"):
+                rows.append({**base, "job_id": job, "framework": fw, "backend": be, "exec_mode": mode,
+                             "layer": f"stage1_block0_{k}1", "kind": k, "phase": phase, "ms_per_step": ms, "calls": 1,
+                             "share_of_step": ms / step})
+        rows.append({**base, "job_id": job, "framework": fw, "backend": be, "exec_mode": mode, "layer": UNATTRIBUTED,
+                     "kind": "other", "phase": "other", "ms_per_step": 1.0, "calls": 0, "share_of_step": 1 / step})
+        rows.append({**base, "job_id": job, "framework": fw, "backend": be, "exec_mode": mode, "layer": "(step)",
+                     "ms_per_step": step, "share_of_step": 1.0, "profiled_step_ms": step, "unprofiled_step_ms": step / 1.5,
+                     "profiler_overhead": 1.5, "coverage": 1 - 1 / step, "trace_path": f"traces/{fw}-{be}.json.gz"})
+    return rows
+
+
+def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(tmp_path):
+    from bench.report import render
+    from bench.results.schema import FILES, append_row, columns, read_csv
+    run = tmp_path / "results" / "r1"
+    run.mkdir(parents=True)
+    (run / "run_meta.json").write_text(json.dumps({"run_id": "r1", "gpu": False}))
+    rows = _profile_rows()
+    for r in rows:
+        append_row(run / FILES["profile"], "profile", r)
+    df = read_csv(run / FILES["profile"], "profile")
+    assert list(df.columns) == columns("profile") and len(df) == len(rows)
+    assert df[df.layer == "(step)"].coverage.notna().all()
+    with pytest.raises(KeyError):
+        append_row(run / FILES["profile"], "profile", {"not_a_column": 1})
+    index = render(run, tmp_path / "reports" / "r1")
+    md = (index.parent / "index.md").read_text()
+    assert "## Where the time goes" in md
+    # torch eager (31 ms) vs keras/tensorflow (17 ms): conv differs by 8 ms of the 14 ms gap
+    assert "torch eager is the slowest" in md and "conv explains most" in md
+    assert "largest per-layer differences, keras/tensorflow nojit vs torch eager" in md
+    assert "(traces/torch-torch.json.gz)" not in md and "torch-torch.json.gz](" in md  # a link relative to the report
+    assert (index.parent / "profile_split.png").exists()
+
+
+def test_profile_jobs_in_the_suites_and_the_cli_plan(capsys):
+    from bench.pipeline.suites import Options, expand
+    smoke = [j for j in expand("smoke", Options(gpu=False)) if j.kind == "profile"]
+    assert [(j.model, j.framework, j.batch_size, j.steps) for j in smoke] == [("resnet20_v1", "torch", 8, 3)]
+    quick = [j for j in expand("cifar10-quick", Options(models=("resnet20_v1", "densenet40_k12"), gpu=False,
+                                                        keras_backends=("tensorflow", "jax"))) if j.kind == "profile"]
+    assert {(j.model, j.framework, j.keras_backend) for j in quick} == {
+        (m, fw, be) for m in ("resnet20_v1", "densenet40_k12") for fw, be in
+        (("torch", None), ("keras", "tensorflow"), ("keras", "jax"))} and len(quick) == 6
+    from bench.profile import main
+    assert main(["resnet20_v1", "--frameworks", "torch", "--device", "cpu", "--steps", "4", "--batch-size", "2",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "profile/resnet20_v1/torch/fp32/b2/train/default/n4" in out and "1 jobs" in out
+
+
+def test_densenet_depth_jobs_and_table():
+    import pandas as pd
+
+    from bench.pipeline.suites import Options, expand
+    from bench.report.sections.profile import densenet_table
+    jobs = [j for j in expand("profile", Options(models=("densenet40_k12", "densenet40_k12_memeff"), frameworks=("torch",),
+                                                 gpu=False))]
+    assert {(j.model, j.depth) for j in jobs} == {
+        (m, d) for m in ("densenet40_k12", "densenet40_k12_memeff") for d in (None, 16, 28)} and len(jobs) == 6
+    assert not [j for j in expand("profile", Options(models=("densenet40_k12",), gpu=False)) if j.depth]  # no pair, no sweep
+    base = dict(impl="torch eager", batch_size=8, depth=16, precision="fp32", coverage=0.99)
+    steps = pd.DataFrame([{**base, "model": "densenet40_k12", "profiled_step_ms": 10.0},
+                          {**base, "model": "densenet40_k12_memeff", "profiled_step_ms": 12.5}])
+    layers = pd.DataFrame([{**base, "model": "densenet40_k12", "layer": "block1_layer0", "kind": "concat", "phase": p,
+                            "ms_per_step": 1.0} for p in ("forward", "backward")]
+                          + [{**base, "model": "densenet40_k12_memeff", "layer": "block1_layer0", "kind": k, "phase": p,
+                              "ms_per_step": 1.0} for k, p in (("concat", "forward"), ("concat", "recompute"),
+                                                                ("batchnorm", "recompute"))])
+    t = densenet_table(steps, layers).set_index("model")
+    assert t.loc["densenet40_k12", "concat_share"] == 0.2 and t.loc["densenet40_k12", "recompute_share"] == 0
+    assert t.loc["densenet40_k12_memeff", "recompute_ms"] == 2.0 and t.loc["densenet40_k12_memeff", "step_over_naive"] == 1.25
+    assert pd.isna(t.loc["densenet40_k12", "step_over_naive"])
