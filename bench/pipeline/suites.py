@@ -25,7 +25,7 @@ SUITES = {
                 "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
     "degradation": "the ResNet paper's figure: plain20, plain56, resnet20_v1, resnet56_v1 trained on one plan, training "
                    "and test error per epoch, plus one-batch throughput and memory (the price of depth); CPU: 6,144 "
-                   "images x 5 epochs, seed 0 (~20 min idle per framework); GPU: the paper recipe, 3 seeds",
+                   "images x 5 epochs, seed 0 (~12-15 min per framework on an idle 2-core CPU); GPU: the paper recipe, 3 seeds",
 }
 KINDS = ("throughput", "memory", "epochs")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
@@ -40,9 +40,10 @@ DEGRADATION_MODELS = ("plain20", "plain56", "resnet20_v1", "resnet56_v1")
 # CPU: sized from measured speed on an idle 2-core CPU at batch 64 (resnet20_v1 ~465 images/s torch, ~399 Keras/TF;
 # a 56-layer net ~3x slower): one training image costs the four nets 2/399 + 2/133 = 0.020 s on Keras (0.017 s
 # torch), so 6,144 images x 5 epochs (+ 1,000 test images per epoch at ~1/3 the cost) is ~650 s of Keras training
-# (~560 s torch), ~11 min, plus ~5 min of process starts and the one-batch jobs: under 30 min with room for a
-# shared machine. 480 steps of batch 64: enough for plain-56 to lag plain-20 early in training (the paper's gap
-# opens from the first epochs), not to reach the paper's errors. One seed (a second would double the time).
+# (~560 s torch), plus ~2-4 min of process starts and the one-batch jobs: ~12-15 min, under 30 min with room for a
+# shared machine (bench.run --dry-run's FLOP estimate, 15 GFLOP/s, is several times slower than measured).
+# 480 steps of batch 64: enough for plain-56 to lag plain-20 early in training (the paper's gap opens from the
+# first epochs), not to reach the paper's errors. One seed (a second would double the time).
 DEGRADATION_CPU = dict(train_subset=6144, test_subset=1000, epochs=5, recipe="smoke", seeds=(0,))
 # GPU: the paper's recipe (164 epochs, batch 128, SGD 0.1, /10 at 50% and 75%) on all of CIFAR-10, 3 seeds
 DEGRADATION_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="paper", seeds=(0, 1, 2))
