@@ -170,3 +170,18 @@ def test_report_has_the_degradation_section_and_accuracy_does_not_draw_it_twice(
     assert "## Degradation" in md and "torch eager: After 3 epoch(s)" in md
     assert "this run does not show the degradation" in md
     assert md.count("(degradation.png)") == 1
+
+
+def test_an_interrupted_pair_is_compared_at_the_last_epoch_both_reached():
+    rows = _rows({"plain20": 20.0, "plain56": 30.0, "resnet20_v1": 15.0, "resnet56_v1": 12.0}, epochs=5)
+    # plain-56 stopped after epoch 2 (error 60%); plain-20 at epoch 2 was at 50%, at epoch 5 at 20%
+    cut = rows[~((rows.model == "plain56") & (rows.epoch > 2))]
+    s = degradation_sentence(cut)
+    assert s.startswith("After 5 epoch(s) on 6,144") and "plain-56 is, at epoch 2 (the last both reached; 5 planned)" in s
+    assert "by 10.00 points (training error 60.00% vs 50.00%" in s  # not 60% against plain-20's final 20%
+    assert "ResNet-56's training error ends at or below" in s
+    cut = cut[~((cut.model.str.startswith("resnet")) & (cut.epoch > 1))]
+    assert "ResNet-56's training error is, at epoch 1 (the last both reached; 5 planned), at or below ResNet-20's (52.00% vs 55.00%)" in \
+        degradation_sentence(cut)
+    only = cut[cut.epoch <= 2]
+    assert "After up to 2 of 5 planned epoch(s) (unfinished)" in degradation_sentence(only)

@@ -109,57 +109,72 @@ def _against(gap: float, spread: float | None) -> str:
     return f"{abs(gap) / spread:.1f}x the larger spread between seeds ({spread:.2f} points)"
 
 
-def _plain_clause(f: pd.DataFrame) -> str:
-    if not all(m in f.index for m in PLAIN):
+def _pair(d: pd.DataFrame, pair: tuple[str, str]) -> tuple[pd.DataFrame | None, str]:
+    """The final errors of a pair of nets (rows of ``_prepare``) at the last epoch every seed of both reached (an
+    interrupted run compares like with like), and how to say when: 'ends' or 'is, at epoch k ...,'."""
+    d = d[d.model.isin(pair)]
+    if d.model.nunique() < 2:
+        return None, ""
+    last = d.groupby(["model", "seed"]).epoch.max()
+    k = int(last.min())
+    total = int(d.epochs_total.max()) if "epochs_total" in d and d.epochs_total.notna().any() else k
+    when = "ends" if k >= total else f"is, at epoch {k} (the last both reached; {total} planned),"
+    return final_errors(d[d.epoch <= k]).set_index("model"), when
+
+
+def _plain_clause(f: pd.DataFrame | None, when: str) -> str:
+    if f is None:
         return "plain-20 and plain-56 were not both trained, so this run cannot show the degradation"
     gap, spread, a, b = _gap(f, "plain56", "plain20")
     errs = (f"(training error {a.train_error_pct:.2f}% vs {b.train_error_pct:.2f}%; test error "
             f"{a.test_error_pct:.2f}% vs {b.test_error_pct:.2f}%)")
     if gap > 0 and (spread is None or gap > spread):
-        return (f"plain-56 ends above plain-20 in training error by {gap:.2f} points {errs}, {_against(gap, spread)}: "
-                "the degradation the paper reports")
+        return (f"plain-56 {when} above plain-20 in training error by {gap:.2f} points {errs}, "
+                f"{_against(gap, spread)}: the degradation the paper reports")
     if gap > 0:
-        return (f"plain-56 ends above plain-20 in training error by {gap:.2f} points {errs}, within the spread "
+        return (f"plain-56 {when} above plain-20 in training error by {gap:.2f} points {errs}, within the spread "
                 f"between seeds ({spread:.2f} points): this run does not show the degradation")
-    return (f"plain-56 ends at or below plain-20 in training error (by {-gap:.2f} points) {errs}: this run does "
+    return (f"plain-56 {when} at or below plain-20 in training error (by {-gap:.2f} points) {errs}: this run does "
             "not show the degradation the paper reports")
 
 
-def _residual_clause(f: pd.DataFrame) -> str:
-    if not all(m in f.index for m in RESIDUAL):
+def _residual_clause(f: pd.DataFrame | None, when: str) -> str:
+    if f is None:
         return "ResNet-20 and ResNet-56 were not both trained"
     gap, spread, a, b = _gap(f, "resnet56_v1", "resnet20_v1")
     errs = f"({a.train_error_pct:.2f}% vs {b.train_error_pct:.2f}%)"
     if gap <= 0:
-        return (f"ResNet-56's training error ends at or below ResNet-20's {errs}, by {-gap:.2f} points: in this run "
-                "depth does not hurt the residual nets")
+        return (f"ResNet-56's training error {when} at or below ResNet-20's {errs}, by {-gap:.2f} points: in this "
+                "run depth does not hurt the residual nets")
     if spread is not None and gap <= spread:
-        return (f"ResNet-56's training error ends {gap:.2f} points above ResNet-20's {errs}, within the spread "
+        return (f"ResNet-56's training error {when} {gap:.2f} points above ResNet-20's {errs}, within the spread "
                 f"between seeds ({spread:.2f} points): at ResNet-20's level")
-    return (f"ResNet-56's training error ends {gap:.2f} points above ResNet-20's {errs}, {_against(gap, spread)}: "
+    return (f"ResNet-56's training error {when} {gap:.2f} points above ResNet-20's {errs}, {_against(gap, spread)}: "
             "in this run the shortcuts do not make the deeper net train better")
 
 
-def _scope(f: pd.DataFrame) -> str:
-    """'After N epochs on M images (...)' : what training the sentence is about."""
-    epochs = int(f.epoch.min())
-    n = f.train_examples.dropna().max() if "train_examples" in f and f.train_examples.notna().any() else None
+def _scope(d: pd.DataFrame) -> str:
+    """'After N epoch(s) on M images, S seed(s) (...)': what training the sentence is about."""
+    done = int(d.epoch.max())
+    total = int(d.epochs_total.max()) if "epochs_total" in d and d.epochs_total.notna().any() else done
+    n = d.train_examples.max() if "train_examples" in d and d.train_examples.notna().any() else None
     images = f"{int(n):,} training images" if n and n < PAPER_RECIPE[1] else "all of CIFAR-10"
-    short = epochs < PAPER_RECIPE[0] or (n is not None and n < PAPER_RECIPE[1])
-    seeds = int(f.seeds.min())
-    return (f"After {epochs} epoch(s) on {images}, {seeds} seed(s)"
+    short = total < PAPER_RECIPE[0] or (n is not None and n < PAPER_RECIPE[1])
+    seeds = int(d.groupby("model").seed.nunique().min())
+    return ((f"After {total} epoch(s)" if done >= total else f"After up to {done} of {total} planned epoch(s) "
+             "(unfinished)") + f" on {images}, {seeds} seed(s)"
             + (" (a short run, not the paper's 164 epochs on 50,000 images)" if short else ""))
 
 
 def degradation_sentence(rows: pd.DataFrame) -> str:
     """The one sentence saying what the epochs ``rows`` of one implementation show: whether plain-56's final
     training error is above plain-20's, and by how much against the spread between seeds (where there are
-    several); whether ResNet-56's is at or below ResNet-20's. Nothing the rows do not show."""
-    f = final_errors(rows)
-    if not len(f):
+    several); whether ResNet-56's is at or below ResNet-20's. A pair whose trainings stopped at different epochs
+    is compared at the last epoch both reached. Nothing the rows do not show."""
+    d = _prepare(rows)
+    if not len(d):
         return "None of plain-20, plain-56, ResNet-20, ResNet-56 was trained in this run."
-    f = f.set_index("model")
-    return f"{_scope(f)}: {_plain_clause(f)}; {_residual_clause(f)}."
+    return f"{_scope(d)}: {_plain_clause(*_pair(d, PLAIN))}; {_residual_clause(*_pair(d, RESIDUAL))}."
 
 
 def depth_cost(run: dict, finals: pd.DataFrame) -> pd.DataFrame:
