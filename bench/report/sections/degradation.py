@@ -161,7 +161,8 @@ def _scope(d: pd.DataFrame) -> str:
     images = f"{int(n):,} training images" if n and n < PAPER_RECIPE[1] else "all of CIFAR-10"
     short = total < PAPER_RECIPE[0] or (n is not None and n < PAPER_RECIPE[1])
     seeds = int(d.groupby("model").seed.nunique().min())
-    return ((f"After {total} epoch(s)" if done >= total else f"After up to {done} of {total} planned epoch(s) "
+    finished = int(d.groupby(["model", "seed"]).epoch.max().min()) >= total  # every training ran all its epochs
+    return ((f"After {total} epoch(s)" if finished else f"After up to {done} of {total} planned epoch(s) "
              "(unfinished)") + f" on {images}, {seeds} seed(s)"
             + (" (a short run, not the paper's 164 epochs on 50,000 images)" if short else ""))
 
