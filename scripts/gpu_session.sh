@@ -20,6 +20,8 @@
 #   bench        pytest --benchmark-only (resnet20_v1, resnet56_v1, densenet_bc100_k12)  [#5]
 #   quick        the cifar10-quick suite and its report                                  [#4]
 #   anchors      ../shared/anchors/anchors_torch.py --part eager --quick (ratios to ANCHORS.md)
+#   degradation  optional, long: the degradation suite, paper recipe, 3 seeds, both twins (Keras on JAX): many
+#                calls; it resumes call after call                                   [#21]
 #
 # A 30-minute session, three calls of about 9 minutes (run `collect` after each, then carry again):
 #   1. train-torch reference   2. train-keras overhead bench   3. throughput memory (these two are about
@@ -141,6 +143,7 @@ phase() {
       local d
       d=$(ls -d "$RUNS/quick"/2*-* 2>/dev/null | tail -1)
       [ -n "$d" ] && timed $PY -m bench.report "$d" --out "$RUNS/quick/report" ;;
+    degradation) suite "$1" --suite degradation --keras-backend jax ;;
     anchors)
       mkdir -p "$RUNS/anchors"
       timed $PY "$G/anchors/anchors_torch.py" --part eager --quick --out "$RUNS/anchors/anchors_torch.json" ;;
@@ -151,7 +154,7 @@ phase() {
 case ${1:-} in
   prepare) prepare; exit $? ;;
   collect) collect "${2:?collect needs the path of runs.tgz}"; exit $? ;;
-  ""|-h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+  ""|-h|--help) sed -n '2,37p' "$0"; exit 0 ;;
 esac
 trap pack EXIT
 setup || { say "setup failed"; exit 1; }

@@ -32,7 +32,6 @@ ROWS = [
     ("run", ["--suite", "smoke", "--frameworks", "mxnet"], "unknown framework"),
     ("run", ["--suite", "smoke", "--keras-backend", ""], "unknown --keras-backend ''; choose from"),
     ("run", ["--suite", "smoke", "--keras-backend", "theano"], "unknown --keras-backend theano"),
-    ("run", ["--suite", "smoke", "--frameworks", "torch", "--keras-backend", "jax"], "--keras-backend jax matches no job"),
     ("run", ["--suite", "smoke", "--precision", "fp8"], "--precision takes fp32, bf16, fp16"),
     ("run", ["--suite", "smoke", "--precision", ""], "--precision is empty"),
     ("run", ["--suite", "smoke", "--batch-sizes", "a,b"], "--batch-sizes must be integers"),

@@ -25,6 +25,9 @@ SUITES = {
                "model, every implementation asked for, one small batch; traces kept in results/<run_id>/traces/",
     "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
                 "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
+    "degradation": "the ResNet paper's figure: plain20, plain56, resnet20_v1, resnet56_v1 trained on one plan, training "
+                   "and test error per epoch, plus one-batch throughput and memory (the price of depth); CPU: 6,144 "
+                   "images x 5 epochs, seed 0 (~12-15 min per framework on an idle 2-core CPU); GPU: the paper recipe, 3 seeds",
 }
 KINDS = ("throughput", "memory", "epochs", "profile")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
@@ -33,6 +36,20 @@ SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epo
 FIDELITY_MODELS = ("resnet20_v1",)
 FIDELITY_CPU = dict(train_subset=8192, test_subset=2000, epochs=6, recipe="smoke", seeds=(0, 1))
 FIDELITY_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="fast", seeds=(0, 1, 2))
+# degradation: the four nets of the ResNet paper's Figure 1/6, every one on the same plan (the same EpochSampler
+# batches and augmentation: train_subset, batch, recipe and seed are the suite's, never the model's)
+DEGRADATION_MODELS = ("plain20", "plain56", "resnet20_v1", "resnet56_v1")
+# CPU: sized from measured speed on an idle 2-core CPU at batch 64 (resnet20_v1 ~465 images/s torch, ~399 Keras/TF;
+# a 56-layer net ~3x slower): one training image costs the four nets 2/399 + 2/133 = 0.020 s on Keras (0.017 s
+# torch), so 6,144 images x 5 epochs (+ 1,000 test images per epoch at ~1/3 the cost) is ~650 s of Keras training
+# (~560 s torch), plus ~2-4 min of process starts and the one-batch jobs: ~12-15 min, under 30 min with room for a
+# shared machine (bench.run --dry-run's FLOP estimate, 15 GFLOP/s, is several times slower than measured).
+# 480 steps of batch 64: enough for plain-56 to lag plain-20 early in training (the paper's gap opens from the
+# first epochs), not to reach the paper's errors. One seed (a second would double the time).
+DEGRADATION_CPU = dict(train_subset=6144, test_subset=1000, epochs=5, recipe="smoke", seeds=(0,))
+# GPU: the paper's recipe (164 epochs, batch 128, SGD 0.1, /10 at 50% and 75%) on all of CIFAR-10, 3 seeds
+DEGRADATION_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe="paper", seeds=(0, 1, 2))
+DEGRADATION_BATCH = {False: 32, True: 128}  # one-batch throughput and memory jobs (CPU, GPU)
 # suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
 ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory", "profile")
 # profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in PyTorch alone (~20 s of CPU)
@@ -209,6 +226,19 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
     return jobs
 
 
+def _degradation(opts: Options) -> list[Job]:
+    """The degradation suite: the four nets trained on one plan (the report's Degradation section draws the
+    paper's figure from it), and each one's one-batch throughput (train) and memory: the price of depth."""
+    gpu = opts.gpu
+    models = _models(opts, DEGRADATION_MODELS)
+    f = dict(DEGRADATION_GPU if gpu else DEGRADATION_CPU)
+    b = DEGRADATION_BATCH[gpu]
+    return ([j for j in _throughput(opts, models, ("bf16",) if gpu else ("fp32",), (b,), 40 if gpu else 10, b,
+                                    max_warmup=100 if gpu else 15, real_models=()) if j.measurement == "train"]
+            + _memory(opts, models, (b,), 5 if gpu else 1)
+            + _epochs(opts, models, f.pop("recipe"), **f))
+
+
 def expand(suite: str, opts: Options) -> list[Job]:
     """The jobs of ``suite`` under ``opts``; with ``opts.repeats`` N > 1, each throughput job N times
     (``/r1`` .. ``/rN``), in rounds: every job's first repeat, then every job's second, ... so that a slow
@@ -265,6 +295,8 @@ def _expand(suite: str, opts: Options) -> list[Job]:
         # the spread between seeds of one framework (bench.report.sections.fidelity.section_fidelity)
         f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
         return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
+    if suite == "degradation":
+        return _degradation(opts)
     if suite == "cifar10-quick":
         # one process per job makes job count the cost: one batch and precision for throughput, the real
         # pipeline and training only for the quick-train models, a short memory sweep where it tells

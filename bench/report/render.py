@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.report.common import ROOT, Section, _md_table, load_run
 from bench.report.sections.accuracy import section_accuracy
 from bench.report.sections.compare import regressions, section_compare
+from bench.report.sections.degradation import section_degradation
 from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
@@ -20,8 +21,8 @@ from bench.results.stats import MIN_EFFECT
 
 # The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
 # and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
-SECTIONS = (section_environment, section_throughput, section_profile, section_memory, section_accuracy, section_fidelity,
-            section_errors, section_compare)
+SECTIONS = (section_environment, section_throughput, section_profile, section_memory, section_accuracy,
+            section_degradation, section_fidelity, section_errors, section_compare)
 
 
 EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)

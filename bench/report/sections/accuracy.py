@@ -1,4 +1,5 @@
-"""The Accuracy section: accuracy per epoch, degradation, parameters vs accuracy, time to accuracy."""
+"""The Accuracy section: accuracy per epoch, parameters vs accuracy, time to accuracy (the degradation figure of
+plain vs residual nets is its own section, bench.report.sections.degradation)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,13 +25,6 @@ def section_accuracy(run: dict, out: Path) -> Section:
                     kind="line", markers=True, height=3.2, facet_kws={"sharey": False})
     g.figure.suptitle("Accuracy per epoch (Keras and PyTorch overlaid)", y=1.02)
     s.figures.append((_save(g.figure, out, "accuracy_per_epoch"), "train and test accuracy per epoch"))
-    deg = ok[ok.model.isin(["plain20", "plain56", "resnet20_v1", "resnet56_v1"])].copy()
-    if deg.model.nunique() >= 2:
-        deg["train_error_pct"] = 100 * (1 - deg.train_acc)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        sns.lineplot(data=deg, x="epoch", y="train_error_pct", hue="model", style="impl", ax=ax)
-        ax.set(title="Degradation: plain-20/56 vs ResNet-20/56 training error", ylabel="training error (%)")
-        s.figures.append((_save(fig, out, "degradation"), "the degradation experiment"))
     last = ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]).tail(1).copy()
     from bench.zoo import get_entry
     last["params_m"] = [(_params(m) or 0) / 1e6 for m in last.model]
