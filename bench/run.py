@@ -198,7 +198,8 @@ def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
     return {"keras_backends": used, "keras_backend": ",".join(used) or None, "keras_backend_arg": args.keras_backend}
 
 
-def print_plan(jobs: list[Job], done: set[str], file=sys.stdout) -> None:
+def print_plan(jobs: list[Job], done: set[str], file=None) -> None:
+    file = file or sys.stdout  # read now, not at import: a caller may have replaced sys.stdout since
     total = 0.0
     for j in jobs:
         est = estimate_seconds(j)

@@ -104,7 +104,7 @@ def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
     before = {k: len(_rows(run_dir / f"{k}.csv")) for k in ("throughput", "memory", "epochs")}
     p = _run(["--resume", run_dir.name, "--no-report"], out)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "1 of 5 jobs to run" in p.stderr
+    assert "1 of 6 jobs to run" in p.stderr  # smoke for one model and framework: 6 jobs, the profile job included
     rows = _rows(run_dir / "throughput.csv")
     assert len(rows) == before["throughput"] + 1 and rows[-1]["job_id"] == INFER and rows[-1]["status"] == "ok"
     assert len(_rows(run_dir / "memory.csv")) == before["memory"]  # the OOM is a result, not retried
