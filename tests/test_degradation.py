@@ -81,6 +81,8 @@ def test_sentence_says_plain56_above_plain20_when_the_rows_show_it():
     assert "ResNet-56's training error ends at or below ResNet-20's" in s and "by 3.00 points" in s
     assert "After 3 epoch(s) on 6,144 training images, 1 seed(s) (a short run" in s
     assert "one seed, no spread" in s
+    one = final_errors(_rows({"plain20": 20.0, "plain56": 30.0})).set_index("model")
+    assert one.train_spread_pct.isna().all() and one.test_spread_pct.isna().all()  # one seed: no spread, not 0
 
 
 def test_sentence_is_the_opposite_when_plain56_ends_below_plain20():

@@ -104,6 +104,33 @@ def test_keras_tensorflow_expensive_layer_on_top():
     assert abs(sum(r["ms_per_step"] for r in out["rows"]) - out["step"]) <= 0.1 * out["step"], out["reason"]
 
 
+def test_keras_tensorflow_gradient_sums_go_to_the_layer_whose_backward_consumes_them():
+    """A root-level ``AddN`` (a tensor's gradients from two consumers, summed) is attributed through the function's
+    graph to the one layer whose backward takes the sum; a sum taken by two layers, or by none known, is not."""
+    from types import SimpleNamespace as N
+
+    from bench.stacks.keras.tf_trace import grad_sum_layers
+    kinds = {"block0_out": "relu", "block1_conv1": "conv", "pool": None}
+    node = lambda name, op, *inputs: N(name=name, op=op, input=list(inputs))  # noqa: E731
+    fdef = N(node_def=[
+        node("gradient_tape/net_1/block1_conv1_1/Conv2DBackpropInput", "Conv2DBackpropInput"),
+        node("gradient_tape/net_1/block1_add_1/Identity", "Identity"),
+        node("AddN_3", "AddN", "gradient_tape/net_1/block1_conv1_1/Conv2DBackpropInput:output:0",
+             "gradient_tape/net_1/block1_add_1/Identity:output:0"),
+        node("gradient_tape/net_1/block0_out_1/ReluGrad", "ReluGrad", "AddN_3:sum:0", "^some_control"),
+        node("AddN_4", "AddN", "x:0", "y:0"),  # a sum of a sum: followed to the layer
+        node("AddN_5", "AddN", "AddN_4:sum:0", "z:0"),
+        node("gradient_tape/net_1/pool_1/AvgPoolGrad", "AvgPoolGrad", "AddN_5:sum:0"),
+        node("AddN_6", "AddN", "x:0", "y:0"),  # two layers take it: no single owner
+        node("gradient_tape/net_1/block1_conv1_1/Conv2DBackpropFilter", "Conv2DBackpropFilter", "AddN_6:sum:0"),
+        node("gradient_tape/net_1/block0_out_1/ReluGrad_1", "ReluGrad", "AddN_6:sum:0"),
+        node("AddN_7", "AddN", "x:0", "y:0"),  # taken by the optimizer: not a layer
+        node("sgd/mul", "Mul", "AddN_7:sum:0"),
+    ])
+    found = grad_sum_layers([fdef], kinds)
+    assert found == {"AddN_3": ("block0_out", "relu"), "AddN_4": ("pool", "add"), "AddN_5": ("pool", "add")}
+
+
 _CHILD = r"""
 import json, sys, time
 import bench.zoo

@@ -80,16 +80,17 @@ def draw_degradation(series: pd.DataFrame):
 
 def final_errors(ok: pd.DataFrame) -> pd.DataFrame:
     """Per (impl, model): the last epoch of each seed's training, then the mean over seeds of the training and
-    test error (%) and their spread between seeds (max - min; 0 with one seed)."""
+    test error (%) and their spread between seeds (max - min; empty with one seed: no spread was measured)."""
     d = _prepare(ok)
     last = d.sort_values("epoch").groupby(["impl", "model", "seed"]).tail(1)
     rows = []
     for (impl, model), g in last.groupby(["impl", "model"]):
+        spread = (lambda col: col.max() - col.min()) if len(g) > 1 else (lambda col: None)
         rows.append({"impl": impl, "model": model, "seeds": len(g), "epoch": int(g.epoch.min()),
                      "epochs_total": int(g.epochs_total.max()) if "epochs_total" in g else None,
                      "train_examples": g.train_examples.max() if "train_examples" in g else None,
-                     "train_error_pct": g.train_error_pct.mean(), "train_spread_pct": g.train_error_pct.max() - g.train_error_pct.min(),
-                     "test_error_pct": g.test_error_pct.mean(), "test_spread_pct": g.test_error_pct.max() - g.test_error_pct.min()})
+                     "train_error_pct": g.train_error_pct.mean(), "train_spread_pct": spread(g.train_error_pct),
+                     "test_error_pct": g.test_error_pct.mean(), "test_spread_pct": spread(g.test_error_pct)})
     return pd.DataFrame(rows)
 
 

@@ -86,7 +86,8 @@ def trace_file(trace_dir: str | None, model: str, stack_tag: str, mode: str, bat
 OP_TYPE_KIND = {"Conv2D": "conv", "Conv2DBackpropInput": "conv", "Conv2DBackpropFilter": "conv",
                 "conv_general_dilated": "conv", "FusedBatchNormV3": "batchnorm", "FusedBatchNormGradV3": "batchnorm",
                 "Relu": "relu", "ReluGrad": "relu", "ConcatV2": "concat", "concatenate": "concat", "AvgPool": "pool",
-                "AvgPoolGrad": "pool", "MatMul": "linear", "dot_general": "linear", "AddV2": "add", "Add": "add"}
+                "AvgPoolGrad": "pool", "MatMul": "linear", "dot_general": "linear", "AddV2": "add", "Add": "add",
+                "AddN": "add"}
 
 
 def scope_layer(parts: list[str], layer_kinds: dict[str, str | None]) -> str | None:

@@ -11,7 +11,11 @@ runs) for Perfetto; the ``.xplane.pb`` itself opens in TensorBoard's profile plu
 Every op event of the graph executor is named ``<name scope>/<op>:<type>``: Keras opens a scope per layer
 (``resnet_v1_20_1/stage1_block0_conv1_1/convolution:Conv2D``); gradient ops sit under ``gradient_tape/``,
 the optimizer's under ``sgd/``, the loss under ``compile_loss/``. An op's time goes to the innermost layer
-its scope names; the executor's own time between ops, Python and the host read-back are ``(unattributed)``.
+its scope names. One kind of gradient op has no scope: the sum of a tensor's gradients when two layers consume
+it (``AddN_<n>`` at the function's root: a residual block's input, feeding both its convolution and its shortcut
+add; a DenseNet's concatenated features). Its time goes to the layer whose backward consumes the sum, read from
+the executed function's graph (its ``FunctionDef``: the node's consumers, by name). The executor's own time
+between ops, Python and the host read-back are ``(unattributed)``.
 Inter-op parallelism is set to 1 for the profiled process (when TensorFlow is not yet initialised), so op
 events tile the step instead of overlapping; time in ops that did overlap is reported in the null reason.
 """
@@ -29,6 +33,7 @@ from pathlib import Path
 from bench.stacks.base import UNATTRIBUTED, LayerTime, StepProfile
 
 STEP = "twinbench::step"
+EXECUTE = "EagerLocalExecute:"  # the eager runtime's event around a graph function's run: "EagerLocalExecute: <name>"
 
 
 def serial_ops() -> str | None:
@@ -61,8 +66,9 @@ def classify(name: str, op_type: str, kinds: dict) -> tuple[str, str, str] | Non
     return layer, kinds[layer] or OP_TYPE_KIND.get(op_type, "other"), phase
 
 
-def _events(xplane: str):
-    """(python step windows [(start_ps, end_ps)], op events [(start_ps, dur_ps, name, type)]) of the host plane."""
+def _events(xplane: str, functions: set | None = None):
+    """(python step windows [(start_ps, end_ps)], op events [(start_ps, dur_ps, name, type)]) of the host plane;
+    the names of the graph functions the steps executed are added to ``functions``."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     xs = xplane_pb2.XSpace()
     xs.ParseFromString(Path(xplane).read_bytes())
@@ -78,14 +84,67 @@ def _events(xplane: str):
                 start = base + e.offset_ps
                 if m.name == STEP:
                     steps.append((start, start + e.duration_ps))
+                elif functions is not None and m.name.startswith(EXECUTE):
+                    functions.add(m.name[len(EXECUTE):].strip())
                 elif ":" in m.name and m.display_name:
                     ops.append((start, e.duration_ps, m.name, m.display_name))
     return sorted(steps), ops
 
 
-def attribute(xplane: str, kinds: dict, skip: int = 1):
-    """(rows, profiled step ms, coverage, overlap ms per step) from one XSpace file."""
-    steps, ops = _events(xplane)
+def grad_sum_layers(function_defs, kinds: dict) -> dict[str, tuple[str, str]]:
+    """Root-level gradient sums (``AddN`` nodes outside any scope) -> (layer, kind) of the one layer whose backward
+    consumes the sum, from the functions' graphs; a sum consumed by several layers, or by none that is known, is
+    left out (its time stays unattributed)."""
+    from bench.stacks.keras.profile import OP_TYPE_KIND
+    consumers: dict[str, set] = defaultdict(set)
+    nodes = {}
+    for f in function_defs:
+        for node in f.node_def:
+            nodes[node.name] = node
+            for inp in node.input:
+                if not inp.startswith("^"):
+                    consumers[inp.split(":")[0]].add(node.name)
+
+    def layers(name: str, seen: set) -> set:
+        out = set()
+        for c in consumers.get(name, ()):
+            cls = classify(c + ":", nodes[c].op, kinds)
+            if cls is not None and cls[0] in kinds:
+                out.add(cls[0])
+            elif "/" not in c and c not in seen:  # another root-level node (a sum of sums): follow it
+                out |= layers(c, seen | {c})
+            else:
+                out.add(None)
+        return out
+
+    found = {}
+    for name, node in nodes.items():
+        if node.op == "AddN" and "/" not in name:
+            ls = layers(name, {name})
+            if len(ls) == 1 and None not in ls:
+                layer = ls.pop()
+                found[name] = (layer, kinds[layer] or OP_TYPE_KIND["AddN"])
+    return found
+
+
+def _function_defs(names) -> list:
+    """The FunctionDefs of the graph functions named (those the eager context still holds)."""
+    from tensorflow.python.eager import context
+    out = []
+    for n in sorted(names):
+        try:
+            out.append(context.context().get_function_def(n))
+        except Exception:  # noqa: BLE001 - a function no longer registered: its sums stay unattributed
+            pass
+    return out
+
+
+def attribute(xplane: str, kinds: dict, skip: int = 1, function_defs=None):
+    """(rows, profiled step ms, coverage, overlap ms per step) from one XSpace file. ``function_defs``: the
+    executed functions' graphs (None: looked up in this process's eager context by the names in the trace)."""
+    functions: set = set()
+    steps, ops = _events(xplane, functions)
+    sums = grad_sum_layers(_function_defs(functions) if function_defs is None else function_defs, kinds)
     steps = steps[skip:]
     if not steps:
         raise RuntimeError(f"no {STEP} range in {xplane}")
@@ -95,6 +154,8 @@ def attribute(xplane: str, kinds: dict, skip: int = 1):
         if not any(a <= start < b for a, b in steps):
             continue
         c = classify(name, op_type, kinds)
+        if c is None and name.split(":")[0] in sums:
+            c = (*sums[name.split(":")[0]], "backward")
         if c is None:
             continue
         acc[c][0] += dur
