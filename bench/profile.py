@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exec-mode", default=None, metavar="M[,M]",
                     help="torch eager; keras nojit (TensorFlow, torch) or jit (JAX) are the attributed ones (default: "
                          "each stack's default on the device)")
-    ap.add_argument("--batch-size", type=int, default=None, metavar="B", help="(default: 8 on a CPU, 64 on a GPU)")
+    ap.add_argument("--batch-size", type=int, default=None, metavar="B", help="(default: 32 on a CPU, 64 on a GPU)")
     ap.add_argument("--precision", default=None, metavar="P", help="fp32 | bf16 | fp16 (default: fp32)")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="(default: auto)")
     ap.add_argument("--steps", type=int, default=None, metavar="N", help="profiled steps (default: 5 on a CPU, 10 on a GPU)")

@@ -47,9 +47,25 @@ class Head(nn.Module):
     def __init__(self, c: int, num_classes: int, pre_bn: bool, d: Defaults = DEFAULTS) -> None:
         super().__init__()
         self.bn = bn(c, d) if pre_bn else None
+        self.bn_relu = nn.ReLU() if pre_bn else None
+        self.pool = GlobalAvgPool2d()
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bn is not None:
-            x = torch.relu(self.bn(x))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+            x = self.bn_relu(self.bn(x))
+        return self.fc(self.pool(x))
+
+
+class GlobalAvgPool2d(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean over H and W (Keras' ``layers.GlobalAveragePooling2D``, the head's ``pool``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Add(nn.Module):
+    """``a + b`` as a module (Keras' ``layers.Add``), so that profiles and memory counts name it as the Keras twin."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b

@@ -2,8 +2,10 @@
 
 Built from ``bench.zoo.specs.ResNetSpec``; layout follows the Keras 2 example ``cifar10_resnet.py``
 (He et al. 2015, arXiv 1512.03385; He et al. 2016, arXiv 1603.05027). Canonical module names:
-``stem.conv``, ``stage{1..3}.block{i}.conv1|bn1|...|shortcut``, ``head.bn``, ``head.fc``.
-"""
+``stem.conv``, ``stage{1..3}.block{i}.conv1|bn1|...|shortcut``, ``head.bn``, ``head.fc``. The activations, the
+shortcut's add and the pooling are modules too, named as the Keras twin's layers (``stage1.block0.bn1_relu``,
+``.add``, ``.out``; ``stem.bn_relu``, ``head.pool``): no parameters, so weight transfer is unchanged, and a
+per-layer profile or memory count names them as the Keras twin does."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.zoo.specs import ResNetSpec
-from models_torch.common import Head, bn, conv, init_weights
+from models_torch.common import Add, Head, bn, conv, init_weights
 
 
 class Stem(nn.Module):
@@ -20,9 +22,10 @@ class Stem(nn.Module):
         super().__init__()
         self.conv = conv(cin, cout, 3, d=spec.defaults)
         self.bn = bn(cout, spec.defaults)
+        self.bn_relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.bn(self.conv(x)))
+        return self.bn_relu(self.bn(self.conv(x)))
 
 
 class BasicBlockV1(nn.Module):
@@ -33,6 +36,7 @@ class BasicBlockV1(nn.Module):
         d = spec.defaults
         self.conv1 = conv(cin, cout, 3, stride, d=d)
         self.bn1 = bn(cout, d)
+        self.bn1_relu = nn.ReLU()
         self.conv2 = conv(cout, cout, 3, d=d)
         self.bn2 = bn(cout, d)
         self.use_shortcut = spec.shortcuts
@@ -40,13 +44,15 @@ class BasicBlockV1(nn.Module):
         if spec.shortcuts and (stride != 1 or cin != cout):
             k = 1 if spec.shortcut == "conv1x1" else 3
             self.shortcut = conv(cin, cout, k, stride, bias=True, d=d)
+        self.add = Add() if spec.shortcuts else None
+        self.out = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn1_relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        if self.use_shortcut:
-            y = y + (x if self.shortcut is None else self.shortcut(x))
-        return torch.relu(y)
+        if self.add is not None:
+            y = self.add(x if self.shortcut is None else self.shortcut(x), y)
+        return self.out(y)
 
 
 class BottleneckV2(nn.Module):
@@ -60,19 +66,23 @@ class BottleneckV2(nn.Module):
         super().__init__()
         d = spec.defaults
         self.bn1 = bn(cin, d) if preact else None
+        self.bn1_relu = nn.ReLU() if preact else None
         self.conv1 = conv(cin, width, 1, stride, d=d)
         self.bn2 = bn(width, d)
+        self.bn2_relu = nn.ReLU()
         self.conv2 = conv(width, width, 3, d=d)
         self.bn3 = bn(width, d)
+        self.bn3_relu = nn.ReLU()
         self.conv3 = conv(width, cout, 1, d=d)
         self.shortcut = conv(cin, cout, 1, stride, bias=True, d=d) if (stride != 1 or cin != cout) else None
+        self.add = Add()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x if self.bn1 is None else torch.relu(self.bn1(x))
+        y = x if self.bn1 is None else self.bn1_relu(self.bn1(x))
         y = self.conv1(y)
-        y = self.conv2(torch.relu(self.bn2(y)))
-        y = self.conv3(torch.relu(self.bn3(y)))
-        return y + (x if self.shortcut is None else self.shortcut(x))
+        y = self.conv2(self.bn2_relu(self.bn2(y)))
+        y = self.conv3(self.bn3_relu(self.bn3(y)))
+        return self.add(x if self.shortcut is None else self.shortcut(x), y)
 
 
 class ResNetCifar(nn.Module):

@@ -20,6 +20,9 @@
 #   bench        pytest --benchmark-only (resnet20_v1, resnet56_v1, densenet_bc100_k12)  [#5]
 #   quick        the cifar10-quick suite and its report                                  [#4]
 #   anchors      ../shared/anchors/anchors_torch.py --part eager --quick (ratios to ANCHORS.md)
+#   profile      the profile suite, the same models: device time per layer, every stack  [#19]
+#   aa           the throughput suite twice (resnet20_v1, torch + Keras on JAX), then compared: the A/A
+#                false-positive rate on the GPU (bench.report --compare; 0 pairs slower or faster is 0%)  [#20]
 #   degradation  optional, long: the degradation suite, paper recipe, 3 seeds, both twins (Keras on JAX): many
 #                calls; it resumes call after call                                   [#21]
 #
@@ -143,6 +146,13 @@ phase() {
       local d
       d=$(ls -d "$RUNS/quick"/2*-* 2>/dev/null | tail -1)
       [ -n "$d" ] && timed $PY -m bench.report "$d" --out "$RUNS/quick/report" ;;
+    profile) suite "$1" --suite profile --models "$MODELS" --keras-backend jax ;;
+    aa)
+      suite aa-1 --suite throughput --models resnet20_v1 --keras-backend jax --precision bf16 &&
+        suite aa-2 --suite throughput --models resnet20_v1 --keras-backend jax --precision bf16 || return $?
+      local one two
+      one=$(ls -d "$RUNS/aa-1"/2*-* 2>/dev/null | tail -1) two=$(ls -d "$RUNS/aa-2"/2*-* 2>/dev/null | tail -1)
+      [ -n "$one" ] && [ -n "$two" ] && timed $PY -m bench.report "$two" --compare "$one" --out "$RUNS/aa-report" ;;
     degradation) suite "$1" --suite degradation --keras-backend jax ;;
     anchors)
       mkdir -p "$RUNS/anchors"
@@ -154,7 +164,7 @@ phase() {
 case ${1:-} in
   prepare) prepare; exit $? ;;
   collect) collect "${2:?collect needs the path of runs.tgz}"; exit $? ;;
-  ""|-h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+  ""|-h|--help) sed -n '2,40p' "$0"; exit 0 ;;
 esac
 trap pack EXIT
 setup || { say "setup failed"; exit 1; }

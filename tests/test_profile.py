@@ -71,6 +71,11 @@ def test_torch_every_conv_has_backward_time_and_twin_names():
     forward = {r.layer for r in p.rows if r.kind == "conv" and r.phase == "forward"}
     assert convs and convs == backward == forward
     assert {"(optimizer)", "(loss)"} <= {r.layer for r in p.rows}
+    net = build("resnet20_v1", "torch", **SMALL_RESNET)
+    containers = {keras_name(n) for n, m in net.named_modules() if n and list(m.children())}
+    # ReLU, add and pooling are named as the Keras layers, not by block: a block's own rows are its Python time alone
+    assert {r.kind for r in p.rows if r.layer in containers} <= {"other"}
+    assert {"stage1_block0_bn1_relu", "stage1_block0_add", "stage1_block0_out", "head_pool"} <= {r.layer for r in p.rows}
     assert {r.phase for r in p.rows} <= {"forward", "backward", "optimizer", "other"}  # no recompute without checkpoints
 
 

@@ -89,6 +89,8 @@ def test_smoke_through_ray_has_the_plans_jobs_and_rows(ray_smoke):
     assert len(nodes) == 1 and nodes[0]["jobs"] == len(plan) and nodes[0]["hostname"] and nodes[0]["node_id"]
     assert len(list((run_dir / "logs").glob("*.log"))) == len(plan)
     assert list((run_dir / "checkpoints").glob("*.pt"))  # the torch training's checkpoint came back
+    traces = [r["trace_path"] for r in _rows(run_dir / "profile.csv") if r["trace_path"]]
+    assert traces and all((run_dir / t).is_file() for t in traces)  # the profile job's trace came back too
 
 
 def test_a_killed_worker_is_retried_then_recorded(ray_smoke):

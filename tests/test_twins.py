@@ -28,6 +28,18 @@ def test_parity_tensorflow_backend(name):
     assert r["logit_scale"] > 0.1  # the comparison is not between two near-zero outputs
 
 
+@pytest.mark.parametrize("name", ["resnet20_v1", "resnet56_v2", "plain20"])
+def test_every_resnet_layer_has_its_twin_name(name):
+    """Activations, adds and pooling included (not only parametrised layers): every leaf module of the PyTorch
+    ResNet is a Keras layer of the same name, so profiles and memory counts join layer by layer."""
+    from bench.zoo.specs import keras_name
+    torch_leaves = {keras_name(n) for n, m in build(name, "torch").named_modules() if n and not list(m.children())}
+    # a strided Keras conv's explicit ZeroPadding2D is the PyTorch conv's own padding
+    keras_layers = {la.name for la in build(name, "keras").layers if type(la).__name__ not in ("InputLayer", "ZeroPadding2D")}
+    assert {n for n in torch_leaves if n.endswith(("_relu", "_out", "_add", "_pool"))}  # not only the parametrised
+    assert torch_leaves == keras_layers, (sorted(torch_leaves - keras_layers)[:5], sorted(keras_layers - torch_leaves)[:5])
+
+
 @pytest.mark.parametrize("name", [n for n in ALL if get_entry(n).paper_params])
 def test_trainable_params_match_paper(name):
     from bench.zoo.counts import torch_param_counts

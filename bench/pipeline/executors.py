@@ -8,7 +8,7 @@ process through ``bench.pipeline.jobs.run_job``; only where differs.
 - ``ray``: each job is a Ray task asking for what it needs (one GPU for a GPU job; on a CPU node, all the
   node's cores, so a timed job never shares them; ``--ray-jobs-per-device K`` lets K throughput jobs
   share one device, memory jobs never share). The task runs the worker on its node into a temporary
-  folder and sends the rows, the log and any checkpoint back; the driver alone appends them to
+  folder and sends the rows, the log, any checkpoint and any profile trace back; the driver alone appends them to
   ``results/<run_id>/`` with ``bench.results.schema.append_row``, so the CSVs, ``--resume`` and the reports are
   the same whichever executor ran a job. A worker that dies without a row (killed, segfault) or a Ray
   worker or node lost is retried ``--ray-retries`` times (default 1), then recorded as an error row.
@@ -285,10 +285,25 @@ def _read_rows(out: Path) -> list[tuple[str, dict]]:
     return rows
 
 
+def _files(d: Path) -> dict[str, bytes]:
+    """Every finished file in folder ``d`` (none: empty), by name, to send back to the driver."""
+    return {p.name: p.read_bytes() for p in d.glob("*") if p.is_file() and ".tmp" not in p.name} if d.is_dir() else {}
+
+
+def _write_files(d: Path, files: dict[str, bytes]) -> None:
+    """Write files sent back by a task into ``d``, each whole or not at all (a temporary name, then a rename)."""
+    if files:
+        d.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        tmp = d / f".{name}.part"
+        tmp.write_bytes(data)
+        os.replace(tmp, d / name)
+
+
 def run_job_task(job_dict: dict, run_id: str, data_dir: str | None, timeout: float | None,
                  checkpoints: dict[str, bytes]) -> dict:
     """Ray task: run one job with ``bench.pipeline.jobs.run_job`` into a temporary folder on this node; return what
-    it wrote (rows, log, checkpoints) and the node. A worker that died without a row raises WorkerDied."""
+    it wrote (rows, log, checkpoints, profile traces) and the node. A worker that died without a row raises WorkerDied."""
     from bench.pipeline.jobs import run_job
     job = Job(**job_dict)
     os.environ["PYTHONPATH"] = _pythonpath()  # the worker imports bench from where this task did
@@ -302,8 +317,7 @@ def run_job_task(job_dict: dict, run_id: str, data_dir: str | None, timeout: flo
         logs = list((out / "logs").glob("*.log"))
         result = {"status": status, "msg": msg, "rows": _read_rows(out), "node": node_info(),
                   "log": logs[0].read_text(errors="replace") if logs else "",
-                  "checkpoints": {p.name: p.read_bytes() for p in (out / "checkpoints").glob("*")
-                                  if ".tmp" not in p.name} if (out / "checkpoints").is_dir() else {}}
+                  "checkpoints": _files(out / "checkpoints"), "traces": _files(out / "traces")}
     if status == "error" and msg.startswith("worker died"):
         raise WorkerDied(msg, result)
     return result
@@ -467,7 +481,7 @@ class RayExecutor(Executor):
         return {p.name: p.read_bytes() for p in d.glob(f"*{_ckpt_token(job)}*") if ".tmp" not in p.name}
 
     def _collect(self, ref, job: Job, ctx: RunContext) -> str:
-        """Append a finished task's rows, log and checkpoints to the run; returns the job's status."""
+        """Append a finished task's rows, log, checkpoints and traces to the run; returns the job's status."""
         from ray.exceptions import RayError
         try:
             res = self.ray.get(ref)
@@ -494,13 +508,8 @@ class RayExecutor(Executor):
         log = ctx.out / "logs" / (job.job_id.replace("/", "_") + ".log")
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"[ray node {res['node']['hostname']} {res['node']['node_id'][:12]}]\n{res['log']}")
-        if res["checkpoints"]:
-            d = ctx.out / "checkpoints"
-            d.mkdir(parents=True, exist_ok=True)
-            for name, data in res["checkpoints"].items():
-                tmp = d / f".{name}.part"
-                tmp.write_bytes(data)
-                os.replace(tmp, d / name)
+        for folder in ("checkpoints", "traces"):  # a profile job's traces: rows name them relative to the run
+            _write_files(ctx.out / folder, res.get(folder) or {})
         node = self.nodes.setdefault(res["node"]["node_id"], {**res["node"], "jobs": 0})
         node["jobs"] += 1
         return res["status"]

@@ -73,7 +73,7 @@ def draw_degradation(series: pd.DataFrame):
                     color="gray", transform=row[0].transAxes)
         for ax in row:
             if ax.lines:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=7, handlelength=4)  # long enough to show a dashed line as dashed
     fig.suptitle("Degradation: training error (dashed) and test error (solid) per epoch", y=1.0)
     return fig
 

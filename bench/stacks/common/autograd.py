@@ -19,7 +19,7 @@ from collections import Counter
 _LAYER_KIND = {
     "Conv2d": "conv", "Conv2D": "conv", "BatchNorm2d": "batchnorm", "BatchNormalization": "batchnorm",
     "ReLU": "relu", "Activation": "relu", "Concatenate": "concat", "AvgPool2d": "pool", "AveragePooling2D": "pool",
-    "AdaptiveAvgPool2d": "pool", "GlobalAveragePooling2D": "pool", "MaxPool2d": "pool", "MaxPooling2D": "pool",
+    "AdaptiveAvgPool2d": "pool", "GlobalAvgPool2d": "pool", "GlobalAveragePooling2D": "pool", "MaxPool2d": "pool", "MaxPooling2D": "pool",
     "Linear": "linear", "Dense": "linear", "Add": "other", "ZeroPadding2D": "other", "Flatten": "other",
 }
 # torch function name -> kind, for ops called outside such a layer (functional relu / cat / pooling)
