@@ -186,6 +186,36 @@ def test_keras_torch_expensive_layer_on_top_and_recompute():
     assert any(r["phase"] == "recompute" for r in memeff["rows"])
 
 
+def test_keras_layer_call_opens_the_layers_range_and_is_restored():
+    """Keras on torch: a layer's range opens at Keras' ``Layer.__call__`` (Keras' own per-call work is the layer's,
+    not unattributed), for every layer call, nested ones included; the class is restored after profiling."""
+    import keras
+    import numpy as np
+
+    from bench.stacks.keras.torch import keras_call_ranges
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def enter_layer(self, layer, args):
+            self.events.append(("enter", layer.name))
+
+        def exit_layer(self, layer, args, output):
+            self.events.append(("exit", layer.name))
+
+    dense = keras.layers.Dense(2, name="fc")
+    x = np.ones((1, 3), "float32")
+    original = keras.layers.Layer.__call__
+    rec = Recorder()
+    with keras_call_ranges(rec):
+        dense(x)
+    assert rec.events == [("enter", "fc"), ("exit", "fc")]
+    assert keras.layers.Layer.__call__ is original
+    dense(x)
+    assert len(rec.events) == 2  # no range outside profiling
+
+
 @pytest.mark.slow
 def test_keras_jax_states_coverage_and_fusion():
     """Keras on JAX: XLA ops attributed by their HLO metadata; coverage and the fused share are stated."""

@@ -5,8 +5,9 @@ and their backward as torch autograd, so one profiler attributes both the same w
 
 - **forward**: a global module pre/post hook opens a ``torch.profiler.record_function`` range around every
   named layer (``twinbench::layer::<phase>::<name>::<kind>``); a layer's time is its range's own time (the
-  ranges of layers nested in it excluded). A container's own ops (the functional ReLU, the residual add,
-  ``torch.cat`` in a PyTorch block) are attributed to the container under the op's kind.
+  ranges of layers nested in it excluded). A container's own ops (a PyTorch DenseNet layer's functional ReLU,
+  ``torch.cat``) are attributed to the container under the op's kind. Keras on torch also opens a layer's range at
+  Keras' own ``Layer.__call__`` (``call_ranges``), so Keras' per-call Python is the layer's time.
 - **backward**: the autograd engine records every node it evaluates
   (``autograd::engine::evaluate_function: XBackward0``) with the *sequence number* of the forward op that
   created it; each node's time goes to the layer whose range held that forward op.
@@ -71,10 +72,14 @@ class TorchLayerProfiler:
     Args:
         names: ``id(module) -> (canonical layer name, kind or None for a container)``; modules not in it
             (the root model, helpers) open no range, their time goes to the enclosing layer.
+        call_ranges: a context manager factory, entered with the profiler, that makes a framework's own layer
+            call (Keras' ``Layer.__call__``) open and close the layer's range through :meth:`enter_layer` /
+            :meth:`exit_layer`, so the framework's per-call work before torch's module hooks run is the layer's.
     """
 
-    def __init__(self, names: dict[int, tuple[str, str | None]]) -> None:
+    def __init__(self, names: dict[int, tuple[str, str | None]], call_ranges=None) -> None:
         self.names = names
+        self.call_ranges = call_ranges
         self._stack: list = []
         self._parents: list[str] = []
         self.parent_of: dict[str, str | None] = {}
@@ -101,12 +106,17 @@ class TorchLayerProfiler:
             self._parents.pop()
             rf.__exit__(None, None, None)
 
+    enter_layer, exit_layer = _pre, _post  # for a framework's own call wrapper (``call_ranges``)
+
     def __enter__(self) -> TorchLayerProfiler:
         import torch
         from torch.nn.modules import module as M
 
         self._hooks = [M.register_module_forward_pre_hook(self._pre),
                        M.register_module_forward_hook(self._post, always_call=True)]
+        self._calls = self.call_ranges(self) if self.call_ranges else None
+        if self._calls is not None:
+            self._calls.__enter__()
         self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
         self.prof.__enter__()
         return self
@@ -117,6 +127,8 @@ class TorchLayerProfiler:
         finally:
             for h in self._hooks:
                 h.remove()
+            if self._calls is not None:
+                self._calls.__exit__(None, None, None)
 
     @staticmethod
     def step(fn) -> None:
@@ -149,7 +161,8 @@ class TorchLayerProfiler:
         name = ev.name
         if name.startswith(PREFIX + "layer::"):
             _, _, phase, layer, kind = name.split("::")
-            return Owner(layer, kind or None, phase, self.parent_of.get(layer)), True
+            same = owner is not None and (owner.layer, owner.phase) == (layer, phase)  # a framework call, then its module
+            return Owner(layer, kind or None, phase, self.parent_of.get(layer)), not same
         if name.startswith(EVAL):
             o = seq.get((ev.fwd_thread, ev.sequence_nr))
             return (Owner(o.layer, o.kind, "backward", o.parent) if o else Owner(UNATTRIBUTED, "other", "backward")), o is not None
@@ -180,7 +193,7 @@ class TorchLayerProfiler:
 
 
 def profile_torch_steps(step, names: dict, steps: int, trace_path: str | None, sync=lambda: None,
-                        warmup: int = 2) -> StepProfile:
+                        warmup: int = 2, call_ranges=None) -> StepProfile:
     """Time ``steps`` unprofiled steps (median), then profile ``steps`` + 1 (the first discarded: the profiler's
     own warm-up) with every named layer's ranges; the trace goes to ``trace_path`` (gzipped Chrome JSON)."""
     import statistics
@@ -193,7 +206,7 @@ def profile_torch_steps(step, names: dict, steps: int, trace_path: str | None, s
         step()
         sync()
         times.append(time.perf_counter() - t)
-    with TorchLayerProfiler(names) as p:
+    with TorchLayerProfiler(names, call_ranges) as p:
         for _ in range(steps + 1):
             p.step(step)
             sync()

@@ -2,6 +2,9 @@
 reuses PyTorch's autograd hooks and CUDA peak (``bench.stacks.common.autograd``: shared, not copied)."""
 from __future__ import annotations
 
+import contextlib
+import functools
+
 from bench.stacks.base import StepMemory, StepProfile
 from bench.stacks.common.autograd import SavedBytesCounter, TorchCudaPeak, storage_bytes
 from bench.stacks.keras import KerasStack
@@ -34,8 +37,10 @@ class KerasTorchStack(KerasStack):
     def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
                 model_options=None):
         """The shared torch-autograd profiler (``bench.stacks.common.torch_profile``) on Keras' own
-        train step (called as ``fit`` calls it): each Keras layer is a module call, named by its layer name; the optimizer's
-        ``apply`` and the loss are wrapped in named ranges on this model's instances."""
+        train step (called as ``fit`` calls it): each Keras layer is a module call, named by its layer name, whose
+        range opens when Keras' ``Layer.__call__`` is entered (Keras' own per-call work, before torch's module
+        hooks run, is the layer's: see :func:`keras_call_ranges`); the optimizer's ``apply`` and the loss are wrapped
+        in named ranges on this model's instances."""
         import torch
 
         from bench.stacks.common.torch_profile import LOSS, OPT, profile_torch_steps
@@ -53,10 +58,33 @@ class KerasTorchStack(KerasStack):
         sync = torch.cuda.synchronize if env["device"] == "cuda" else (lambda: None)
         p = profile_torch_steps(fit_step(self, net, x, y), names, steps,
                                 trace_file(trace_dir, model, "keras-torch", mode, batch_size, ".pt.trace.json.gz",
-                                           model_options), sync)
+                                           model_options), sync, call_ranges=keras_call_ranges)
         p.env, p.exec_mode = env, mode
-        p.source += "; Keras layer names, the train function called as fit calls it"
+        p.source += "; Keras layer names, a layer's range from its Keras __call__; the train function called as fit calls it"
         return p
+
+
+@contextlib.contextmanager
+def keras_call_ranges(profiler):
+    """While profiling, ``keras.layers.Layer.__call__`` opens the layer's range (``profiler.enter_layer``) before
+    Keras' own per-call work (dtype policy, autocast, masking, name scope) and closes it after: that Python runs
+    outside torch's module hooks, and without this it is time no layer owns. Restored on exit."""
+    import keras
+    layer_cls = keras.layers.Layer
+    call = layer_cls.__call__
+
+    @functools.wraps(call)
+    def ranged(self, *args, **kwargs):
+        profiler.enter_layer(self, args)
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            profiler.exit_layer(self, args, None)
+    layer_cls.__call__ = ranged
+    try:
+        yield
+    finally:
+        layer_cls.__call__ = call
 
 
 class KerasTorchMemory(KerasMemory, TorchCudaPeak):
