@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.core.hygiene import CpuWindow, GpuWindow, flag
 from bench.core.job import Job
-from bench.measures.timing import Slowed, injected_slowdown, measure, summarize
+from bench.measures.timing import MIN_TIMED_S, Slowed, injected_slowdown, measure, summarize
 from bench.results.schema import FILES, append_row
 
 
@@ -33,8 +33,8 @@ def _windows(cpu: CpuWindow, nv: GpuWindow | None):
 
 def hygiene(times: list[float], cpu: CpuWindow, nv: GpuWindow | None, threads: int, images: int) -> dict:
     """The row's hygiene columns: CV, machine load, threads, GPU state and energy, the flag, and null reasons."""
-    from bench.results.stats import cv
-    cols = {"step_cv": cv(times), "cpu_others_load_cores": cpu.others_cores, "cpu_threads": threads}
+    from bench.results.stats import drift_cv
+    cols = {"step_cv": drift_cv(times), "cpu_others_load_cores": cpu.others_cores, "cpu_threads": threads}
     reasons = [cpu.why] if cpu.why else []
     if nv is None:
         reasons.append("CPU job: GPU clocks, power, temperature, throttle reasons and energy not defined")
@@ -60,7 +60,8 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
     slow = injected_slowdown(job.job_id, f"{stack_name(job.framework, job.keras_backend)} {r.exec_mode}")
     gpu = row.get("device") == "cuda"
     cpu, nv = CpuWindow(), GpuWindow() if gpu else None
-    m = measure(Slowed(r, slow) if slow != 1.0 else r, job.steps, job.max_warmup, around_timed=_windows(cpu, nv))
+    m = measure(Slowed(r, slow) if slow != 1.0 else r, job.steps, job.max_warmup, around_timed=_windows(cpu, nv),
+                min_time_s=MIN_TIMED_S)
     times = m.pop("times")
     row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))

@@ -8,6 +8,10 @@ import time
 from collections.abc import Callable
 
 MIN_WARMUP = 10
+# a throughput job times at least this long (and at least its steps): 10 samples of a 10 ms CPU step are 0.1 s, where
+# a burst or a drift of the machine decides the median; pytest-benchmark, timeit and asv time for a minimum too
+MIN_TIMED_S = 2.0
+MAX_SAMPLES = 1000
 
 
 def timed(step: Callable[[], None], sync: Callable[[], None]) -> float:
@@ -38,12 +42,14 @@ def warmup(step: Callable[[], None], sync: Callable[[], None], min_steps: int = 
     return len(times), times, False
 
 
-def measure(runner, steps: int, max_warmup: int = 100, around_timed=None) -> dict:
+def measure(runner, steps: int, max_warmup: int = 100, around_timed=None, min_time_s: float = 0.0,
+            max_samples: int = MAX_SAMPLES) -> dict:
     """What the suites report for a ``bench.stacks.base.StepRunner``: first step, warm-up until stable, timed samples.
 
     A sample is ``runner.steps_per_sample`` steps (``runner.window(n)`` for a Keras train step, as
     ``fit`` runs them; otherwise one ``runner.step()``), the device synchronised before and after; its time
-    divided by the steps is the sample's step time. Returns first_step_s, warmup_steps, warmup_converged, timed_steps,
+    divided by the steps is the sample's step time. At least ``steps`` samples, and more until they took
+    ``min_time_s`` (at most ``max_samples``). Returns first_step_s, warmup_steps, warmup_converged, timed_steps,
     steps_per_sample and the step times in seconds (``times``). ``around_timed``: a context manager entered
     around the timed samples alone (``bench.measures.throughput``: machine load and GPU energy windows).
     """
@@ -57,7 +63,9 @@ def measure(runner, steps: int, max_warmup: int = 100, around_timed=None) -> dic
     first = time.perf_counter() - t0
     n_warm, _, converged = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
     with around_timed if around_timed is not None else contextlib.nullcontext():  # e.g. the hygiene windows
-        times = [timed(sample, runner.sync) / n for _ in range(steps)]
+        times: list[float] = []
+        while len(times) < steps or (sum(times) * n < min_time_s and len(times) < max_samples):
+            times.append(timed(sample, runner.sync) / n)
     return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "warmup_converged": converged,
             "timed_steps": len(times), "steps_per_sample": n, "times": times}
 

@@ -51,7 +51,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("channels_last", "torch memory format (keras twins are always NHWC)", "bench.stacks.pytorch.step.make_torch_step"),
         ("warmup_steps", "untimed steps run before timing (until step time was stable, >= 10)", "bench.measures.timing.warmup"),
         ("timed_steps", "timed samples (step_times_ms has one step time per sample; each sample is "
-         "steps_per_sample steps)", "bench.measures.timing.measure"),
+         "steps_per_sample steps): the job's steps, and more until the samples took 2 s (MIN_TIMED_S; at most 1,000)",
+         "bench.measures.timing.measure"),
         ("steps_per_sample", "steps per timed sample. torch: 1, each step timed alone, device synchronised before "
          "and after. Keras train: a window of steps (10 on a GPU, 4 on a CPU) run as model.fit runs them (the "
          "compiled train function back to back, no host read-back between batches, JAX state kept in flight), one "
@@ -73,7 +74,9 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("step_times_ms", "every timed sample's step time, space separated", "bench.measures.throughput.run_throughput"),
         ("warmup_converged", "true when warm-up stopped because the step time was stable (false: it hit its cap)",
          "bench.measures.timing.warmup"),
-        ("step_cv", "coefficient of variation (std / mean) of the timed samples' step times", "bench.results.stats.cv"),
+        ("step_cv", "coefficient of variation (std / mean) of the timed samples' step times; with 20 or more samples, "
+         "of the medians of 10 consecutive batches of them (how far the step time drifted while it was timed, "
+         "single-step jitter averaged out: what the report's verdicts test)", "bench.results.stats.drift_cv"),
         ("cpu_others_load_cores", "CPU time other processes used during the timed samples, in cores (the machine's "
          "busy jiffies in /proc/stat minus this process's in /proc/self/stat, over the window's wall time)",
          "bench.core.hygiene.CpuWindow"),

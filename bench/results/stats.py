@@ -6,6 +6,11 @@ Framework-neutral (numpy only). Every comparison TwinBench prints goes through :
   (:data:`N_BOOT` = 2,000 resamples of each sample, fixed seed :data:`SEED`, so a report is reproducible);
 * a two-sided **Mann-Whitney U** test (normal approximation with tie and continuity correction,
   implemented here so scipy is not needed);
+* first, a side with at least :data:`MIN_BATCHED` samples is reduced to the medians of :data:`N_BATCHES`
+  consecutive batches of them (**batch means**, Schmeiser 1982, as used for autocorrelated simulation output):
+  step times drift and come in bursts (a 2-core CPU moved 5% between 0.3 s windows of one idle process), so
+  single steps are not independent samples; a test on them calls such drift significant. Batch medians are
+  close to independent, and the test and interval below see the noise a user meets from one moment to the next;
 * a verdict as asv gives one: ``slower`` / ``faster`` only when the ratio passes the minimum effect
   (default 2%) *and* the test is significant (p < :data:`ALPHA`) *and* the 95% interval excludes 1;
   otherwise ``no measurable difference``. Fewer than :data:`MIN_SAMPLES` samples on either side:
@@ -26,7 +31,10 @@ SEED = 20
 ALPHA = 0.01
 MIN_EFFECT = 0.02
 MIN_SAMPLES = 3
-METHOD = (f"ratio of medians with a 95% percentile bootstrap interval ({N_BOOT} resamples, seed {SEED}); "
+N_BATCHES = 10
+MIN_BATCHED = 2 * N_BATCHES
+METHOD = (f"step times reduced to the medians of {N_BATCHES} consecutive batches (batch means; sides with "
+          f"{MIN_BATCHED}+ samples); ratio of medians with a 95% percentile bootstrap interval ({N_BOOT} resamples, seed {SEED}); "
           f"verdict: the ratio passes the minimum effect, two-sided Mann-Whitney U p < {ALPHA} and the interval "
           "excludes 1 (as asv); otherwise 'no measurable difference'")
 
@@ -112,11 +120,27 @@ def verdict_of(time_ratio: float, lo: float, hi: float, p: float, min_effect: fl
     return SAME
 
 
+def batch_medians(times, n_batches: int = N_BATCHES) -> np.ndarray:
+    """The medians of ``n_batches`` consecutive, near-equal batches of ``times`` (in their measured order);
+    ``times`` unchanged when there are fewer than ``2 * n_batches``."""
+    t = np.asarray(times, float)
+    t = t[np.isfinite(t)]
+    if len(t) < 2 * n_batches:
+        return t
+    return np.array([np.median(c) for c in np.array_split(t, n_batches)])
+
+
+def drift_cv(times) -> float:
+    """:func:`cv` of the batch medians (of the samples themselves when there are too few to batch): how much the
+    step time moved during the timed window, single-step jitter averaged out."""
+    return cv(batch_medians(times))
+
+
 def compare(a, b, min_effect: float = MIN_EFFECT, alpha: float = ALPHA, n_boot: int = N_BOOT,
             seed: int = SEED) -> Comparison:
-    """Compare two samples of step times (any unit, the same for both): see the module docstring."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    """Compare two samples of step times (any unit, the same for both), each in its measured order: see the
+    module docstring."""
+    a, b = batch_medians(a), batch_medians(b)
     if len(a) < MIN_SAMPLES or len(b) < MIN_SAMPLES:
         r = float(np.median(a) / np.median(b)) if len(a) and len(b) else math.nan
         return Comparison(r, math.nan, math.nan, math.nan, FEW, len(a), len(b))
@@ -151,8 +175,8 @@ def compare_groups(a: list, b: list, min_effect: float = MIN_EFFECT, alpha: floa
     bootstrap interval (processes resampled, then the steps within each), so the spread between
     processes, the noise a user meets from one run to the next, widens the interval.
     """
-    a = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in a) if len(g)]
-    b = [g[np.isfinite(g)] for g in (np.asarray(x, float) for x in b) if len(g)]
+    a = [g for g in (batch_medians(x) for x in a) if len(g)]
+    b = [g for g in (batch_medians(x) for x in b) if len(g)]
     if len(a) <= 1 and len(b) <= 1:
         return compare(a[0] if a else [], b[0] if b else [], min_effect, alpha, n_boot, seed)
     pa, pb = np.concatenate(a), np.concatenate(b)
