@@ -179,3 +179,23 @@ def test_history_opens_in_headless_chromium(tmp_path):
     dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     assert n_images >= 1 and f"<title>images={n_images} broken=0</title>" in dom, dom[:300]
+
+
+def test_a_flagged_repeat_is_left_out_and_the_clean_ones_judged():
+    """With repeats, a flagged process (contended, unstable) is kept out of the verdict, not the whole pair: the
+    clean processes decide; when no process of a side is clean there is no verdict."""
+    import pandas as pd
+
+    from bench.report.common import compare_rows
+    rng = np.random.default_rng(7)
+
+    def side(level, flags):
+        return pd.DataFrame([{"step_times_ms": " ".join(f"{t:.4f}" for t in level * rng.normal(1, 0.01, 40)),
+                              "hygiene_flag": f} for f in flags])
+    a = side(10.0, [None, None, "unstable: CV 0.30"])
+    a.loc[2, "step_times_ms"] = " ".join(["30.0"] * 40)  # the flagged process: 3x slower
+    r = compare_rows(a, side(10.0, [None, None, None]), 0.02)
+    assert r["verdict"] == "no measurable difference" and 0.95 < r["ratio"] < 1.05
+    assert r["noise"] == "between processes; 1 flagged process(es) left out"
+    none_clean = compare_rows(side(10.0, ["contended: others used 1.20 cores"]), side(10.0, [None]), 0.02)
+    assert none_clean["verdict"] == "excluded (contended: others used 1.20 cores)"

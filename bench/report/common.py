@@ -111,16 +111,27 @@ def noise_source(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "between processes" if max(len(a), len(b)) > 1 else "within process"
 
 
+def _flagged(rows: pd.DataFrame) -> pd.Series:
+    if FLAG_COLUMN not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows[FLAG_COLUMN].map(lambda f: isinstance(f, str) and bool(f))
+
+
 def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
     """Throughput rows ``a`` against ``b`` (same batch): images/s ratio a / b, its 95% interval, the
     Mann-Whitney p, the verdict (a faster / slower than b) and the noise it rests on. Each row is one
-    process (a repeat); its ``step_times_ms`` are the samples. A flagged row (contended, unstable) gets
-    no verdict."""
+    process (a repeat); its ``step_times_ms`` are the samples. A flagged row (contended, unstable) is left out of
+    the verdict: the clean processes of each side are compared (the noise column says how many were left out);
+    a side with none clean gets no verdict."""
     from bench.results.stats import compare_groups, parse_times
-    c = compare_groups([parse_times(t) for t in a.step_times_ms], [parse_times(t) for t in b.step_times_ms],
+    fa, fb = _flagged(a), _flagged(b)
+    clean = not fa.all() and not fb.all()
+    ca, cb = (a[~fa], b[~fb]) if clean else (a, b)
+    c = compare_groups([parse_times(t) for t in ca.step_times_ms], [parse_times(t) for t in cb.step_times_ms],
                        min_effect=min_effect)
-    flags = sorted(_flags(a) | _flags(b))
+    noise = noise_source(ca, cb)
+    if clean and (fa.any() or fb.any()):
+        noise += f"; {int(fa.sum() + fb.sum())} flagged process(es) left out"
+    verdict = c.verdict if clean else f"excluded ({' / '.join(sorted(_flags(a) | _flags(b)))})"
     return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
-            "p": "" if np.isnan(c.p) else f"{c.p:.2g}",
-            "verdict": f"excluded ({' / '.join(flags)})" if flags else c.verdict,
-            "noise": noise_source(a, b), "_cmp": c}
+            "p": "" if np.isnan(c.p) else f"{c.p:.2g}", "verdict": verdict, "noise": noise, "_cmp": c}
