@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 
 from bench.results.stats import (
-    FASTER, FEW, SAME, SLOWER, batch_medians, compare, compare_groups, cv, drift_cv, mann_whitney_p, parse_times,
+    FASTER,
+    FEW,
+    SAME,
+    SLOWER,
+    batch_medians,
+    compare,
+    compare_groups,
+    cv,
+    drift_cv,
+    mann_whitney_p,
+    parse_times,
 )
 
 
