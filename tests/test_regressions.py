@@ -103,6 +103,7 @@ def test_fastest_sentence_says_no_measurable_difference(tmp_path):
     assert first.count("no measurable difference between torch") == 2  # both models
     ratio_rows = [ln for ln in md.splitlines() if "| synthetic | keras/jax jit |" in ln]
     assert len(ratio_rows) == 2 and all("| slower |" in ln and "within process" in ln for ln in ratio_rows)
+    assert "Within process: one process per side" in md and "--repeats 3" in md  # the caveat beside such verdicts
 
 
 def test_a_flagged_row_is_marked_and_kept_out_of_verdicts(tmp_path, capsys):
@@ -121,6 +122,7 @@ def test_repeats_use_the_spread_between_processes(tmp_path):
     rows = [ln for ln in md.splitlines() if "| synthetic | torch step-compile |" in ln]
     assert len(rows) == 2 and all("| between processes |" in ln for ln in rows)
     assert "The intervals rest on the spread between processes (4 ratio(s), --repeats" in md
+    assert "Within process:" not in md
 
 
 def test_repeats_expand_each_throughput_job_in_rounds():
@@ -199,3 +201,22 @@ def test_a_flagged_repeat_is_left_out_and_the_clean_ones_judged():
     assert r["noise"] == "between processes; 1 flagged process(es) left out"
     none_clean = compare_rows(side(10.0, ["contended: others used 1.20 cores"]), side(10.0, [None]), 0.02)
     assert none_clean["verdict"] == "excluded (contended: others used 1.20 cores)"
+
+
+def test_every_implementation_moving_the_same_way_is_called_a_possible_machine_shift(tmp_path, capsys):
+    """All three implementations 15% slower (a machine-wide change looks like this): the gate still fails, and says
+    that the shift is shared; one implementation slower alone gets no such note."""
+    from bench.report.sections.compare import one_way
+    from bench.results.stats import FASTER, SAME, SLOWER
+    base = make_run(tmp_path / "results", "base", seed=0)
+    run = make_run(tmp_path / "results", "busy", seed=1, ms={"eager": 11.5, "step-compile": 11.5, "jit": 11.5})
+    assert _cli(tmp_path, run, base, "--fail-on-regression", "10") == 4
+    err = capsys.readouterr().err
+    assert "note: 6 of 6 significant differences say this run is slower, across 3 implementations" in err
+    md = (tmp_path / "reports" / "busy" / "index.md").read_text()
+    assert "a shift of the whole machine between the runs" in md
+    alone = make_run(tmp_path / "results", "alone", seed=2, slow=("torch", "step-compile"), factor=1.2)
+    assert _cli(tmp_path, alone, base, "--fail-on-regression", "10") == 4
+    assert "note:" not in capsys.readouterr().err
+    assert one_way([("a", SLOWER)] * 3 + [("b", SLOWER)]) and not one_way([("a", SLOWER)] * 4)
+    assert not one_way([("a", SLOWER)] * 3 + [("b", FASTER), ("b", SAME)])

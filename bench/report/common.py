@@ -106,6 +106,12 @@ def _flags(rows: pd.DataFrame) -> set[str]:
     return {str(f) for f in rows[FLAG_COLUMN] if isinstance(f, str) and f}
 
 
+# said wherever a verdict rests on one process per side (README, "Differences you can trust": the A/A check)
+WITHIN_PROCESS_CAVEAT = ("one process per side: its steps do not show how much a fresh process of the same job "
+                         "differs (on a 2-core CPU, by up to 60% on an idle machine), so a verdict may not hold "
+                         "from run to run; --repeats 3 (or more) puts the spread between processes in the interval")
+
+
 def noise_source(a: pd.DataFrame, b: pd.DataFrame) -> str:
     """Which spread the interval carries: between processes where either side has repeats, else within."""
     return "between processes" if max(len(a), len(b)) > 1 else "within process"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Section, _plt, _save, compare_rows, impl_label
-from bench.results.stats import METHOD, MIN_EFFECT, SLOWER
+from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label
+from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER
 
 THROUGHPUT_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "input"]
 MEMORY_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "depth"]
@@ -76,6 +76,31 @@ def accuracy_table(run: dict, other: dict) -> pd.DataFrame:
     return t
 
 
+def one_way(verdicts) -> str | None:
+    """A sentence when the significant verdicts nearly all point one way (at least 4, 90% or more the same, in two or
+    more implementations): every implementation moving together is what a machine-wide change looks like (the host's
+    load, clocks, another tenant of a shared VM: an idle-machine A/A on a 2-core VM saw 10 of 10 the same way), or a
+    change shared by every stack; None otherwise."""
+    sig = [(impl, v) for impl, v in verdicts if v in (SLOWER, FASTER)]
+    if len(sig) < 4 or len({impl for impl, _ in sig}) < 2:
+        return None
+    way = max((SLOWER, FASTER), key=lambda w: sum(v == w for _, v in sig))
+    same = sum(v == way for _, v in sig)
+    if same < 0.9 * len(sig):
+        return None
+    return (f"{same} of {len(sig)} significant differences say this run is {way}, across "
+            f"{len({impl for impl, v in sig if v == way})} implementations: a shift of the whole machine between the "
+            "runs (host load, clocks, a shared VM) moves every job the same way, as would a change every stack shares. "
+            "Before reading them as the code's, rerun both in one session (--repeats interleaves rounds) or check the "
+            "machine")
+
+
+def machine_shift(run: dict, other: dict, min_effect: float = MIN_EFFECT) -> str | None:
+    """:func:`one_way` over the throughput verdicts of ``run`` against ``other``."""
+    t = throughput_table(run, other, min_effect)
+    return one_way(zip(t.implementation, t.verdict)) if len(t) else None
+
+
 def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFECT) -> list[str]:
     """One sentence per implementation slower (a significant test, beyond ``pct`` percent) or heavier in
     memory (beyond ``pct`` percent) in ``run`` than in ``other``."""
@@ -103,7 +128,11 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
     else:
         counts = t.verdict.value_counts()
         s.text.append("Throughput, this run against the other, job by job (exec mode included): "
-                      + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Minimum effect {min_effect:.0%}; {METHOD}.")
+                      + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Minimum effect {min_effect:.0%}; {METHOD}."
+                      + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if t.noise.str.startswith("within").any() else ""))
+        shift = one_way(zip(t.implementation, t.verdict))
+        if shift:
+            s.text.append(shift + ".")
         s.tables.append(("images/s, this run / the other (1.0 = same; > 1 = this run faster), 95% interval, verdict",
                          t.drop(columns=["_time_ratio"])))
         plt, sns = _plt()

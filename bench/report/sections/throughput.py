@@ -6,7 +6,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import FLAG_COLUMN, Section, _plt, _reference, _save, compare_rows, impl_label
+from bench.report.common import (
+    FLAG_COLUMN,
+    WITHIN_PROCESS_CAVEAT,
+    Section,
+    _plt,
+    _reference,
+    _save,
+    compare_rows,
+    impl_label,
+)
 from bench.results.stats import FASTER, FEW, METHOD, MIN_EFFECT
 from bench.results.stats import SAME as NO_DIFF
 
@@ -128,7 +137,8 @@ def section_throughput(run: dict, out: Path) -> Section:
             noise = table.noise.value_counts()
             s.text.append("The intervals rest on " + " and ".join(
                 f"the spread {n} ({c} ratio(s){', --repeats: one row per process' if n.startswith('between') else ''})"
-                for n, c in noise.items()) + ".")
+                for n, c in noise.items()) + "."
+                + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if any(n.startswith("within") for n in noise.index) else ""))
     elif not ref:
         s.text.append("No PyTorch eager rows in this run: no ratio table.")
     real = ok[ok.input == "real"]
