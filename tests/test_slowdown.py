@@ -71,5 +71,5 @@ def test_a_real_job_with_the_hook_is_slowed_and_its_neighbour_is_not(tmp_path, m
     row, slept = rows["plain20"]
     assert len(slept) == int(row["warmup_steps"]) + int(row["timed_steps"])
     timed = [float(t) / 1e3 for t in row["step_times_ms"].split()]
-    assert all(t >= 6 * s for t, s in zip(timed, slept[-5:]))  # step + 0.2 x step: the sleep is inside the timing
+    assert len(timed) >= 5 and all(t >= 6 * s for t, s in zip(timed, slept[-len(timed):]))  # the sleep is inside the timing
     assert rows["resnet20_v1"][1] == []  # the neighbour ran untouched
