@@ -64,8 +64,11 @@ def measure(runner, steps: int, max_warmup: int = 100, around_timed=None, min_ti
     n_warm, _, converged = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
     with around_timed if around_timed is not None else contextlib.nullcontext():  # e.g. the hygiene windows
         times: list[float] = []
-        while len(times) < steps or (sum(times) * n < min_time_s and len(times) < max_samples):
-            times.append(timed(sample, runner.sync) / n)
+        spent = 0.0  # seconds the samples took, kept as they come (not re-summed between samples)
+        while len(times) < steps or (spent < min_time_s and len(times) < max_samples):
+            t = timed(sample, runner.sync)
+            spent += t
+            times.append(t / n)
     return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "warmup_converged": converged,
             "timed_steps": len(times), "steps_per_sample": n, "times": times}
 

@@ -108,8 +108,9 @@ def _flags(rows: pd.DataFrame) -> set[str]:
 
 # said wherever a verdict rests on one process per side (README, "Differences you can trust": the A/A check)
 WITHIN_PROCESS_CAVEAT = ("one process per side: its steps do not show how much a fresh process of the same job "
-                         "differs (on a 2-core CPU, by up to 60% on an idle machine), so a verdict may not hold "
-                         "from run to run; --repeats 3 (or more) puts the spread between processes in the interval")
+                         "differs (on a small shared CPU, far more than its steps do: README, the A/A checks), so a "
+                         "verdict may not hold from run to run; --repeats 3 (or more) puts the spread between "
+                         "processes in the interval")
 
 
 def noise_source(a: pd.DataFrame, b: pd.DataFrame) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.report.common import ROOT, Section, _md_table, load_run
 from bench.report.sections.accuracy import section_accuracy
-from bench.report.sections.compare import machine_shift, regressions, section_compare
+from bench.report.sections.compare import regressions, section_compare
 from bench.report.sections.degradation import section_degradation
 from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
@@ -189,11 +189,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _gate(run_dir: Path, other: Path, args) -> int:
     """--fail-on-regression: each regression in one sentence on stderr; EXIT_REGRESSION when there is one."""
-    run, base = load_run(run_dir), load_run(other)
-    found = regressions(run, base, args.fail_on_regression, args.min_effect / 100)
+    found, shift = regressions(load_run(run_dir), load_run(other), args.fail_on_regression, args.min_effect / 100)
     for sentence in found:
         print(f"regression: {sentence}", file=sys.stderr)
-    shift = machine_shift(run, base, args.min_effect / 100)
     if shift:
         print(f"note: {shift}", file=sys.stderr)
     if found:

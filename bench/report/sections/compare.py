@@ -95,17 +95,12 @@ def one_way(verdicts) -> str | None:
             "machine")
 
 
-def machine_shift(run: dict, other: dict, min_effect: float = MIN_EFFECT) -> str | None:
-    """:func:`one_way` over the throughput verdicts of ``run`` against ``other``."""
-    t = throughput_table(run, other, min_effect)
-    return one_way(zip(t.implementation, t.verdict)) if len(t) else None
-
-
-def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFECT) -> list[str]:
-    """One sentence per implementation slower (a significant test, beyond ``pct`` percent) or heavier in
-    memory (beyond ``pct`` percent) in ``run`` than in ``other``."""
+def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFECT) -> tuple[list[str], str | None]:
+    """(one sentence per implementation slower (a significant test, beyond ``pct`` percent) or heavier in
+    memory (beyond ``pct`` percent) in ``run`` than in ``other``; :func:`one_way`'s note on the same verdicts)."""
     out = []
     t = throughput_table(run, other, min_effect)
+    shift = one_way(zip(t.implementation, t.verdict)) if len(t) else None
     for r in t.to_dict("records") if len(t) else ():
         if r["verdict"] == SLOWER and r["_time_ratio"] > 1 + pct / 100:
             out.append(f"{r['implementation']} {r['model']} {r['measurement']} {r['precision']} batch {r['batch_size']} "
@@ -116,7 +111,7 @@ def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFE
         if r.ratio > 1 + pct / 100:
             out.append(f"{r.framework}/{r.backend} {r.exec_mode} {r.model} {r.measurement} batch {r.batch_size}: "
                        f"{r.figure} {100 * (r.ratio - 1):.1f}% heavier ({r.this} vs {r.other} MiB)")
-    return out
+    return out, shift
 
 
 def section_compare(run: dict, other: dict, out: Path) -> Section:
