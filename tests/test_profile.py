@@ -316,3 +316,23 @@ def test_densenet_depth_jobs_and_table():
     assert t.loc["densenet40_k12", "concat_share"] == 0.2 and t.loc["densenet40_k12", "recompute_share"] == 0
     assert t.loc["densenet40_k12_memeff", "recompute_ms"] == 2.0 and t.loc["densenet40_k12_memeff", "step_over_naive"] == 1.25
     assert pd.isna(t.loc["densenet40_k12", "step_over_naive"])
+
+
+def test_gap_sentence_names_unattributed_time_and_the_leading_layer_kind():
+    """When the gap between the fastest and slowest profiled step is mostly time no layer was named for, the sentence
+    says so, with both coverages, and then names the attributed layer kind that differs most."""
+    import pandas as pd
+
+    from bench.report.sections.profile import gap_sentences
+    key = {"model": "resnet20_v1", "precision": "fp32", "batch_size": 32}
+    steps = pd.DataFrame([{**key, "impl": "torch eager", "profiled_step_ms": 10.0, "coverage": 0.95},
+                          {**key, "impl": "keras/jax jit", "profiled_step_ms": 20.0, "coverage": 0.6}])
+    rows = [("torch eager", "conv1", "Conv2D", 8.0), ("torch eager", UNATTRIBUTED, "", 0.5),
+            ("keras/jax jit", "conv1", "Conv2D", 10.0), ("keras/jax jit", UNATTRIBUTED, "", 8.0)]
+    layers = pd.DataFrame([{**key, "impl": i, "layer": n, "kind": k, "ms_per_step": ms} for i, n, k, ms in rows])
+    (s,) = gap_sentences(steps, layers)
+    assert "could not attribute to a layer (coverage 60% vs 95%)" in s and "7.5 ms, 75%" in s
+    assert "of the attributed time, Conv2D differs most (2.0 ms, 20%)" in s
+    layers.loc[layers.layer == UNATTRIBUTED, "ms_per_step"] = 0.0  # attributed time leads: the plain sentence
+    (s,) = gap_sentences(steps, layers)
+    assert "Conv2D explains most of the 10.0 ms gap (2.0 ms, 20%)" in s and "could not" not in s

@@ -53,11 +53,20 @@ def gap_sentences(steps: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
             continue
         diff = per.loc[slow.impl] - per.loc[fast.impl]
         gap = slow.profiled_step_ms - fast.profiled_step_ms
+        if gap <= 0:
+            out.append(f"{key[0]}: {slow.impl} and {fast.impl} profile at the same step time.")
+            continue
         top = diff.idxmax()
+        why = f"{top} explains most of the {gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%})"
+        if top == UNATTRIBUTED:  # time no layer could be named for: say so, then name the layer kind that leads
+            named = diff.drop(UNATTRIBUTED)
+            why = (f"most of the {gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%}) is time the profiler could "
+                   f"not attribute to a layer (coverage {slow.coverage:.0%} vs {fast.coverage:.0%})")
+            if len(named) and named.max() > 0:
+                k = named.idxmax()
+                why += f"; of the attributed time, {k} differs most ({named[k]:.1f} ms, {named[k] / gap:.0%})"
         out.append(f"{key[0]} (batch {key[2]}): {slow.impl} is the slowest profiled step ({slow.profiled_step_ms:.1f} ms) "
-                   f"and {fast.impl} the fastest ({fast.profiled_step_ms:.1f} ms); {top} explains most of the "
-                   f"{gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%})." if gap > 0 else
-                   f"{key[0]}: {slow.impl} and {fast.impl} profile at the same step time.")
+                   f"and {fast.impl} the fastest ({fast.profiled_step_ms:.1f} ms); {why}.")
     return out
 
 
