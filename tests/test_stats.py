@@ -97,3 +97,36 @@ def test_drift_within_a_process_is_noise_not_a_difference():
     assert len(batch_medians(np.arange(200.0))) == 10 and list(batch_medians([3.0, 1.0, 2.0])) == [3.0, 1.0, 2.0]
     steady = np.tile([9.0, 11.0], 100)  # jitter without drift: every batch has the same median
     assert cv(steady) > 0.09 and drift_cv(steady) == 0.0
+
+
+def test_student_t_matches_scipy():
+    st = pytest.importorskip("scipy.stats")
+    from bench.results.stats import t_quantile, t_sf2
+    for df in (1.0, 2.0, 3.7, 10.0, 60.0):
+        for t in (0.0, 0.3, 1.0, 2.5, 7.0):
+            assert t_sf2(t, df) == pytest.approx(2 * st.t.sf(t, df), abs=1e-9)
+        assert t_quantile(0.975, df) == pytest.approx(st.t.ppf(0.975, df), rel=1e-6)
+
+
+def test_processes_are_the_unit_with_repeats():
+    """3 vs 3 processes of one job whose levels scatter 8% between processes, each steady within: pooling their steps
+    (as if all were one sample) calls too many such pairs different; the per-process test keeps false positives near
+    its alpha, and a 30% slowdown still shows, with its size."""
+    from bench.results.stats import compare_processes
+    rng = np.random.default_rng(7)
+
+    def procs(level=1.0, k=3):
+        return [level * 10 * rng.lognormal(0, 0.08) * rng.normal(1, 0.01, 40) for _ in range(k)]
+    pairs = [(procs(), procs()) for _ in range(100)]
+    verdicts = [compare_groups(a, b).verdict for a, b in pairs]
+    pooled = [compare(np.concatenate(a), np.concatenate(b)).verdict for a, b in pairs]
+    assert verdicts.count(SAME) >= 95
+    assert pooled.count(SAME) < 95  # the steps pooled as one process: 85 of 100 here
+    # the price: 3 vs 3 at this spread finds a 30% slowdown about a third of the time (t ~ 4 on ~4 df), 5 vs 5 most times
+    slow = [compare_groups(procs(1.3, 5), procs(1.0, 5)) for _ in range(20)]
+    assert sum(c.verdict == SLOWER for c in slow) >= 15
+    assert np.median([c.time_ratio for c in slow]) == pytest.approx(1.3, rel=0.08)
+    one = compare_groups(procs(1.0, 1), procs())  # one process against three: the three's spread for both
+    assert one.n_a == 1 and one.n_b == 3 and one.lo < one.time_ratio < one.hi
+    c = compare_processes([10.0, 10.0], [10.0, 10.0])
+    assert c.verdict == SAME and c.p == 1.0
