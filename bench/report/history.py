@@ -5,8 +5,8 @@ A run is a folder with ``run_meta.json``; it is keyed by git commit, machine and
 machine is the host name (runs written before it was recorded: the platform) with its CPU, cores and GPU;
 runs of different machines are never pooled: each machine has its own figures and its own change list.
 Changes: each pair of consecutive runs (by time) of one job on one machine is compared as the report's
-ratio tables are (``bench.results.stats.compare_groups``: ratio of medians, bootstrap interval, Mann-Whitney
-U, minimum effect); a ``faster`` / ``slower`` verdict is a detected change.
+ratio tables are (``bench.results.stats.compare_groups``: within one process, ratio of medians, bootstrap interval and
+Mann-Whitney U; with repeats, Welch t on the per-process medians; minimum effect); a ``faster`` / ``slower`` verdict is a detected change.
 """
 from __future__ import annotations
 
