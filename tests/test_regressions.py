@@ -14,20 +14,23 @@ from bench.results.writes import write_json_atomic
 IMPLS = (("torch", "torch", "eager"), ("torch", "torch", "step-compile"), ("keras", "jax", "jit"))
 
 
-def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, flagged=None, repeats=0):
-    """A CPU throughput run: 3 implementations x 2 models, 40 lognormal step times each (5% spread)."""
+def make_run(root, run_id, seed, slow=None, factor=1.0, heavier=1.0, ms=None, flagged=None, repeats=0,
+             models=("resnet20_v1", "densenet40_k12"), level=0.0):
+    """A CPU throughput run: 3 implementations x 2 models, 40 lognormal step times each (5% spread); ``level``: each
+    process's level scattered by this much (lognormal sigma), as fresh processes of one job land on a small VM."""
     rng = np.random.default_rng(seed)
     d = root / run_id
     d.mkdir(parents=True)
     write_json_atomic(d / "run_meta.json", {"run_id": run_id, "suite": "throughput", "device": "cpu"})
-    for model in ("resnet20_v1", "densenet40_k12"):
+    for model in models:
         for fw, be, mode in IMPLS:
             base = (ms or {}).get(mode, 10.0) * (2 if "densenet" in model else 1)
             f = factor if (be, mode) == slow else 1.0
             common = {"run_id": run_id, "status": "ok", "model": model, "framework": fw, "backend": be,
                       "exec_mode": mode, "device": "cpu", "precision": "fp32", "batch_size": 16}
             for r in range(repeats or 1):  # a process's level differs from the next one's by ~5%
-                times = f * base * rng.lognormal(0, 0.05, 40) * (rng.normal(1, 0.05) if repeats else 1)
+                times = f * base * rng.lognormal(0, 0.05, 40) * (rng.normal(1, 0.05) if repeats else 1) \
+                    * rng.lognormal(0, level)
                 med = float(np.median(times))
                 append_row(d / "throughput.csv", "throughput", {
                     **common, "job_id": f"t/{model}/{be}/{mode}" + (f"/r{r + 1}" if repeats else ""),
@@ -220,3 +223,31 @@ def test_every_implementation_moving_the_same_way_is_called_a_possible_machine_s
     assert "note:" not in capsys.readouterr().err
     assert one_way([("a", SLOWER)] * 3 + [("b", SLOWER)]) and not one_way([("a", SLOWER)] * 4)
     assert not one_way([("a", SLOWER)] * 3 + [("b", FASTER), ("b", SAME)])
+
+
+def test_one_process_a_side_is_judged_against_the_spread_across_jobs(tmp_path, monkeypatch):
+    """Two runs of 12 jobs, one process each, whose processes land 8% apart (as on the 2-core VM): judged on each
+    process's own steps, many pairs come out different; against the spread of all the jobs' ratios (empirical null)
+    few do, and a 40% slowdown of one implementation is still found, in its jobs alone."""
+    from bench.report.common import load_run
+    from bench.report.sections import compare
+    from bench.report.sections.compare import throughput_table
+    from bench.results.stats import SAME, SLOWER
+    models = ("resnet20_v1", "densenet40_k12", "plain20", "resnet56_v1")
+    root = tmp_path / "results"
+    runs = [load_run(make_run(root, f"r{i}", seed=10 + i, models=models, level=0.08)) for i in range(6)]
+    same = naive_same = total = 0
+    for a, b in zip(runs[::2], runs[1::2]):
+        t = throughput_table(a, b, 0.02)
+        assert len(t) == 12 and t.noise.str.contains("empirical null").all()
+        same += (t.verdict == SAME).sum()
+        total += len(t)
+        with monkeypatch.context() as m:  # each pair on its own process's steps alone
+            m.setattr(compare, "empirical_scale", lambda ratios: float("nan"))
+            naive_same += (throughput_table(a, b, 0.02).verdict == SAME).sum()
+    assert same >= 0.9 * total and naive_same <= 0.5 * total  # 36 pairs: 36 and 10 here
+    slow = load_run(make_run(root, "slow", seed=30, models=models, level=0.08, slow=("torch", "step-compile"),
+                             factor=1.4))
+    t = throughput_table(slow, runs[0], 0.02)
+    assert (t[t.exec_mode == "step-compile"].verdict == SLOWER).sum() >= 3
+    assert (t[t.exec_mode != "step-compile"].verdict == SAME).all()

@@ -254,3 +254,31 @@ def compare_groups(a: list, b: list, min_effect: float = MIN_EFFECT, alpha: floa
     if not a or not b:
         return Comparison(math.nan, math.nan, math.nan, math.nan, FEW, len(a), len(b))
     return compare_processes([np.median(g) for g in a], [np.median(g) for g in b], min_effect, alpha)
+
+
+EMPIRICAL_MIN_JOBS = 8  # run-vs-run pairs with one process a side needed to estimate the spread across them
+
+
+def empirical_scale(time_ratios) -> float:
+    """The spread between two runs that no single process shows, estimated from the runs themselves (Efron's
+    empirical null, 2004): 1.4826 x the median absolute deviation of the log time ratios of every job both runs
+    hold, one process a side. Robust to a minority of jobs that truly changed; its centre is not used, so a shift
+    of every job still counts. nan for fewer than :data:`EMPIRICAL_MIN_JOBS` ratios."""
+    d = np.log(np.asarray([r for r in time_ratios if r == r and r > 0], float))
+    if len(d) < EMPIRICAL_MIN_JOBS:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def with_floor(c: Comparison, scale: float, min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Comparison:
+    """``c`` (one process a side) judged against the larger of its own uncertainty and ``scale`` (the log-ratio
+    spread across jobs, :func:`empirical_scale`): normal interval exp(d +- 1.96 se) and two-sided p on d / se."""
+    if c.verdict == FEW or not (scale == scale) or math.isnan(c.lo):
+        return c
+    d = math.log(c.time_ratio)
+    se = max((math.log(c.hi) - math.log(c.lo)) / (2 * 1.959964), scale)
+    if se <= 0:
+        return c
+    lo, hi = math.exp(d - 1.959964 * se), math.exp(d + 1.959964 * se)
+    p = math.erfc(abs(d) / se / math.sqrt(2.0))
+    return Comparison(c.time_ratio, lo, hi, p, verdict_of(c.time_ratio, lo, hi, p, min_effect, alpha), c.n_a, c.n_b)
