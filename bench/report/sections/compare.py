@@ -140,7 +140,7 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
     if not len(t):
         s.text.append("No throughput job in common (same model, stack, exec mode, measurement, precision, batch, input).")
     else:
-        counts = t.verdict.value_counts()
+        counts = t.verdict.str.replace(r" \(.*", " (flagged rows)", regex=True).value_counts()  # reasons: in the table
         s.text.append("Throughput, this run against the other, job by job (exec mode included): "
                       + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Minimum effect {min_effect:.0%}; {METHOD}."
                       + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if t.noise.str.startswith("within").any() else ""))
