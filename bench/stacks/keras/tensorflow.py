@@ -34,13 +34,15 @@ class KerasTensorFlowStack(KerasStack):
 
 
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
-# steps the CPU peak is read over, after a warm-up step: the peak depends on the order TensorFlow's executor runs
-# independent ops in, which varies from step to step and with its inter-op threads (DenseNet-BC-100 memory-efficient,
-# batch 64, 2-core CPU, default threads: 878 to 929 MiB over 8 steps in two processes; one inter-op thread: 1,305 to
-# 1,474 MiB), so the figure is the highest of these steps, as a GPU peak is over its measured steps
-CPU_PEAK_STEPS = 3
+# steps the CPU peak is read over, after a warm-up step, each on its own. A step's peak depends on the order
+# TensorFlow's executor runs independent ops in, which varies from step to step (DenseNet-BC-100 memory-efficient,
+# batch 64, 2-core CPU: 878 to 929 MiB over 8 steps), and now and then one step runs two large ops at once and peaks
+# far higher (ResNet-8 at batch 2, 16x16 inputs: 35.1 MiB in 23 of 24 steps, 68.5 MiB in one; the highest of three
+# steps made a batch-2 peak as high as a batch-16 one in one process of three), so the figure is the median step's
+# peak: repeatable from process to process, the footprint of a typical step rather than of its rare worst
+CPU_PEAK_STEPS = 5
 CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
-                   "step (jit_compile=False): the highest of {steps} steps after a warm-up step; TF inter-op threads: "
+                   "step (jit_compile=False): the median of {steps} steps' peaks after a warm-up step; TF inter-op threads: "
                    "{threads} on {cores} cores")
 
 
@@ -101,7 +103,7 @@ class KerasTensorFlowMemory(KerasMemory):
     @staticmethod
     def _cpu_step_peak(net, opt, batch_size: int, size: int) -> int:
         """Peak bytes of the CPU allocator over a step of Keras' compiled train function (as ``fit`` runs it,
-        jit_compile=False: TensorFlow's graph): the highest of CPU_PEAK_STEPS steps, each read on its own, after
+        jit_compile=False: TensorFlow's graph): the median of CPU_PEAK_STEPS steps' peaks, each read on its own, after
         a warm-up step (tracing, one-time buffers)."""
         import keras
         import numpy as np
@@ -116,4 +118,4 @@ class KerasTensorFlowMemory(KerasMemory):
             tf.config.experimental.reset_memory_stats("CPU:0")
             net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
             peaks.append(int(tf.config.experimental.get_memory_info("CPU:0")["peak"]))
-        return max(peaks)
+        return int(np.median(peaks))
