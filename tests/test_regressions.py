@@ -206,6 +206,35 @@ def test_a_flagged_repeat_is_left_out_and_the_clean_ones_judged():
     assert none_clean["verdict"] == "excluded (contended: others used 1.20 cores)"
 
 
+def test_a_side_unstable_in_every_repeat_is_judged_by_the_spread_between_its_processes():
+    """Every repeat of a job unstable (its step wobbles in every fresh process: the job's own behaviour) keeps its
+    verdict, at the process level, found slower when it is; a lone unstable process, or a contended one, does not."""
+    import pandas as pd
+
+    from bench.report.common import compare_rows
+    from bench.report.sections.throughput import hygiene_notes
+    rng = np.random.default_rng(11)
+
+    def side(level, flags, jitter=0.15):
+        return pd.DataFrame([{"step_times_ms": " ".join(f"{t:.4f}" for t in level * rng.lognormal(0, jitter, 12)),
+                              "hygiene_flag": f} for f in flags])
+    wobbly = ["unstable: CV 0.15"] * 3
+    same = compare_rows(side(10.0, wobbly), side(10.0, [None] * 3, 0.02), 0.02)
+    assert same["verdict"] == "no measurable difference"
+    assert "3 unstable process(es) kept" in same["noise"] and same["noise"].startswith("between processes")
+    slow = compare_rows(side(13.0, wobbly), side(10.0, [None] * 3, 0.02), 0.02)
+    assert slow["verdict"] == "slower" and 0.65 < slow["ratio"] < 0.9  # images/s ratio: 10 / 13
+    with_contended = compare_rows(side(10.0, wobbly[:2] + ["contended: others used 1.10 cores"]),
+                                  side(10.0, [None] * 3, 0.02), 0.02)
+    assert "1 flagged process(es) left out" in with_contended["noise"] and "2 unstable" in with_contended["noise"]
+    assert compare_rows(side(10.0, wobbly[:1]), side(10.0, [None]), 0.02)["verdict"].startswith("excluded")
+    rows = pd.DataFrame({"job_id": ["t/a/r1", "t/a/r2", "t/b/r1", "t/b/r2"],
+                         "hygiene_flag": ["unstable: CV 0.15", "unstable: CV 0.12", "unstable: CV 0.20", None]})
+    notes = " ".join(hygiene_notes(rows))
+    assert "1 throughput row(s) flagged and kept out of every verdict: t/b/r1" in notes
+    assert "2 throughput row(s) flagged unstable and kept" in notes and "t/a/r1" in notes and "t/a/r2" in notes
+
+
 def test_every_implementation_moving_the_same_way_is_called_a_possible_machine_shift(tmp_path, capsys):
     """All three implementations 15% slower (a machine-wide change looks like this): the gate still fails, and says
     that the shift is shared; one implementation slower alone gets no such note."""

@@ -6,7 +6,7 @@
   and at its end the SM clock, power, temperature, clock throttle reasons and other processes on the
   device. Inert (with the reason) without an NVIDIA GPU, pynvml, or a counter.
 * :func:`flag`: ``contended`` / ``unstable`` labels for a row (empty: clean); the report keeps a flagged
-  row out of its verdicts.
+  row out of its verdicts (save where every repeat of a job is unstable: ``bench.report.common.left_out``).
 """
 from __future__ import annotations
 

@@ -124,21 +124,40 @@ def _flagged(rows: pd.DataFrame) -> pd.Series:
     return rows[FLAG_COLUMN].map(lambda f: isinstance(f, str) and bool(f))
 
 
+def left_out(rows: pd.DataFrame) -> pd.Series:
+    """Which processes (rows) of one side a verdict leaves out. A flagged process is left out when its side has
+    clean ones: a contended one ran slow for a reason outside the job, an unstable one drifted where its
+    repeats did not. When every process of a side is flagged and two or more of them are unstable alone (not
+    contended), those are kept: a step time that wobbles in every fresh process is the job's own behaviour on this machine (a
+    data pipeline in the step, a busy small CPU), not a disturbed measurement, and the test at the process level
+    carries it in the spread between their medians. One unstable process alone, or a contended one, is left
+    out; a side with nothing left gets no verdict."""
+    flagged = _flagged(rows)
+    if not flagged.all():
+        return flagged
+    contended = rows[FLAG_COLUMN].map(lambda f: isinstance(f, str) and "contended" in f)
+    return contended if (~contended).sum() >= 2 else flagged
+
+
 def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
     """Throughput rows ``a`` against ``b`` (same batch): images/s ratio a / b, its 95% interval, the
     Mann-Whitney p, the verdict (a faster / slower than b) and the noise it rests on. Each row is one
-    process (a repeat); its ``step_times_ms`` are the samples. A flagged row (contended, unstable) is left out of
-    the verdict: the clean processes of each side are compared (the noise column says how many were left out);
-    a side with none clean gets no verdict."""
+    process (a repeat); its ``step_times_ms`` are the samples. Flagged rows (contended, unstable) are left out of
+    the verdict as :func:`left_out` says: the other processes of each side are compared (the noise column says
+    how many were left out, or that every repeat of a side was unstable and judged by their spread); a side with
+    none left gets no verdict."""
     from bench.results.stats import compare_groups, parse_times
-    fa, fb = _flagged(a), _flagged(b)
-    clean = not fa.all() and not fb.all()
-    ca, cb = (a[~fa], b[~fb]) if clean else (a, b)
+    oa, ob = left_out(a), left_out(b)
+    clean = not oa.all() and not ob.all()
+    ca, cb = (a[~oa], b[~ob]) if clean else (a, b)
     c = compare_groups([parse_times(t) for t in ca.step_times_ms], [parse_times(t) for t in cb.step_times_ms],
                        min_effect=min_effect)
     noise = noise_source(ca, cb)
-    if clean and (fa.any() or fb.any()):
-        noise += f"; {int(fa.sum() + fb.sum())} flagged process(es) left out"
+    if clean and (oa.any() or ob.any()):
+        noise += f"; {int(oa.sum() + ob.sum())} flagged process(es) left out"
+    kept = int((_flagged(a) & ~oa).sum() + (_flagged(b) & ~ob).sum()) if clean else 0
+    if kept:
+        noise += f"; {kept} unstable process(es) kept (every repeat of their side unstable: judged by their spread)"
     verdict = c.verdict if clean else f"excluded ({' / '.join(sorted(_flags(a) | _flags(b)))})"
     return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
             "p": "" if np.isnan(c.p) else f"{c.p:.2g}", "verdict": verdict, "noise": noise, "_cmp": c}

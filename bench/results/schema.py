@@ -94,7 +94,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
          "bench.core.hygiene.GpuWindow.columns"),
         ("hygiene_flag", "why this row should not be trusted: 'contended: ...' (others' load > 0.5 core, or other "
          "processes on the GPU) and/or 'unstable: CV ...' (step_cv > 0.10); empty when clean. The report keeps a "
-         "flagged row out of its verdicts", "bench.core.hygiene.flag"),
+         "flagged row out of its verdicts, except where every repeat of a job is unstable (none contended): then "
+         "their spread is the job's own (bench.report.common.left_out)", "bench.core.hygiene.flag"),
     ),
     "memory": (
         ("measurement", "train | infer", "bench.core.job.Job.base_row"),

@@ -15,6 +15,7 @@ from bench.report.common import (
     _save,
     compare_rows,
     impl_label,
+    left_out,
 )
 from bench.results.stats import FASTER, FEW, METHOD, MIN_EFFECT
 from bench.results.stats import SAME as NO_DIFF
@@ -77,14 +78,27 @@ def ratio_table(ok: pd.DataFrame, ref: str, min_effect: float) -> pd.DataFrame:
 
 
 def hygiene_notes(ok: pd.DataFrame) -> list[str]:
-    """Rows measured under contention or with unstable timing, named (they get no verdict)."""
+    """Rows measured under contention or with unstable timing, named: those left out of every verdict, and those
+    kept because every repeat of their job was unstable (``bench.report.common.left_out``)."""
     if FLAG_COLUMN not in ok:
         return []
-    bad = ok[ok[FLAG_COLUMN].fillna("").astype(str) != ""]
-    if not len(bad):
+    flagged = ok[FLAG_COLUMN].fillna("").astype(str) != ""
+    if not flagged.any():
         return []
-    names = "; ".join(f"{r.job_id} ({getattr(r, FLAG_COLUMN)})" for r in bad.itertuples())
-    return [f"{len(bad)} throughput row(s) flagged and kept out of every verdict: {names}."]
+    out = pd.concat([left_out(g) for _, g in ok.groupby(ok.job_id.str.replace(r"/r\d+$", "", regex=True))])
+    out = out.reindex(ok.index)
+
+    def names(rows):
+        return "; ".join(f"{r.job_id} ({getattr(r, FLAG_COLUMN)})" for r in rows.itertuples())
+    notes = []
+    if out.any():
+        notes.append(f"{int(out.sum())} throughput row(s) flagged and kept out of every verdict: {names(ok[out])}.")
+    kept = ok[flagged & ~out]
+    if len(kept):
+        notes.append(f"{len(kept)} throughput row(s) flagged unstable and kept, because every repeat of their job was "
+                     f"unstable (the job's own wobble on this machine; its verdicts rest on the spread between those "
+                     f"processes): {names(kept)}.")
+    return notes
 
 
 def _explode_steps(df: pd.DataFrame) -> pd.DataFrame:
