@@ -24,7 +24,6 @@ import re
 import shutil
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 
 from bench.stacks.base import UNATTRIBUTED, LayerTime, StepProfile
@@ -119,7 +118,7 @@ def profile_jax(stack, model: str, batch: int, precision: str, device, mode, ste
     """``KerasJaxStack.profile`` (see ``bench.stacks.base.Stack.profile``)."""
     import jax
 
-    from bench.stacks.keras.profile import build_compiled, keras_kind, layers_of, trace_file
+    from bench.stacks.keras.profile import build_compiled, keras_kind, layers_of, time_unprofiled, trace_file
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     if mode != "jit":
@@ -138,13 +137,7 @@ def profile_jax(stack, model: str, batch: int, precision: str, device, mode, ste
         logs, state["s"] = compiled(state["s"], (x, y, None))
         jax.block_until_ready(logs["loss"])
 
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    times = time_unprofiled(step, steps)
     logdir = tempfile.mkdtemp(prefix="twinbench-jaxprof-")
     try:
         with jax.profiler.trace(logdir, create_perfetto_trace=True):

@@ -13,14 +13,8 @@ class KerasMemory(MemoryCounter):
     def _build(self, model: str, precision: str, **options):
         import keras
 
-        from bench.stacks.keras.step import KERAS_POLICY
-        from bench.zoo import build
-        keras.utils.set_random_seed(0)
-        keras.config.set_dtype_policy(KERAS_POLICY[precision])
-        try:
-            net = build(model, "keras", **options)
-        finally:
-            keras.config.set_dtype_policy("float32")
+        from bench.stacks.keras.step import build_twin
+        net = build_twin(model, precision, options)
         opt = keras.optimizers.SGD(0.1, momentum=0.9)  # as the timed step
         opt.build(net.trainable_variables)
         return net, opt

@@ -36,15 +36,9 @@ def build_compiled(model: str, precision: str, batch: int, jit: bool, options: d
     import keras
     import numpy as np
 
-    from bench.stacks.keras.step import KERAS_POLICY
-    from bench.zoo import build
+    from bench.stacks.keras.step import build_twin
     options = options or {}
-    keras.utils.set_random_seed(0)
-    keras.config.set_dtype_policy(KERAS_POLICY[precision])
-    try:
-        net = build(model, "keras", **options)
-    finally:
-        keras.config.set_dtype_policy("float32")
+    net = build_twin(model, precision, options)
     size = options.get("input_size", 32)
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(rng.standard_normal((batch, size, size, 3)).astype("float32"))
@@ -61,6 +55,20 @@ def fit_step(stack, net, x, y):
     from bench.stacks.keras.step import keras_train_window
     window = keras_train_window(stack, net, lambda: (x, y))
     return lambda: window(1)
+
+
+def time_unprofiled(step, steps: int, warmup: int = 2) -> list[float]:
+    """Seconds of each of ``steps`` steps run without the profiler, after ``warmup`` untimed ones (``step`` ends
+    synchronised): the step time the profiled one is set against."""
+    import time
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def wrap_in(obj, attr: str, ctx) -> None:

@@ -21,6 +21,20 @@ KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_floa
 KERAS_WINDOW = {"cuda": 10, "cpu": 4}
 
 
+def build_twin(model: str, precision: str, options: dict | None = None):
+    """The Keras twin of ``model`` built as the measures build it: seed 0, the precision's dtype policy for its
+    layers (float32 restored after, so nothing built later inherits it)."""
+    import keras
+
+    from bench.zoo import build
+    keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy(KERAS_POLICY[precision])
+    try:
+        return build(model, "keras", **(options or {}))
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
 def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
                     input: str = "synthetic", device: str | None = None, mode: str | None = None,
                     data_dir: str | None = None, seed: int = 0, options: dict | None = None) -> StepRunner:

@@ -26,7 +26,6 @@ import gzip
 import shutil
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -187,7 +186,7 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
     """``KerasTensorFlowStack.profile`` (see ``bench.stacks.base.Stack.profile``)."""
     import tensorflow as tf
 
-    from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, trace_file
+    from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, time_unprofiled, trace_file
     serial = serial_ops()
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
@@ -197,13 +196,7 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
     net, x, y = build_compiled(model, precision, batch, False, options)
     kinds = {la.name: keras_kind(la) for la in layers_of(net)}
     step = fit_step(stack, net, x, y)  # ends with a host read-back: synchronous
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    times = time_unprofiled(step, steps)
     logdir = tempfile.mkdtemp(prefix="twinbench-tfprof-")
     try:
         tf.profiler.experimental.start(logdir)
