@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.core.hygiene import CpuWindow, GpuWindow, flag
+from bench.core.hygiene import CpuWindow, GpuWindow, flag, malloc_setting
 from bench.core.job import Job
 from bench.measures.timing import MIN_TIMED_S, Slowed, injected_slowdown, measure, summarize
 from bench.results.schema import FILES, append_row
@@ -34,8 +34,10 @@ def _windows(cpu: CpuWindow, nv: GpuWindow | None):
 def hygiene(times: list[float], cpu: CpuWindow, nv: GpuWindow | None, threads: int, images: int) -> dict:
     """The row's hygiene columns: CV, machine load, threads, GPU state and energy, the flag, and null reasons."""
     from bench.results.stats import drift_cv
-    cols = {"step_cv": drift_cv(times), "cpu_others_load_cores": cpu.others_cores, "cpu_threads": threads}
-    reasons = [cpu.why] if cpu.why else []
+    malloc, malloc_why = malloc_setting()
+    cols = {"step_cv": drift_cv(times), "cpu_others_load_cores": cpu.others_cores, "cpu_threads": threads,
+            "cpu_malloc": malloc}
+    reasons = [r for r in (cpu.why, malloc_why) if r]
     if nv is None:
         reasons.append("CPU job: GPU clocks, power, temperature, throttle reasons and energy not defined")
     else:

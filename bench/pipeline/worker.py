@@ -25,6 +25,9 @@ from bench.results.schema import FILES, append_row
 def configure_env(job: Job) -> None:
     """The job's process environment, before any framework is imported."""
     import importlib
+
+    from bench.core.hygiene import pin_malloc
+    pin_malloc()  # before anything large is allocated: the same allocator regime in every job's process
     os.environ.update(PREALLOC_OFF)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if job.device == "cpu":

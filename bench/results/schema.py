@@ -82,6 +82,9 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
          "bench.core.hygiene.CpuWindow"),
         ("cpu_threads", "CPU threads the stack's ops use in the job's process (torch.get_num_threads; "
          "OMP_NUM_THREADS or the usable cores for the others)", "bench.stacks.base.Stack.threads"),
+        ("cpu_malloc", "the C allocator's thresholds the worker fixed in the job's process (glibc mallopt: without "
+         "them a CPU step's cost depended on what the process had freed before it, by up to 10%); null where not "
+         "set (not glibc, or not run by the worker): null_reason", "bench.core.hygiene.pin_malloc"),
         ("gpu_sm_clock_mhz", "SM clock at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
         ("gpu_power_w", "board power at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
         ("gpu_temp_c", "GPU temperature at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
