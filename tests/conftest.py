@@ -21,6 +21,9 @@ def pytest_configure(config):
     # timing it; `pytest --benchmark-only` (or --benchmark-enable) times them for real.
     if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
         config.option.benchmark_disable = True
+    else:  # timed: the allocator regime of the suite's jobs (bench.pipeline.worker; extra_info['cpu_malloc'])
+        from bench.core.hygiene import pin_malloc
+        pin_malloc()
 
 
 @pytest.fixture(scope="session")

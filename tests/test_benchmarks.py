@@ -33,6 +33,8 @@ def test_step(benchmark, bench_case, bench_settings):
     s = bench_settings
     r = make_step(model, framework, measurement, s["batch"], s["precision"], device=None if s["gpu"] else "cpu")
     from conftest import bench_name, session_keras_backend
+
+    from bench.core.hygiene import malloc_setting
     benchmark.group = model
     benchmark.name = bench_name(framework, measurement)
 
@@ -52,7 +54,7 @@ def test_step(benchmark, bench_case, bench_settings):
     benchmark.extra_info.update({
         **r.env, "keras_backend_session": session_keras_backend(), "model": model, "measurement": measurement,
         "precision": s["precision"], "batch_size": s["batch"],
-        "exec_mode": r.exec_mode, "params_trainable": r.params[0], "params_total": sum(r.params),
+        "cpu_malloc": malloc_setting()[0], "exec_mode": r.exec_mode, "params_trainable": r.params[0], "params_total": sum(r.params),
         "peak_mem_mib": None if peak is None else peak / 2**20, "peak_mem_source": source,
         "images_per_s": None if not median else s["batch"] / median})
     if stats is not None:

@@ -46,7 +46,9 @@ def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int =
 
     A Keras stack needs this process's KERAS_BACKEND to be its backend (``measure`` sees to it).
     """
+    from bench.core.hygiene import pin_malloc
     from bench.stacks import get_stack
+    cpu_malloc = pin_malloc()  # the allocator regime of the suite's jobs (bench.pipeline.worker), for both sides
     info = STACKS[stack]
     impl = get_stack(info.framework, info.backend)
     framework = info.framework
@@ -62,7 +64,7 @@ def measure_stack(stack: str = "torch", model: str = "resnet20_v1", batch: int =
             "bare_images_per_s": statistics.median(bare), "harness_images_per_s": statistics.median(ours),
             "ratio": statistics.median(ours) / statistics.median(bare),
             "ratio_paired_median": statistics.median(h / b for h, b in zip(ours, bare)),  # robust to slow drift
-            "bare_all": bare, "harness_all": ours}
+            "bare_all": bare, "harness_all": ours, "cpu_malloc": cpu_malloc}
 
 
 def measure(model: str = "resnet20_v1", batch: int = 512, precision: str = "bf16", steps: int = 200,

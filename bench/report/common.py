@@ -128,10 +128,10 @@ def left_out(rows: pd.DataFrame) -> pd.Series:
     """Which processes (rows) of one side a verdict leaves out. A flagged process is left out when its side has
     clean ones: a contended one ran slow for a reason outside the job, an unstable one drifted where its
     repeats did not. When every process of a side is flagged and two or more of them are unstable alone (not
-    contended), those are kept: a step time that wobbles in every fresh process is the job's own behaviour on this machine (a
-    data pipeline in the step, a busy small CPU), not a disturbed measurement, and the test at the process level
-    carries it in the spread between their medians. One unstable process alone, or a contended one, is left
-    out; a side with nothing left gets no verdict."""
+    contended), those are kept: a step time that wobbles in every fresh process is the job's own behaviour on
+    this machine (a data pipeline in the step, a busy small CPU), not a disturbed measurement, and the test at
+    the process level carries it in the spread between their medians. One unstable process alone, or a
+    contended one, is left out; a side with nothing left gets no verdict."""
     flagged = _flagged(rows)
     if not flagged.all():
         return flagged
