@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,27 +78,40 @@ def test_throughput_job_process_runs_tensorflows_default_allocator():
 
 
 @pytest.mark.slow
-def test_cpu_peak_grows_with_batch_and_memeff_densenet_is_below_naive():
+def test_cpu_peak_grows_by_the_twins_activations_and_memeff_densenet_is_below_naive():
+    """From batch 2 to 128 the peak grows by about the activations the PyTorch twin saves for the same growth, and
+    the memory-efficient DenseNet's peak is below the naive one's. The sizes are chosen so that the growth is larger
+    than the ~32 MiB filter-gradient scratch buffer that is alive once or twice in a step (ResNet-8 at batch 2:
+    34.8 or ~59 MiB; a growth from batch 2 to 16 on 16x16 inputs, ~4 MiB, was within it)."""
     code = (
         "import json\nfrom bench.core.job import Job\nfrom bench.pipeline.worker import configure_env\n"
         "configure_env(Job('memory', 'resnet20_v1', 'keras', 'tensorflow', 'fp32', 4, device='cpu'))\n"
         "from bench.stacks import get_stack\nm = get_stack('keras', 'tensorflow').memory()\n"
-        "small = dict(depth=8, input_size=16)\n"
-        "out = {f'resnet b{b}': vars(m.step_memory('resnet20_v1', b, device='cpu', **small)) for b in (2, 16)}\n"
+        "out = {f'resnet b{b}': vars(m.step_memory('resnet20_v1', b, device='cpu', depth=8, input_size=32))\n"
+        "       for b in (2, 128)}\n"
         "for n in ('densenet40_k12', 'densenet40_k12_memeff'):\n"
-        "    out[n] = vars(m.step_memory(n, 16, device='cpu', depth=16, input_size=32))\n"
+        "    out[n] = vars(m.step_memory(n, 16, device='cpu', depth=28, input_size=32))\n"
         "print('JSON' + json.dumps(out))")
     r = _run(code)
-    small, large = r["resnet b2"], r["resnet b16"]
+    small, large = r["resnet b2"], r["resnet b128"]
     state = small["params"] + small["grads"] + small["optimizer_state"]
     assert small["cpu_alloc_peak"] > state  # the weights, gradients and momentum are in the allocator's peak
-    assert large["cpu_alloc_peak"] > 1.5 * small["cpu_alloc_peak"]  # activations grow with the batch
+    from bench.stacks import get_stack
+    twin = get_stack("torch").memory()
+    saved = {b: twin.step_memory("resnet20_v1", b, device="cpu", depth=8, input_size=32).saved_activations
+             for b in (2, 128)}
+    growth, twin_growth = large["cpu_alloc_peak"] - small["cpu_alloc_peak"], saved[128] - saved[2]
+    # measured 1.25-1.51 x the twin's 72.4 MiB in four processes (TF keeps some tensors PyTorch frees, plus the
+    # scratch buffer's coin flip at either end: 1.03-1.56 from the extremes of the steps' medians seen)
+    assert 0.8 * twin_growth < growth < 2.5 * twin_growth, (growth / 2**20, twin_growth / 2**20)
+    for row in (small, large):  # the source names the steps' range around the median and the inter-op threads
+        lo, hi = map(float, re.search(r"steps: ([\d.]+)-([\d.]+) MiB", row["cpu_alloc_source"]).groups())
+        assert lo - 0.05 <= row["cpu_alloc_peak"] / 2**20 <= hi + 0.05 and "inter-op threads" in row["cpu_alloc_source"]
     naive, memeff = r["densenet40_k12"], r["densenet40_k12_memeff"]
     assert naive["params"] == memeff["params"]  # the same network, kept differently
-    # below the naive peak by more than the op-order noise of a TF step's peak (~5%: 878-929 MiB for DenseNet-BC-100
-    # memeff); at depth 16 on 32x32 inputs the saving is ~18% (94 vs 115 MB, three processes: 0.82-0.83; on 16x16
-    # inputs ~6%, 77 vs 82 MB, too close to that noise)
-    assert memeff["cpu_alloc_peak"] < 0.92 * naive["cpu_alloc_peak"]
+    # DenseNet at depth 28 (8 layers a block), batch 16, 32x32: memeff/naive 0.63-0.72 in five processes (one
+    # inter-op thread: 0.70); at depth 16 the saving (~18%) was within the scratch buffer's flip
+    assert memeff["cpu_alloc_peak"] < 0.88 * naive["cpu_alloc_peak"], (memeff["cpu_alloc_peak"], naive["cpu_alloc_peak"])
     assert "BFC" in naive["cpu_alloc_source"] and naive["saved_activations"] is None
 
 

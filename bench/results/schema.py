@@ -138,13 +138,14 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("peak_over_state_activations", "peak_alloc_mib / state_plus_activations_mib (GPU rows; 1.0 = the allocator "
          "held exactly state + saved activations)", "bench.stacks.base.StepMemory.columns"),
         ("cpu_alloc_peak_mib", "CPU rows: the CPU allocator's peak over one compiled training step (tf.function, "
-         "SGD momentum; the highest of 3 steps after a warm-up step): weights, gradients, optimizer state, "
+         "SGD momentum; the median of 5 steps' peaks after a warm-up step): weights, gradients, optimizer state, "
          "activations and transient buffers, as a GPU allocator peak counts them, so comparable with peak_alloc_mib "
          "and NOT with saved_activations_mib. keras/tensorflow only: tf.config.experimental.get_memory_info('CPU:0')"
          "['peak'] after reset_memory_stats, with TF_CPU_ALLOCATOR_USE_BFC=true set for the memory job's process "
-         "alone (StackInfo.job_env). It depends on the order TensorFlow's executor runs ops in (a few % from run to "
-         "run; more with other inter-op threads: peak_alloc_source names them). PyTorch and JAX keep no CPU allocator "
-         "peak",
+         "alone (StackInfo.job_env). It depends on the order TensorFlow's executor runs ops in (each filter gradient "
+         "takes a ~32 MiB scratch buffer, and one or two are alive at once; a few % at the suites' sizes, more on tiny "
+         "nets; other inter-op threads change it further): peak_alloc_source names the steps' range and the threads. "
+         "PyTorch and JAX keep no CPU allocator peak",
          "bench.stacks.keras.tensorflow.KerasTensorFlowMemory.step_memory"),
     ),
     "epochs": (

@@ -3,6 +3,7 @@ the BFC CPU allocator's peak over one compiled training step)."""
 from __future__ import annotations
 
 import os
+import statistics
 
 from bench.stacks.base import NO_GPU, StepMemory
 from bench.stacks.keras import KerasStack
@@ -35,15 +36,20 @@ class KerasTensorFlowStack(KerasStack):
 
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)
 # steps the CPU peak is read over, after a warm-up step, each on its own. A step's peak depends on the order
-# TensorFlow's executor runs independent ops in, which varies from step to step (DenseNet-BC-100 memory-efficient,
-# batch 64, 2-core CPU: 878 to 929 MiB over 8 steps), and now and then one step runs two large ops at once and peaks
-# far higher (ResNet-8 at batch 2, 16x16 inputs: 35.1 MiB in 23 of 24 steps, 68.5 MiB in one; the highest of three
-# steps made a batch-2 peak as high as a batch-16 one in one process of three), so the figure is the median step's
-# peak: repeatable from process to process, the footprint of a typical step rather than of its rare worst
+# TensorFlow's executor runs independent ops in, which varies from step to step. The largest cause on a CPU: each
+# filter gradient (Conv2DBackpropFilter) takes a ~32 MiB scratch buffer, whatever the conv's size (32.0 MiB for a
+# 1x8x8x4 input, 48 MiB for 64x32x32x16; TensorFlow 2.21, 2-core x86), and with two inter-op threads one or two of
+# them are alive at once: ResNet-8 at batch 2 (32x32) peaks at 34.8 or 58.7-60.3 MiB, in proportions that change
+# from process to process (1 step of 9 high in one process, 5 of 9 in another). So the figure is the median step's
+# peak, and the source names the range of the steps' peaks beside it; at the sizes the suites measure (hundreds of
+# MiB of activations) that buffer is a few percent. One inter-op thread would remove the coin flip but not the
+# dependence on order: it makes TensorFlow run a memory-efficient DenseNet's recomputation early (DenseNet-BC-100
+# batch 64: ~1.4 GiB instead of ~0.9), so the suites keep TensorFlow's default threads and say how many
 CPU_PEAK_STEPS = 5
+MiB = 2 ** 20
 CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
-                   "step (jit_compile=False): the median of {steps} steps' peaks after a warm-up step; TF inter-op threads: "
-                   "{threads} on {cores} cores")
+                   "step (jit_compile=False): the median of {steps} steps' peaks after a warm-up step (steps: "
+                   "{lo:.1f}-{hi:.1f} MiB); TF inter-op threads: {threads} on {cores} cores")
 
 
 def cpu_allocator_is_bfc() -> bool:
@@ -95,16 +101,18 @@ class KerasTensorFlowMemory(KerasMemory):
                                  "(its default CPU allocator counts large allocations only, or nothing without oneDNN; "
                                  "bench.pipeline.worker sets it for CPU memory jobs)")
                 return m
-            m.cpu_alloc_peak = self._cpu_step_peak(net, opt, batch_size, options.get("input_size", 32))
+            peaks = self._cpu_step_peaks(net, opt, batch_size, options.get("input_size", 32))
+            m.cpu_alloc_peak = int(statistics.median(peaks))
             threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
-            m.cpu_alloc_source = CPU_PEAK_SOURCE.format(steps=CPU_PEAK_STEPS, threads=threads, cores=os.cpu_count())
+            m.cpu_alloc_source = CPU_PEAK_SOURCE.format(steps=len(peaks), lo=min(peaks) / MiB, hi=max(peaks) / MiB,
+                                                        threads=threads, cores=os.cpu_count())
         return m
 
     @staticmethod
-    def _cpu_step_peak(net, opt, batch_size: int, size: int) -> int:
-        """Peak bytes of the CPU allocator over a step of Keras' compiled train function (as ``fit`` runs it,
-        jit_compile=False: TensorFlow's graph): the median of CPU_PEAK_STEPS steps' peaks, each read on its own, after
-        a warm-up step (tracing, one-time buffers)."""
+    def _cpu_step_peaks(net, opt, batch_size: int, size: int) -> list[int]:
+        """Peak bytes of the CPU allocator over each of CPU_PEAK_STEPS steps of Keras' compiled train function (as
+        ``fit`` runs it, jit_compile=False: TensorFlow's graph), each read on its own, after a warm-up step (tracing,
+        one-time buffers)."""
         import keras
         import numpy as np
         import tensorflow as tf
@@ -118,4 +126,4 @@ class KerasTensorFlowMemory(KerasMemory):
             tf.config.experimental.reset_memory_stats("CPU:0")
             net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
             peaks.append(int(tf.config.experimental.get_memory_info("CPU:0")["peak"]))
-        return int(np.median(peaks))
+        return peaks
