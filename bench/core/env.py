@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.core.nvml import close, open_device
+
 
 def cpu_name() -> str:
     try:
@@ -33,24 +35,17 @@ def gpu_name() -> str:
 
 def nvml_info() -> dict:
     """GPU name and driver through NVML; {} when there is no NVIDIA GPU or no pynvml."""
-    try:
-        import pynvml
-        pynvml.nvmlInit()
-    except Exception:
+    nv, h, _ = open_device(0)
+    if nv is None:
         return {}
     try:
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
-        name = pynvml.nvmlDeviceGetName(h)
-        driver = pynvml.nvmlSystemGetDriverVersion()
         dec = lambda s: s.decode() if isinstance(s, bytes) else s  # noqa: E731
-        return {"gpu_name": dec(name), "gpu_driver": dec(driver), "gpu_count": pynvml.nvmlDeviceGetCount()}
+        return {"gpu_name": dec(nv.nvmlDeviceGetName(h)), "gpu_driver": dec(nv.nvmlSystemGetDriverVersion()),
+                "gpu_count": nv.nvmlDeviceGetCount()}
     except Exception:
         return {}
     finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
+        close(nv)
 
 
 def _git(*args: str) -> str | None:

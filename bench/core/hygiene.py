@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import time
 
+from bench.core.nvml import close, open_device
+
 CONTENDED_CORES = 0.5  # other processes' load above this (in cores) during the job: contended
 UNSTABLE_CV = 0.10  # coefficient of variation of the timed steps above this: unstable timing
 
@@ -118,13 +120,8 @@ class GpuWindow:
         self.end: dict = {}
 
     def __enter__(self) -> GpuWindow:
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self._h = pynvml.nvmlDeviceGetHandleByIndex(self.index)
-            self._nv = pynvml
-        except Exception as e:
-            self.why = f"NVML unavailable ({type(e).__name__}): no NVIDIA GPU, driver or pynvml"
+        self._nv, self._h, self.why = open_device(self.index)
+        if self._nv is None:
             return self
         try:
             self._e0 = self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h)
@@ -151,10 +148,7 @@ class GpuWindow:
         self._read("gpu_throttle_reasons", lambda: throttle_names(nv, nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)))
         self._read("gpu_other_processes", lambda: sum(
             1 for p in nv.nvmlDeviceGetComputeRunningProcesses(h) if p.pid != os.getpid()))
-        try:
-            nv.nvmlShutdown()
-        except Exception:
-            pass
+        close(nv)
 
     def columns(self, images: int) -> dict:
         """GPU columns of a throughput row; energy per image over ``images`` images (mJ)."""
@@ -166,11 +160,14 @@ class GpuWindow:
 
 
 def throttle_names(nv, mask: int) -> str:
-    """NVML's clock throttle reason bit mask as names (``none`` when the clocks are not held back)."""
-    names = [n[len("nvmlClocksThrottleReason"):] for n in dir(nv) if n.startswith("nvmlClocksThrottleReason")
-             and n not in ("nvmlClocksThrottleReasonAll", "nvmlClocksThrottleReasonNone")
-             and isinstance(getattr(nv, n), int) and mask & getattr(nv, n)]
-    return "+".join(sorted(names)) or "none"
+    """NVML's clock throttle reason bit mask as names, bit by bit (an alias joined by ``/``: pynvml names bit 0x2
+    both ApplicationsClocksSetting and UserDefinedClocks); ``none`` when the clocks are not held back."""
+    prefix, by_bit = "nvmlClocksThrottleReason", {}
+    for n in dir(nv):
+        v = getattr(nv, n)
+        if n.startswith(prefix) and n not in (prefix + "All", prefix + "None") and isinstance(v, int) and mask & v:
+            by_bit.setdefault(v, []).append(n[len(prefix):])
+    return "+".join("/".join(sorted(names)) for _, names in sorted(by_bit.items())) or "none"
 
 
 def flag(others_cores: float | None, cv: float | None, gpu_other_processes: int | None = None,

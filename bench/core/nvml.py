@@ -1,4 +1,5 @@
-"""Background NVML sampler: device memory used, utilisation, power, SM clock, at >= 20 Hz, in-process.
+"""NVML, opened and closed in one place (``open_device``, ``close``: every NVML reader of the project goes through
+them), and a background sampler: device memory used, utilisation, power, SM clock, at >= 20 Hz, in-process.
 
 Without an NVIDIA GPU (or without pynvml) the sampler is inert and says why (``unavailable``).
 """
@@ -6,6 +7,33 @@ from __future__ import annotations
 
 import threading
 import time
+
+NVML_UNAVAILABLE = "NVML unavailable ({}): no NVIDIA GPU, driver or pynvml"
+
+
+def open_device(index: int = 0):
+    """``(pynvml, handle, None)`` for GPU ``index``, NVML initialised (give it back with ``close``); ``(None, None,
+    why)`` without an NVIDIA GPU, a driver or pynvml, NVML left closed."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception as e:
+        return None, None, NVML_UNAVAILABLE.format(type(e).__name__)
+    try:
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), None
+    except Exception as e:
+        close(pynvml)
+        return None, None, NVML_UNAVAILABLE.format(type(e).__name__)
+
+
+def close(nv) -> None:
+    """Shut NVML down after ``open_device`` (nothing when it gave no pynvml); never raises."""
+    if nv is None:
+        return
+    try:
+        nv.nvmlShutdown()
+    except Exception:
+        pass
 
 
 class Sampler:
@@ -21,13 +49,8 @@ class Sampler:
         self._nvml = None
 
     def __enter__(self) -> Sampler:
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
-            self._nvml = pynvml
-        except Exception as e:
-            self.unavailable = f"NVML unavailable ({type(e).__name__}: no NVIDIA GPU or driver)"
+        self._nvml, self._handle, self.unavailable = open_device(self.index)
+        if self._nvml is None:
             return self
         self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
@@ -54,11 +77,7 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        if self._nvml is not None:
-            try:
-                self._nvml.nvmlShutdown()
-            except Exception:
-                pass
+        close(self._nvml)
 
     def summary(self) -> dict:
         s = self.samples
