@@ -88,8 +88,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("gpu_sm_clock_mhz", "SM clock at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
         ("gpu_power_w", "board power at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
         ("gpu_temp_c", "GPU temperature at the end of the timed samples (GPU rows)", "bench.core.hygiene.GpuWindow"),
-        ("gpu_throttle_reasons", "NVML clock throttle reasons at the end of the timed samples, '+'-joined "
-         "('none': clocks not held back)", "bench.core.hygiene.throttle_names"),
+        ("gpu_throttle_reasons", "NVML clock throttle reasons at the end of the timed samples, one per bit, "
+         "'+'-joined, a bit's aliases '/'-joined ('none': clocks not held back)", "bench.core.hygiene.throttle_names"),
         ("gpu_other_processes", "other compute processes on the GPU at the end of the timed samples",
          "bench.core.hygiene.GpuWindow"),
         ("energy_mj_per_image", "energy the GPU drew during the timed samples (NVML total energy counter) / their "
