@@ -21,6 +21,12 @@ def pytest_configure(config):
     # timing it; `pytest --benchmark-only` (or --benchmark-enable) times them for real.
     if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
         config.option.benchmark_disable = True
+        # Nothing untimed here depends on how fast XLA's CPU code runs, and much of it on how fast XLA compiles:
+        # at LLVM's -O0 one Keras-on-JAX he_normal init of a new kernel shape compiles in 0.3 s instead of 2.3 s
+        # (2 cores), the JAX parity of two twins takes 66 s instead of 188 s. Inherited by every child process
+        # (TensorFlow's XLA reads the same flag); a timed session (--benchmark-only) keeps XLA's default.
+        if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
     else:  # timed: the allocator regime of the suite's jobs (bench.pipeline.worker; extra_info['cpu_malloc'])
         from bench.core.hygiene import pin_malloc
         pin_malloc()

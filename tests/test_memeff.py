@@ -32,10 +32,12 @@ def test_torch_memeff_step_equals_naive():
 
 
 def test_keras_memeff_step_equals_naive():
+    """A depth-16 DenseNet (4 dense layers a block, every kind of segment of DenseNet-40): TensorFlow traces each
+    train step in ~25 s at depth 40 on 2 cores, and the recompute is the same code at any depth."""
     import keras
     keras.utils.set_random_seed(0)
-    naive = build("densenet40_k12", "keras")
-    eff = build("densenet40_k12_memeff", "keras")
+    naive = build("densenet40_k12", "keras", depth=16)
+    eff = build("densenet40_k12_memeff", "keras", depth=16)
     eff.set_weights(naive.get_weights())
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 32, 32, 3)).astype("float32"), rng.integers(0, 10, 4)
