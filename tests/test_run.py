@@ -68,7 +68,8 @@ def test_ok_rows_hold_real_measurements(faulty_run):
     assert [r["epoch"] for r in epochs] == ["1"] and 0 <= float(epochs[0]["test_acc"]) <= 1
     prof = _rows(run_dir / "profile.csv")  # smoke's one profile job: layer rows, then its summary row with a kept trace
     step = [r for r in prof if r["layer"] == "(step)"]
-    assert len(step) == 1 and step[0]["status"] == "ok" and 0.9 <= float(step[0]["coverage"]) <= 1.0
+    # 0.97 measured idle; a 3-step window over which one ~15 ms stall outside the layers costs 0.1 of it
+    assert len(step) == 1 and step[0]["status"] == "ok" and 0.8 <= float(step[0]["coverage"]) <= 1.0
     assert (run_dir / step[0]["trace_path"]).stat().st_size > 0
     assert any(r["layer"] == "stem_conv" and r["phase"] == "backward" for r in prof)
 
