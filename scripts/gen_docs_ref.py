@@ -1,0 +1,245 @@
+"""The docs' reference pages, generated from the code at build time (mkdocs-gen-files runs this file).
+
+Every page here is what the code says today, so it cannot drift: each command's page is its argparse
+parser's --help, the CSV schema comes from bench.results.schema, the model table from the registry
+(parameters counted on the PyTorch twin built on torch's meta device: no weights, about a second), the
+suites and their job counts from `python -m bench.run --list` on a CPU and on a GPU plan. Nothing here
+times anything, trains anything or counts FLOPs, so `mkdocs build` takes seconds.
+
+Run alone (`python scripts/gen_docs_ref.py OUTDIR`) it writes the same pages into OUTDIR.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Every `python -m X` a user runs. tests/test_docs.py fails when a module with a __main__ guard is in
+# neither this list nor INTERNAL.
+ENTRY_POINTS = ("bench.run", "bench.report", "bench.history", "bench.profile", "bench.twins", "bench.overhead",
+                "bench.models", "bench.schema")
+# Modules with a __main__ guard that users do not run: the job's process, started by the executors.
+INTERNAL = ("bench.pipeline.worker",)
+HELP_COLUMNS = "100"  # argparse wraps at $COLUMNS: fixed so the pages do not depend on the terminal
+
+
+class _Captured(Exception):
+    def __init__(self, parser: argparse.ArgumentParser):
+        super().__init__(parser.prog)
+        self.parser = parser
+
+
+def _main_of(entry: str):
+    """The `main` that `python -m entry` runs (a package runs its __main__)."""
+    mod = importlib.import_module(entry)
+    if hasattr(mod, "__path__"):  # a package
+        mod = importlib.import_module(entry + ".__main__")
+    return mod.main
+
+
+def parser_of(entry: str) -> argparse.ArgumentParser:
+    """The argparse parser of `python -m entry`: its module's build_parser() where there is one, else the
+    parser main() builds, caught at its parse_args (main runs no further)."""
+    main = _main_of(entry)
+    impl = inspect.getmodule(main)
+    if hasattr(impl, "build_parser"):
+        return impl.build_parser()
+    orig_parse_args, orig_known = argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args
+
+    def catch(self, *a, **k):
+        raise _Captured(self)
+
+    argparse.ArgumentParser.parse_args = catch
+    argparse.ArgumentParser.parse_known_args = catch
+    try:
+        main([])
+    except _Captured as c:
+        return c.parser
+    finally:
+        argparse.ArgumentParser.parse_args, argparse.ArgumentParser.parse_known_args = orig_parse_args, orig_known
+    raise RuntimeError(f"{entry}: main() returned without parsing arguments")
+
+
+def help_text(entry: str) -> str:
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_COLUMNS
+    try:
+        return parser_of(entry).format_help()
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+
+
+def flags_of(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string and positional name a user can type or read in --help."""
+    out = []
+    for a in parser._actions:
+        if a.option_strings:
+            out += [s for s in a.option_strings if s.startswith("--")] or list(a.option_strings)
+        else:
+            out.append(a.metavar if isinstance(a.metavar, str) else a.dest)
+    return out
+
+
+def cli_page(entry: str) -> str:
+    parser = parser_of(entry)
+    text = help_text(entry)
+    lines = [f"# python -m {entry}", "",
+             f"Generated at build time from the command's own parser (`python -m {entry} --help`), so this "
+             "page and the program cannot disagree.", "", "```text", text.rstrip(), "```", "", "## Flags", "",
+             "| flag | help |", "|---|---|"]
+    for a in parser._actions:
+        if a.help == argparse.SUPPRESS:
+            continue
+        name = ", ".join(a.option_strings) if a.option_strings else (a.metavar if isinstance(a.metavar, str) else a.dest)
+        default = "" if a.default in (None, argparse.SUPPRESS, False) or not a.option_strings else f" (default: {a.default})"
+        helptxt = (a.help or "").replace("%(default)s", str(a.default)).replace("|", "\\|").replace("\n", " ")
+        if default and "default" in helptxt:
+            default = ""
+        lines.append(f"| `{name}` | {helptxt}{default} |")
+    return "\n".join(lines) + "\n"
+
+
+def schema_page() -> str:
+    from bench.results import schema
+    lines = ["# Results schema", "",
+             f"Generated at build time from `bench.results.schema` (schema version {schema.SCHEMA_VERSION}); "
+             "`python -m bench.schema` prints the same. Every CSV under `results/<run_id>/` has the common "
+             "columns, then its own. A figure that could not be measured is empty and `null_reason` says why.", "",
+             "## Common columns (every CSV)", "", "| column | meaning | filled by |", "|---|---|---|"]
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines += [f"| `{c}` | {esc(m)} | `{p}` |" for c, m, p in schema.COMMON]
+    for kind, cols in schema.KINDS.items():
+        lines += ["", f"## {schema.FILES.get(kind, kind + '.csv')}", "", "| column | meaning | filled by |", "|---|---|---|"]
+        lines += [f"| `{c}` | {esc(m)} | `{p}` |" for c, m, p in cols]
+    return "\n".join(lines) + "\n"
+
+
+def _param_counts() -> dict[str, tuple[int, int]] | None:
+    """Trainable and total parameters per model, counted on the PyTorch twin built on the meta device
+    (shapes only: no memory, no initialisation, ~1 s for the zoo). None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from bench.zoo import build, list_models
+    from bench.zoo.counts import torch_param_counts
+    out = {}
+    with torch.device("meta"):
+        for n in list_models():
+            t, nt = torch_param_counts(build(n, "torch"))
+            out[n] = (t, t + nt)
+    return out
+
+
+def models_page() -> str:
+    from bench.zoo import get_entry, get_spec, list_models
+    counts = _param_counts()
+    lines = ["# Models", "",
+             "Generated at build time from the registry (`bench.zoo`). Parameters are counted on the PyTorch "
+             "twin (the Keras twin has the same counts: `tests/test_twins.py`); `paper` is the figure the "
+             "paper quotes. `python -m bench.models` prints this table with forward FLOPs per image too.", "",
+             "| model | params (trainable) | params (total, with BN statistics) | paper | depth | description |",
+             "|---|---|---|---|---|---|"]
+    for n in list_models():
+        spec, entry = get_spec(n), get_entry(n)
+        t, tot = (f"{counts[n][0]:,}", f"{counts[n][1]:,}") if counts else ("n/a (no torch)", "n/a (no torch)")
+        lines.append(f"| `{n}` | {t} | {tot} | {entry.paper_params or '-'} | {spec.depth} | {entry.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_list(device: str) -> str:
+    """`python -m bench.run --list --device DEVICE`, in-process (it prints and exits without running)."""
+    import bench.run
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = bench.run.main(["--list", "--device", device])
+    if rc not in (0, None):
+        raise RuntimeError(f"bench.run --list --device {device} exited {rc}")
+    return buf.getvalue()
+
+
+def suite_jobs(listing: str) -> dict[str, int]:
+    """{suite: job count} from a --list output."""
+    out = {}
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "jobs" and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def suites_page() -> str:
+    cpu, gpu = run_list("cpu"), run_list("cuda")
+    jc, jg = suite_jobs(cpu), suite_jobs(gpu)
+    lines = ["# Suites", "",
+             "Generated at build time from `python -m bench.run --list --device cpu` and `--device cuda`. A suite's "
+             "plan depends on the device (a GPU sweeps more batches, trains longer, runs more seeds) and on the "
+             "Keras backends installed where the docs were built (the GPU suites run every installed one by "
+             "default). `python -m bench.run --suite NAME --dry-run [--device cuda]` prints the plan, job by job, "
+             "with a rough time estimate.", "", "| suite | jobs on a CPU | jobs on a GPU |", "|---|---|---|"]
+    lines += [f"| `{s}` | {jc.get(s, '-')} | {jg.get(s, '-')} |" for s in jc]
+    lines += ["", "## `python -m bench.run --list --device cpu`", "", "```text", cpu.rstrip(), "```", "",
+              "## `python -m bench.run --list --device cuda`", "", "```text", gpu.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def cli_index() -> str:
+    lines = ["# Commands", "", "Every command is `python -m bench.X`; each page below is the command's `--help`, "
+             "generated from its parser when the docs are built.", ""]
+    lines += [f"- [`python -m {e}`]({e}.md)" for e in ENTRY_POINTS]
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """{path under docs/: markdown} of every generated page."""
+    out = {"reference/cli/index.md": cli_index()}
+    for e in ENTRY_POINTS:
+        out[f"reference/cli/{e}.md"] = cli_page(e)
+    out["reference/schema.md"] = schema_page()
+    out["reference/models.md"] = models_page()
+    out["reference/suites.md"] = suites_page()
+    return out
+
+
+def screenshots_section(img_dir: Path) -> str:
+    """The report screenshots that exist under docs/img/ (committed separately), so no link can dangle."""
+    shots = sorted(p.name for p in img_dir.glob("*.png")) if img_dir.is_dir() else []
+    if not shots:
+        return ("\n## Screenshots\n\nNo screenshot is committed under `docs/img/` yet; "
+                "`python -m bench.run --suite smoke` writes a report you can open.\n")
+    body = "\n\n".join(f"![{s[:-4].replace('-', ' ')}](img/{s})" for s in shots)
+    return f"\n## Screenshots\n\n{body}\n"
+
+
+def _gen_files() -> None:
+    import mkdocs_gen_files
+    for path, text in pages().items():
+        with mkdocs_gen_files.open(path, "w") as f:
+            f.write(text)
+    with mkdocs_gen_files.open("reading-the-report.md", "a") as f:
+        f.write(screenshots_section(ROOT / "docs" / "img"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 2:
+        outdir = Path(sys.argv[1])
+        for path, text in pages().items():
+            (outdir / path).parent.mkdir(parents=True, exist_ok=True)
+            (outdir / path).write_text(text)
+    else:
+        raise SystemExit("usage: python scripts/gen_docs_ref.py OUTDIR   (mkdocs build runs it through mkdocs-gen-files)")
+elif __name__ == "<run_path>":  # mkdocs-gen-files runs its scripts with runpy.run_path
+    _gen_files()
