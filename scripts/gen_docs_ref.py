@@ -160,6 +160,22 @@ def models_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipes_page() -> str:
+    import dataclasses
+
+    from bench.zoo.recipes import RECIPES, recipe_for
+    fields = [f.name for f in dataclasses.fields(next(iter(RECIPES.values())))]
+    lines = ["# Recipes", "", "Generated at build time from `bench.zoo.recipes` (`--recipe NAME`; `--epochs` overrides "
+             "the epochs). Milestones are (epoch, factor): from that epoch on, lr = base x factor; below 1.0 an "
+             "epoch is a fraction of the training. `paper` on a DenseNet is the DenseNet paper's recipe, listed "
+             "as `paper (densenet)`.", "", "| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    rows = [(n, r) for n, r in RECIPES.items()] + [("paper (densenet)", recipe_for("paper", "densenet"))]
+    for label, r in rows:
+        vals = [label if f == "name" else getattr(r, f) for f in fields]
+        lines.append("| " + " | ".join(f"`{v}`" if i == 0 else str(v) for i, v in enumerate(vals)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_list(device: str) -> str:
     """`python -m bench.run --list --device DEVICE`, in-process (it prints and exits without running)."""
     import bench.run
@@ -211,7 +227,18 @@ def pages() -> dict[str, str]:
     out["reference/schema.md"] = schema_page()
     out["reference/models.md"] = models_page()
     out["reference/suites.md"] = suites_page()
+    out["reference/recipes.md"] = recipes_page()
     return out
+
+
+def sections_section() -> str:
+    """The report's sections in the order the renderer writes them (bench.report.render.SECTIONS)."""
+    from bench.report.render import SECTIONS
+    names = [f.__name__.removeprefix("section_").replace("_", " ") for f in SECTIONS]
+    body = "\n".join(f"{i}. {n} (`{f.__module__}`)" for i, (n, f) in enumerate(zip(names, SECTIONS), 1))
+    return ("\n## The sections, in order\n\nGenerated from `bench.report.render.SECTIONS` when the docs were built; "
+            "the comparison section is there only with `--compare`.\n\n"
+            + body + "\n")
 
 
 def screenshots_section(img_dir: Path) -> str:
@@ -230,7 +257,7 @@ def _gen_files() -> None:
         with mkdocs_gen_files.open(path, "w") as f:
             f.write(text)
     with mkdocs_gen_files.open("reading-the-report.md", "a") as f:
-        f.write(screenshots_section(ROOT / "docs" / "img"))
+        f.write(sections_section() + screenshots_section(ROOT / "docs" / "img"))
 
 
 if __name__ == "__main__":
