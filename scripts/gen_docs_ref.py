@@ -187,6 +187,27 @@ def run_list(device: str) -> str:
     return buf.getvalue()
 
 
+def dry_run(argv: list[str]) -> tuple[int, float]:
+    """(jobs, estimated minutes) of `python -m bench.run ARGV --dry-run`, in-process: the plan's own rough
+    estimate (FLOPs at an assumed device speed + process start; counted from the specs, nothing built)."""
+    import re
+
+    import bench.run
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = bench.run.main([*argv, "--dry-run"])
+    m = re.search(r"^(\d+) jobs .*estimated time for the rest: ([\d.]+) min", buf.getvalue(), re.M)
+    if rc not in (0, None) or m is None:
+        raise RuntimeError(f"bench.run {' '.join(argv)} --dry-run: exit {rc}, no plan line in {buf.getvalue()[-300:]!r}")
+    return int(m.group(1)), float(m.group(2))
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 6000 else f"{minutes / 60:,.0f} h"
+
+
 def suite_jobs(listing: str) -> dict[str, int]:
     """{suite: job count} from a --list output."""
     out = {}
@@ -199,16 +220,62 @@ def suite_jobs(listing: str) -> dict[str, int]:
 
 def suites_page() -> str:
     cpu, gpu = run_list("cpu"), run_list("cuda")
-    jc, jg = suite_jobs(cpu), suite_jobs(gpu)
+    suites = list(suite_jobs(cpu))
+    plans = {(su, dev): dry_run(["--suite", su, "--device", dev]) for su in suites for dev in ("cpu", "cuda")}
     lines = ["# Suites", "",
-             "Generated at build time from `python -m bench.run --list --device cpu` and `--device cuda`. A suite's "
-             "plan depends on the device (a GPU sweeps more batches, trains longer, runs more seeds) and on the "
-             "Keras backends installed where the docs were built (the GPU suites run every installed one by "
-             "default). `python -m bench.run --suite NAME --dry-run [--device cuda]` prints the plan, job by job, "
-             "with a rough time estimate.", "", "| suite | jobs on a CPU | jobs on a GPU |", "|---|---|---|"]
-    lines += [f"| `{s}` | {jc.get(s, '-')} | {jg.get(s, '-')} |" for s in jc]
+             "Generated at build time from `python -m bench.run --list` and `python -m bench.run --suite NAME "
+             "--dry-run`, each with `--device cpu` and `--device cuda`. A suite's plan depends on the device (a GPU "
+             "sweeps more batches, trains longer, runs more seeds) and on the Keras backends installed where the "
+             "docs were built (the GPU suites run every installed one by default). The time is the plan's own "
+             "rough estimate (FLOPs at an assumed device speed plus process start), one job after another on "
+             "one device: a guide to the order of magnitude, not a measurement.", "",
+             "| suite | jobs on a CPU | estimate on a CPU | jobs on a GPU | estimate on one GPU |", "|---|---|---|---|---|"]
+    for su in suites:
+        (jc, mc), (jg, mg) = plans[(su, "cpu")], plans[(su, "cuda")]
+        lines.append(f"| `{su}` | {jc:,} | {_duration(mc)} | {jg:,} | {_duration(mg)} |")
     lines += ["", "## `python -m bench.run --list --device cpu`", "", "```text", cpu.rstrip(), "```", "",
               "## `python -m bench.run --list --device cuda`", "", "```text", gpu.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+GPU_SESSION = ROOT / "scripts" / "gpu_session.sh"
+
+
+def gpu_phases() -> list[tuple[str, str, list[list[str]]]]:
+    """(phase, its line in the script's header, [bench.run argv, ...]) for every phase of scripts/gpu_session.sh,
+    read from the script itself: its header's phase list and the `suite` calls of its phase() function."""
+    import re
+    import shlex
+    text = GPU_SESSION.read_text()
+    models = re.search(r"^MODELS=(\S+)", text, re.M).group(1)
+    header = text[text.index("# Phases"):text.index("# A 30-minute session")]
+    phases = []
+    for m in re.finditer(r"^#   (\S+)\s+(.*(?:\n#\s{10,}.*)*)", header, re.M):
+        desc = " ".join(x.strip("# ").strip() for x in m.group(2).splitlines())
+        desc = re.sub(r"\s*\[#\d+\]", "", re.sub(r"\s+", " ", desc)).strip()  # the issue it was filed for: not a user's concern
+        body = re.search(r"^\s+" + re.escape(m.group(1)) + r"\)(.*?);;", text[text.index("phase() {"):], re.M | re.S)
+        runs = []
+        for call in re.findall(r"suite (?:\"\$1\"|\S+) (--suite [^\n&|;]*)", body.group(1) if body else ""):
+            runs.append(shlex.split(call.replace('"$MODELS"', models)))
+        phases.append((m.group(1), desc, runs))
+    return phases
+
+
+def gpu_session_section() -> str:
+    lines = ["\n## Each phase's plan\n",
+             "Generated at build time from `scripts/gpu_session.sh` itself: each phase that runs a suite, with its "
+             "`bench.run` flags and the plan's rough estimate on one GPU (`--dry-run --device cuda`). Phases "
+             "that run a script (`reference`, `overhead`, `bench`, `anchors`) have no plan; like every phase they "
+             "stop at the session's deadline and resume in the next call.", "",
+             "| phase | what it measures | bench.run flags | jobs | estimate on one GPU |", "|---|---|---|---|---|"]
+    for name, desc, runs in gpu_phases():
+        if not runs:
+            lines.append(f"| `{name}` | {desc} | (a script) | | |")
+            continue
+        plans = [dry_run([*argv, "--device", "cuda"]) for argv in runs]
+        flags = "<br>".join("`" + " ".join(a) + "`" for a in runs)
+        lines.append(f"| `{name}` | {desc} | {flags} | {sum(p[0] for p in plans):,} | "
+                     f"{_duration(sum(p[1] for p in plans))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -241,6 +308,24 @@ def sections_section() -> str:
             + body + "\n")
 
 
+def contracts_section() -> str:
+    """The import contracts of pyproject.toml, as they stand."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    lines = ["\n## The import contracts\n", "Generated from `pyproject.toml` (`[tool.importlinter]`) when the docs were "
+             "built. A layers contract lists its layers from the top: a layer may import only from the layers "
+             "below it.", ""]
+    for c in conf["contracts"]:
+        lines.append(f"- **{c['name']}** ({c['type']})")
+        for key in ("layers", "modules", "source_modules", "forbidden_modules"):
+            if key in c:
+                lines.append(f"    - {key.replace('_', ' ')}: " + ", ".join(f"`{m}`" for m in c[key]))
+    return "\n".join(lines) + "\n"
+
+
 def screenshots_section(img_dir: Path) -> str:
     """The report screenshots that exist under docs/img/ (committed separately), so no link can dangle."""
     shots = sorted(p.name for p in img_dir.glob("*.png")) if img_dir.is_dir() else []
@@ -258,6 +343,10 @@ def _gen_files() -> None:
             f.write(text)
     with mkdocs_gen_files.open("reading-the-report.md", "a") as f:
         f.write(sections_section() + screenshots_section(ROOT / "docs" / "img"))
+    with mkdocs_gen_files.open("development.md", "a") as f:
+        f.write(contracts_section())
+    with mkdocs_gen_files.open("gpu-sessions.md", "a") as f:
+        f.write(gpu_session_section())
 
 
 if __name__ == "__main__":
