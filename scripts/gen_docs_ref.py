@@ -16,7 +16,6 @@ import importlib
 import inspect
 import io
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -83,9 +82,11 @@ def help_text(entry: str) -> str:
 
 
 def flags_of(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string and positional name a user can type or read in --help."""
+    """Every option string and positional name a user can type or read in --help (hidden ones left out)."""
     out = []
     for a in parser._actions:
+        if a.help == argparse.SUPPRESS:
+            continue
         if a.option_strings:
             out += [s for s in a.option_strings if s.startswith("--")] or list(a.option_strings)
         else:
