@@ -29,7 +29,7 @@ ENTRY_POINTS = ("bench.run", "bench.report", "bench.history", "bench.profile", "
                 "bench.models", "bench.schema")
 # Modules with a __main__ guard that users do not run: the job's process, started by the executors.
 INTERNAL = ("bench.pipeline.worker",)
-HELP_COLUMNS = "100"  # argparse wraps at $COLUMNS: fixed so the pages do not depend on the terminal
+HELP_COLUMNS = "80"  # argparse wraps at $COLUMNS: fixed so the pages do not depend on the terminal
 
 
 class _Captured(Exception):
@@ -105,11 +105,8 @@ def cli_page(entry: str) -> str:
         if a.help == argparse.SUPPRESS:
             continue
         name = ", ".join(a.option_strings) if a.option_strings else (a.metavar if isinstance(a.metavar, str) else a.dest)
-        default = "" if a.default in (None, argparse.SUPPRESS, False) or not a.option_strings else f" (default: {a.default})"
         helptxt = (a.help or "").replace("%(default)s", str(a.default)).replace("|", "\\|").replace("\n", " ")
-        if default and "default" in helptxt:
-            default = ""
-        lines.append(f"| `{name}` | {helptxt}{default} |")
+        lines.append(f"| `{name}` | {helptxt} |")
     return "\n".join(lines) + "\n"
 
 

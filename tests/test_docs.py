@@ -161,6 +161,12 @@ def test_every_flag_of_the_command_is_on_its_built_page(site, entry):
     assert f"usage: python -m {entry}" in text
 
 
+def test_no_page_carries_the_builders_paths(site):
+    """Defaults such as --out's are absolute paths of the checkout: a page must not show the builder's."""
+    leaks = [p.relative_to(site).as_posix() for p in site.rglob("index.html") if str(ROOT) in p.read_text()]
+    assert not leaks
+
+
 def test_a_flag_added_to_a_parser_is_caught_missing_from_an_old_site(site):
     parser = gen.parser_of("bench.run")
     parser.add_argument("--a-flag-nobody-documented", help="new")
