@@ -235,6 +235,26 @@ def test_readme_is_short_and_keeps_the_commands_ci_reads():
     assert "| 130 / 143 |" in text
 
 
+def _slug(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_reach_files_and_headings():
+    """Every relative link of the README names a file of the checkout and, with #anchor, one of its headings
+    (the report screenshot excepted: the coordinator commits it from a real smoke run)."""
+    links = re.findall(r"\]\(([^)\s]+)\)", README.read_text())
+    rel = [u for u in links if not re.match(r"[a-z]+://", u)]
+    assert len(rel) >= 10
+    for u in rel:
+        path, _, frag = u.partition("#")
+        if path == "docs/img/report-first-screen.png":
+            continue
+        assert (ROOT / path).is_file(), u
+        if frag:
+            heads = [_slug(h) for h in re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), re.M)]
+            assert frag in heads, (u, heads)
+
+
 def test_readme_exit_statuses_are_the_codes():
     from bench.pipeline import preflight
     codes = {v for k, v in vars(preflight).items() if k.startswith("EXIT_") and isinstance(v, int)}
