@@ -1,15 +1,15 @@
-"""``python -m bench.profile MODEL [MODEL...]``: where each twin's train step goes, layer by layer.
+"""python -m bench.profile MODEL [MODEL...]: where each twin's train step goes, layer by layer.
 
-Runs the ``profile`` suite (``bench.pipeline.suites``) for the models given, through ``bench.run``: every job
-in its own process, rows in ``results/<run_id>/profile.csv``, traces in ``results/<run_id>/traces/``, the
-report's "Where the time goes" section in ``reports/<run_id>/``. ``--resume RUN_ID`` goes through
-``python -m bench.run --resume RUN_ID``.
+Runs the profile suite for the models given, through python -m bench.run: every job in its own
+process, one row per layer and phase in results/<run_id>/profile.csv, traces in
+results/<run_id>/traces/, and the report's "Where the time goes" section in reports/<run_id>/.
+Any other flag goes to bench.run as it is (--out DIR, --reports DIR, --dry-run, --data-dir DIR);
+a stopped run goes on with python -m bench.run --resume RUN_ID.
 
-Examples::
-
-    python -m bench.profile resnet20_v1 densenet40_k12 --device cpu
-    python -m bench.profile resnet20_v1 --keras-backend all --steps 3
-    python -m bench.profile densenet40_k12_memeff --frameworks torch --batch-size 16
+Examples:
+  python -m bench.profile resnet20_v1 densenet40_k12 --device cpu
+  python -m bench.profile resnet20_v1 --keras-backend all --steps 3
+  python -m bench.profile densenet40_k12_memeff --frameworks torch --batch-size 16
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m bench.schema``: every CSV column of ``results/<run_id>/``, its meaning, and the code that fills it.
+"""python -m bench.schema: every CSV column of results/<run_id>/, its meaning, and the code that fills it.
 
 The schema itself is ``bench.results.schema``.
 """
