@@ -122,24 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _readable_run(d: Path) -> None:
-    """Raise FileNotFoundError / ValueError (one sentence) unless ``d`` is a run folder this code can read."""
-    import json
-
-    from bench.results.schema import run_version_problems
+    """Raise FileNotFoundError / ValueError (one sentence) unless ``d`` is a run folder this code can read (damaged
+    rows alone are dropped with a note: ``bench.results.read``)."""
+    from bench.results.read import check_run
     if not d.is_dir():
         raise FileNotFoundError(f"no results directory {d}")
-    meta = d / "run_meta.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
-                                "results/<run_id>/ folder written by python -m bench.run")
-    try:
-        if not isinstance(json.loads(meta.read_text()), dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{meta} cannot be read ({e}): a damaged run folder; restore run_meta.json or run again") from None
-    problems = run_version_problems(d)
-    if problems:
-        raise ValueError(problems[0])
+    check_run(d)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,10 @@ def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.Da
     def link(p) -> str:
         if not isinstance(p, str) or not p:
             return ""
+        if run_dir is not None and not (Path(run_dir) / p).exists():  # moved or deleted since: no dead link
+            from bench.results.read import note
+            note(f"the trace {Path(run_dir) / p} that a profile row names is gone: the report lists it without a link")
+            return f"{Path(p).name} (missing)"
         target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
         return f"[{Path(p).name}]({target})"
     depth = ["depth"] if "depth" in steps else []
