@@ -167,8 +167,8 @@ def _records(body: bytes, width: int):
             why = "row(s) with the wrong number of fields"
         yield None, why
         i += 1
-    if tail.strip(b"\0 \r\t"):
-        yield None, "partial last line(s)"
+    if tail.strip(b"\0 \r\t"):  # cut inside a quoted cell (a torn row), or between cells
+        yield None, "torn row(s)" if tail.count(b'"') % 2 else "partial last line(s)"
     elif tail:
         yield None, "row(s) that are not text"
 
