@@ -14,9 +14,11 @@ Every file TwinBench writes goes through one of two functions here:
   version stays.
 
 Cost of the fsyncs: one fsync of the file per row (as before), plus one of the folder when a CSV is
-created, and two per whole-file write. Measured roughly on a shared 2-core VM (ext4 on a virtual disk, other
-jobs running): an append_row with its fsync in the low milliseconds, which is noise beside a job's process
-start (seconds); ``scripts/fsync_cost.py`` measures it on an idle machine.
+created, and two per whole-file write (run_meta.json a few times a run, a checkpoint per epoch, a report's two
+pages). Measured roughly (``scripts/fsync_cost.py``, 50 writes each) on a shared 2-core VM, ext4 on a virtual
+disk, with four other sessions working, so a rough order only: an append_row ~4 ms median (0.03 ms without its
+fsync), one creating its CSV ~11 ms, a write_json_atomic ~16 ms (0.2 ms without). A run pays well under a
+second in all, beside a job's process start of seconds.
 
 Both raise :class:`ResultsWriteError`, whose message is one sentence naming the file and the cause.
 
