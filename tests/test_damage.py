@@ -271,6 +271,22 @@ def test_a_row_appended_after_damage_stays_whole(cut, tmp_path):
     assert [r["job_id"] for r in t.rows][-1] == "new" and t.dropped == 1
 
 
+def test_a_cell_over_several_lines_is_whole_and_a_torn_one_loses_only_itself(tmp_path):
+    """A traceback in an error cell spans lines inside quotes; cut inside it, and the rows after it still read."""
+    from bench.results.read import read_table
+    p = tmp_path / FILES["throughput"]
+    for i in range(3):
+        append_row(p, "throughput", {"run_id": "r", "job_id": f"j{i}", "status": "error",
+                                     "error": f"Traceback:\n  line {i}, in x\nValueError: bad, {i}"})
+    raw = p.read_bytes()
+    assert [r["job_id"] for r in read_table(p).rows] == ["j0", "j1", "j2"]
+    assert read_table(p).rows[1]["error"] == "Traceback:\n  line 1, in x\nValueError: bad, 1"
+    cut = raw.index(b"  line 1")  # row j1 torn inside its quoted cell, then whole rows appended after it
+    p.write_bytes(raw[:cut] + b"\n" + raw.split(b"\n", 1)[1])
+    t = read_table(p)
+    assert [r["job_id"] for r in t.rows] == ["j0", "j0", "j1", "j2"] and t.damaged == {"torn row(s)": 1}
+
+
 def test_repair_sets_the_damaged_rows_aside_and_keeps_the_original(tmp_path):
     from bench.results.read import read_table, repair
     run = fake_run(tmp_path, "r")

@@ -109,7 +109,8 @@ def _fix(path: Path) -> str:
             f"{path.parent.name} then runs its jobs again)")
 
 
-def _header(path: Path, raw: bytes, kind: str | None) -> tuple[list[str], str, bytes]:
+def _header(path: Path, raw: bytes) -> tuple[list[str], str, bytes]:
+    """(column names, the header line, the rest); Unreadable when the first line is not a TwinBench header."""
     line, _, body = raw.partition(b"\n")
     try:
         text = line.decode("utf-8")
@@ -161,7 +162,7 @@ def _records(body: bytes, width: int):
             continue
         if lines[i].count(b'"') % 2:
             why = "torn row(s)"
-        elif b"\0" in lines[i] or _parse(lines[i] + b"\n", width) is None and not _is_text(lines[i]):
+        elif b"\0" in lines[i] or not _is_text(lines[i]):
             why = "row(s) that are not text"
         else:
             why = "row(s) with the wrong number of fields"
@@ -200,14 +201,14 @@ def read_table(path: str | os.PathLike, kind: str | None = None) -> Table | None
                          f"{path.parent}") from None
     if not raw:
         return None
-    header, header_text, body = _header(path, raw, kind)
+    header, header_text, body = _header(path, raw)
     t = Table(path, kind, header, header_text=header_text)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # step_times_ms of a long run is a long cell
-    for text, fields in _records(body, len(header)):
-        if text is None:
-            t.damaged[fields] = t.damaged.get(fields, 0) + 1
+    for text, got in _records(body, len(header)):
+        if text is None:  # got: why the row is damaged
+            t.damaged[got] = t.damaged.get(got, 0) + 1
             continue
-        t.rows.append(dict(zip(header, fields)))
+        t.rows.append(dict(zip(header, got)))
         t.records.append(text)
     _check_versions(t)
     missing = [c for c in columns(kind) if c not in header] if kind in KINDS else []
