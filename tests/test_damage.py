@@ -246,6 +246,7 @@ def test_the_report_of_a_torn_run_shows_its_whole_rows(tmp_path, capsys):
     section = md.split("## Throughput")[1].split("\n## ")[0]
     rows = [ln for ln in section.splitlines() if "| resnet20_v1 |" in ln and "| synthetic |" in ln]
     assert len(rows) == 2 and "| real |" not in section, section  # the two whole rows; the torn one (train, real) gone
+    assert "Damaged results file: " in md.split("## ")[1] and "1 damaged row(s) dropped (1 torn row(s))" in md
 
 
 def test_history_names_the_run_it_skipped_in_the_report(tmp_path, capsys):

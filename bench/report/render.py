@@ -48,6 +48,7 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_ef
             sections.append(section(run, out_dir))
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
             sections.append(section_compare(run, load_run(compare_dir), out_dir))
+    sections[0].text[:0] = [f"Damaged results file: {d}." for d in run.get("damage", [])]  # rows dropped: said first
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
     from bench.results.run_state import state_sentence
     from bench.results.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
