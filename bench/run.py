@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import signal
 import sys
@@ -34,8 +33,9 @@ from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
 from bench.pipeline.suites import SUITES, Options, describe_jobs, estimate_seconds, expand, installed_keras_backends
+from bench.results.read import Unreadable, check_run, read_meta, repair
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
-from bench.results.schema import FILES, run_version_problems
+from bench.results.schema import FILES
 from bench.results.writes import ResultsWriteError, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,12 +212,12 @@ def print_plan(jobs: list[Job], done: set[str], file=None) -> None:
 
 
 def summary_table(out: Path) -> str:
-    """One screen: per model x framework, the key figures of this run."""
-    import pandas as pd
+    """One screen: per model x framework, the key figures of this run (its whole rows: bench.results.read)."""
+    from bench.results.read import read_frame
     lines = []
     tp = out / FILES["throughput"]
-    if tp.exists():
-        df = pd.read_csv(tp)
+    df = read_frame(tp, "throughput")
+    if df is not None:
         ok = df[df.status == "ok"]
         if len(ok):
             piv = ok.pivot_table(index=["model", "batch_size", "precision"],
@@ -225,15 +225,15 @@ def summary_table(out: Path) -> str:
                                  values="images_per_s", aggfunc="median")
             lines += ["throughput (images/s, median step):", piv.round(0).to_string(), ""]
     mem = out / FILES["memory"]
-    if mem.exists():
-        df = pd.read_csv(mem)
+    df = read_frame(mem, "memory")
+    if df is not None:
         cols = ["model", "framework", "backend", "batch_size", "depth", "status", "peak_alloc_mib", "cpu_alloc_peak_mib",
                 "saved_activations_mib", "state_plus_activations_mib", "null_reason"]
         show = df[[c for c in cols if c in df and (c != "cpu_alloc_peak_mib" or df[c].notna().any())]].copy()
         lines += ["memory:", show.to_string(index=False, max_colwidth=50), ""]
     ep = out / FILES["epochs"]
-    if ep.exists():
-        df = pd.read_csv(ep)
+    df = read_frame(ep, "epochs")
+    if df is not None:
         ok = df[df.status == "ok"]
         if len(ok):
             last = ok.sort_values("epoch").groupby(["model", "framework", "backend", "recipe"]).tail(1)
@@ -241,8 +241,8 @@ def summary_table(out: Path) -> str:
                       last[["model", "framework", "backend", "recipe", "epoch", "test_acc", "train_images_per_s"]]
                       .to_string(index=False), ""]
     prof = out / FILES["profile"]
-    if prof.exists():
-        df = pd.read_csv(prof)
+    df = read_frame(prof, "profile")
+    if df is not None:
         steps = df[(df.status == "ok") & (df.layer == "(step)")]
         if len(steps):
             lines += ["profile (step split: python -m bench.report; traces in traces/):",
@@ -251,8 +251,8 @@ def summary_table(out: Path) -> str:
     failed = []
     for kind in ("throughput", "memory", "epochs", "profile"):
         p = out / FILES[kind]
-        if p.exists():
-            df = pd.read_csv(p)
+        df = read_frame(p, kind)
+        if df is not None:
             failed += [f"  {r.status:<8} {r.job_id}: {str(r.error)[:110]}" for r in df[df.status != "ok"].itertuples()]
     if failed:
         lines += [f"{len(failed)} job(s) not ok:"] + failed
@@ -345,10 +345,12 @@ def _resumed_args(args: argparse.Namespace, argv: list[str], session: Session) -
     if not meta_path.exists():
         return _error(f"no run to resume at {out} (run_meta.json missing)")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta(out)
         original = list(meta["argv"])
         meta["run_id"], meta["gpu"]  # noqa: B018  (present)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except Unreadable as e:
+        return _error(str(e))
+    except (KeyError, TypeError) as e:
         return _error(f"{meta_path} cannot be read ({type(e).__name__}: {e}): not a run that bench.run can resume")
     if not args.dry_run:
         problem = session.take(out, argv)
@@ -357,9 +359,12 @@ def _resumed_args(args: argparse.Namespace, argv: list[str], session: Session) -
     elif holder(out) is not None:
         print(f"note: the run {args.resume} is being written by another process ({describe_holder(holder(out) or {})})",
               file=sys.stderr)
-    problems = run_version_problems(out)
-    if problems:
-        return _error(problems[0])
+    try:  # whole rows kept, damaged ones set aside (their jobs run again); a CSV that cannot be read: exit 2
+        said = [] if args.dry_run and check_run(out) is not None else repair(out)
+    except Unreadable as e:
+        return _error(str(e))
+    for sentence in said:
+        print(f"note: {sentence}", file=sys.stderr)
     resumed = parse_args(original)  # the original plan, exactly ...
     carry_over(args, resumed)  # ... run by the executor this command names, if it names one
     for name in ("resume", "dry_run", "list"):  # what this command asks, not what the original one did

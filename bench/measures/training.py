@@ -42,11 +42,8 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
 
 def _epochs_written(path: Path, job_id: str) -> set[int]:
     """Epochs of this training that already have their row (a resumed job)."""
-    if not path.exists():
-        return set()
-    import csv
-    with open(path, newline="") as f:
-        return {int(r["epoch"]) for r in csv.DictReader(f) if r["job_id"] == job_id and r["status"] == "ok" and r["epoch"]}
+    from bench.results.read import read_rows  # whole rows only: an epoch whose row was torn runs again
+    return {int(r["epoch"]) for r in read_rows(path, "epochs") if r["job_id"] == job_id and r["status"] == "ok" and r["epoch"]}
 
 
 def resolved_exec_mode(job: Job) -> str:

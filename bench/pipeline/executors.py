@@ -25,7 +25,6 @@ running task, rows and checkpoint alike, and restarts from epoch 1 on resume.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import socket
@@ -276,12 +275,10 @@ def _pythonpath() -> str:
 
 
 def _read_rows(out: Path) -> list[tuple[str, dict]]:
+    from bench.results.read import read_rows  # whole rows only: a damaged one is dropped with a note
     rows = []
     for kind in KINDS:
-        path = out / FILES[kind]
-        if path.exists():
-            with open(path, newline="") as f:
-                rows += [(kind, r) for r in csv.DictReader(f)]
+        rows += [(kind, r) for r in read_rows(out / FILES[kind], kind)]
     return rows
 
 
@@ -520,13 +517,16 @@ class RayExecutor(Executor):
 
     def _write_meta(self, ctx: RunContext) -> None:
         """run_meta.json's ``ray`` entry: the address and every node that ran a job (over all resumes)."""
-        import json
-
+        from bench.results.read import Unreadable, note, read_meta
         from bench.results.writes import write_json_atomic
         path = ctx.out / "run_meta.json"
         if not path.exists():
             return
-        meta = json.loads(path.read_text())
+        try:
+            meta = read_meta(ctx.out)
+        except Unreadable as e:  # damaged since the run began: the rows are safe, the node record is not kept
+            note(f"the Ray nodes were not recorded: {e}")
+            return
         entry = meta.setdefault("ray", {"address": self.address or "local instance", "nodes": []})
         known = {n["node_id"]: n for n in entry["nodes"]}
         for nid, n in self.nodes.items():

@@ -17,22 +17,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
     """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
-    import csv
+    from bench.results.read import read_rows  # whole rows only: a damaged row's job is not done
     done, oom_sweeps = set(), set()
     for kind in KINDS:
         path = out / FILES[kind]
         if kind == "nvml" or not path.exists():
             continue
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["status"] in ("ok", "oom", "skipped"):
-                    done.add(row["job_id"])
-                if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
-                    done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
-                if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
-                    done.add(row["job_id"])
-                if row["status"] == "oom":
-                    oom_sweeps.add(sweep_tag(row["job_id"]))
+        for row in read_rows(path, kind):
+            if row["status"] in ("ok", "oom", "skipped"):
+                done.add(row["job_id"])
+            if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
+                done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
+            if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
+                done.add(row["job_id"])
+            if row["status"] == "oom":
+                oom_sweeps.add(sweep_tag(row["job_id"]))
     return done, oom_sweeps
 
 
@@ -83,9 +82,8 @@ def _rows_for(out: Path, job: Job) -> int:
 
 
 def _last_status(out: Path, job: Job) -> str | None:
-    import csv
-    with open(out / FILES[job.kind], newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["job_id"] == job.job_id]
+    from bench.results.read import read_rows
+    rows = [r for r in read_rows(out / FILES[job.kind], job.kind) if r["job_id"] == job.job_id]
     return rows[-1]["status"] if rows else None
 
 

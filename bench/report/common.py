@@ -1,7 +1,6 @@
 """What the sections and the renderer share: a run's data, the implementation label, figure and table helpers."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +23,23 @@ class Section:
 
 
 def load_run(run_dir: Path) -> dict:
-    """{'meta': dict, 'throughput'|'memory'|'epochs'|'profile': DataFrame or None}."""
+    """{'meta': dict, 'throughput'|'memory'|'epochs'|'profile': DataFrame or None, 'damage': [sentence]}: the whole
+    rows (``bench.results.read``: damaged rows dropped, each file's sentence in 'damage' and on stderr).
+
+    Raises:
+        bench.results.read.Unreadable: run_meta.json or a CSV that cannot be read (one sentence with the fix).
+    """
+    from bench.results.read import note, read_meta, read_table
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no results directory {run_dir}")
-    meta_path = run_dir / "run_meta.json"
-    out = {"meta": json.loads(meta_path.read_text()) if meta_path.exists() else {}, "dir": run_dir}
+    out = {"meta": read_meta(run_dir) if (run_dir / "run_meta.json").exists() else {}, "dir": run_dir, "damage": []}
     for kind in ("throughput", "memory", "epochs", "profile"):
-        p = run_dir / FILES[kind]
-        out[kind] = pd.read_csv(p) if p.exists() and p.stat().st_size else None
+        t = read_table(run_dir / FILES[kind], kind)
+        out[kind] = None if t is None else t.frame()
+        if t is not None and t.note:  # said on stderr, and at the top of the report
+            note(t.note)
+            out["damage"].append(t.note)
     return out
 
 

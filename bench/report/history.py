@@ -43,12 +43,19 @@ def machine_of(meta: dict) -> str:
     return f"{host} ({meta.get('cpu') or '?'} x{meta.get('cpu_count') or '?'}{gpu})"
 
 
-def gather(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def gather(dirs: list[Path], skipped: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(runs: one row per run; throughput rows of every run; memory rows of every run), each row with its
-    run_id, started time and machine."""
+    run_id, started time and machine. A run that cannot be read is skipped with a note, and its sentence added to
+    ``skipped``."""
+    from bench.results.read import Unreadable, note
     runs, tp, mem = [], [], []
     for d in find_runs(dirs):
-        run = load_run(d)
+        try:
+            run = load_run(d)
+        except Unreadable as e:  # one damaged run never hides the others: it is named and skipped
+            note(f"skipped the run {d.name}: {e}")
+            (skipped if skipped is not None else []).append(f"{d.name}: {e}")
+            continue
         meta = run["meta"]
         started = pd.Timestamp(d.stat().st_mtime, unit="s")
         t = run["throughput"]
@@ -160,8 +167,11 @@ def render_history(dirs: list[Path], out_dir: Path, min_effect: float = MIN_EFFE
     from bench.results.writes import write_text_atomic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs, tp, mem = gather(dirs)
+    skipped: list[str] = []
+    runs, tp, mem = gather(dirs, skipped)
     sections = history_sections(runs, tp, mem, out_dir, min_effect)
+    if skipped:
+        sections.insert(1, Section("Runs skipped (cannot be read)", text=skipped))
     title = "TwinBench history"
     write_text_atomic(out_dir / "index.md", _markdown(title, sections))
     write_text_atomic(out_dir / "index.html", _html(title, sections, out_dir))

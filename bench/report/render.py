@@ -48,6 +48,7 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_ef
             sections.append(section(run, out_dir))
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
             sections.append(section_compare(run, load_run(compare_dir), out_dir))
+    sections[0].text[:0] = [f"Damaged results file: {d}." for d in run.get("damage", [])]  # rows dropped: said first
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
     from bench.results.run_state import state_sentence
     from bench.results.writes import write_text_atomic  # a full disk leaves the previous page, never half of one
@@ -122,24 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _readable_run(d: Path) -> None:
-    """Raise FileNotFoundError / ValueError (one sentence) unless ``d`` is a run folder this code can read."""
-    import json
-
-    from bench.results.schema import run_version_problems
+    """Raise FileNotFoundError / ValueError (one sentence) unless ``d`` is a run folder this code can read (damaged
+    rows alone are dropped with a note: ``bench.results.read``)."""
+    from bench.results.read import check_run
     if not d.is_dir():
         raise FileNotFoundError(f"no results directory {d}")
-    meta = d / "run_meta.json"
-    if not meta.is_file():
-        raise FileNotFoundError(f"{d} is not a TwinBench results directory (no run_meta.json): give a "
-                                "results/<run_id>/ folder written by python -m bench.run")
-    try:
-        if not isinstance(json.loads(meta.read_text()), dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{meta} cannot be read ({e}): a damaged run folder; restore run_meta.json or run again") from None
-    problems = run_version_problems(d)
-    if problems:
-        raise ValueError(problems[0])
+    check_run(d)
 
 
 def main(argv: list[str] | None = None) -> int:

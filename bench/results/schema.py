@@ -250,40 +250,28 @@ def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
 
 
 def read_csv(path: str | os.PathLike, kind: str):
-    """Read a results CSV into a pandas DataFrame; checks the header against the schema."""
+    """Read a results CSV into a pandas DataFrame (its whole rows: ``bench.results.read``); checks the header
+    against the schema.
+
+    Raises:
+        bench.results.read.Unreadable: no valid header, or rows of another schema version (one sentence).
+    """
     import pandas as pd
-    df = pd.read_csv(path)
-    missing = [c for c in columns(kind) if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (schema_version {SCHEMA_VERSION})")
-    return df
+
+    from bench.results.read import read_frame
+    df = read_frame(path, kind)
+    return pd.DataFrame(columns=columns(kind)) if df is None else df
 
 
 def version_problem(path: str | os.PathLike) -> str | None:
-    """None when every row of the CSV ``path`` is of this code's schema version, else one sentence saying why
-    it cannot be read (a newer version: update the code; an older one: no reader for it; not a TwinBench CSV)."""
-    path = Path(path)
+    """None when the CSV ``path`` can be read by this code (its whole rows of this code's schema version), else
+    one sentence saying why not and the fix (a newer version: update the code; an older one: no reader for it;
+    no valid header, binary: a damaged or foreign CSV). Damaged rows alone are no problem: they are dropped."""
+    from bench.results.read import Unreadable, read_table
     try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames and "schema_version" not in reader.fieldnames:
-                return f"{path} has no schema_version column: not a TwinBench results CSV (bench.results.schema)"
-            versions = {r.get("schema_version") for r in reader}
-    except (OSError, csv.Error, UnicodeDecodeError) as e:
-        return f"{path} cannot be read ({getattr(e, 'strerror', None) or e}): not a TwinBench results CSV"
-    try:
-        found = sorted({int(v) for v in versions})
-    except (TypeError, ValueError):
-        return (f"{path} has rows without a valid schema_version ({sorted(map(str, versions))[:3]}): a damaged or "
-                "foreign CSV; move it out of the run folder")
-    newer = [v for v in found if v > SCHEMA_VERSION]
-    if newer:
-        return (f"{path} was written with CSV schema version {newer[-1]}, newer than this code's {SCHEMA_VERSION}: "
-                "read it with the TwinBench version that wrote it (update this checkout)")
-    older = [v for v in found if v < SCHEMA_VERSION]
-    if older:  # no older version exists yet: when one does, say here how to read it
-        return (f"{path} was written with CSV schema version {older[0]}, older than this code's {SCHEMA_VERSION}, "
-                "and this code has no reader for it: use the TwinBench version that wrote it")
+        read_table(path)
+    except Unreadable as e:
+        return str(e)
     return None
 
 

@@ -75,8 +75,16 @@ def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.Da
     def link(p) -> str:
         if not isinstance(p, str) or not p:
             return ""
+        if p in gone:  # moved or deleted since the run: no dead link
+            return f"{Path(p).name} (missing)"
         target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
         return f"[{Path(p).name}]({target})"
+    gone = [p for p in dict.fromkeys(steps.trace_path) if isinstance(p, str) and p and run_dir is not None
+            and not (Path(run_dir) / p).exists()]
+    if gone:
+        from bench.results.read import note
+        note(f"{len(gone)} trace(s) that profile rows of {run_dir} name are gone ({', '.join(gone)}): the report "
+             "lists them without a link")
     depth = ["depth"] if "depth" in steps else []
     t = steps[KEYS + depth + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",
                       "trace_path", "null_reason"]].copy()
