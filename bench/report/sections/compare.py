@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label
 from bench.report.fdr import apply_fdr, fdr_sentence
+from bench.report.sections.profile_diff import profile_diff_parts
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER, empirical_scale, with_floor
 
 THROUGHPUT_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "input"]
@@ -168,6 +169,11 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
         ax.axvline(1.0, color="black", lw=1)
         ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
         s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))
+    changed = t[t.verdict.isin([FASTER, SLOWER])] if len(t) else t
+    texts, tables = profile_diff_parts(run, other, out, models=set(t.model) if len(t) else (),
+                                       first=set(zip(changed.implementation, changed.model)) if len(t) else ())
+    s.text += texts
+    s.tables += tables
     m = memory_table(run, other)
     if len(m):
         s.tables.append(("memory, this run / the other (MiB; > 1 = heavier; exact counts, no test)", m))

@@ -1,0 +1,97 @@
+"""The diff that explains a change (bench.report.sections.profile_diff) and the layer-kind slowdown hook
+(TWINBENCH_INJECT_LAYER_SLOWDOWN) it is tested against."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.report.sections.profile_diff import diff_sentence, diff_tables, profile_diff_parts
+from bench.results.schema import PROFILE_STEP_ROW
+from bench.stacks.common.inject import extra_rows, layer_slowdowns
+
+LAYERS = [("conv1", "conv", 4.0), ("bn1", "batchnorm", 1.0), ("relu1", "relu", 0.5), ("conv2", "conv", 4.0),
+          ("bn2", "batchnorm", 1.0), ("fc", "linear", 0.3)]
+
+
+def _rows(seed, slow_kind=None, factor=1.0, coverage=0.95):
+    """Profile rows of one implementation: each layer forward and backward (backward 2x forward), 2% noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer, kind, ms in LAYERS:
+        for phase, f in (("forward", 1.0), ("backward", 2.0)):
+            slow = factor if kind == slow_kind else 1.0
+            rows.append({"layer": layer, "kind": kind, "phase": phase, "ms_per_step": ms * f * slow * rng.normal(1, 0.02)})
+    named = sum(r["ms_per_step"] for r in rows)
+    rows.append({"layer": "(unattributed)", "kind": "other", "phase": "other", "ms_per_step": named * (1 / coverage - 1)})
+    step = sum(r["ms_per_step"] for r in rows)
+    rows.append({"layer": PROFILE_STEP_ROW, "kind": "", "phase": "", "ms_per_step": step, "coverage": coverage,
+                 "trace_path": f"traces/t{seed}.json"})
+    common = {"status": "ok", "model": "resnet20_v1", "framework": "torch", "backend": "torch", "exec_mode": "eager",
+              "precision": "fp32", "batch_size": 32}
+    return pd.DataFrame([{**common, **r} for r in rows])
+
+
+def test_a_slowed_kind_is_named_first_with_its_share_of_the_change():
+    d = diff_tables(_rows(1, "batchnorm", 1.5), _rows(0))  # batchnorm 50% slower: +3 ms of a ~30 ms step
+    assert d["kinds"].kind.iloc[0] == "batchnorm"
+    bn = d["kinds"].iloc[0]
+    assert bn.change_ms == pytest.approx(3.0, rel=0.15) and 0.8 < bn.share_of_change < 1.2
+    assert bn.share_after > bn.share_before
+    assert d["phases"].iloc[0].kind == "batchnorm" and d["phases"].iloc[0].phase == "backward"  # 2 of its 3 ms
+    assert set(d["layers"].layer.head(2)) == {"bn1", "bn2"}
+    assert 0.8 < d["explained"] < 1.2 and d["coverage"] == (0.95, 0.95)
+    s = diff_sentence("torch eager resnet20_v1", d)
+    assert "batchnorm changed most" in s and "coverage 95% / 95%" in s
+    same = diff_tables(_rows(1, "conv", 1.3), _rows(0))
+    assert same["kinds"].kind.iloc[0] == "conv"  # the cause moves, the name follows
+
+
+def test_compare_parts_link_traces_or_say_how_to_add_a_profile(tmp_path):
+    after = {"dir": tmp_path / "a", "profile": _rows(1, "relu", 3.0)}
+    before = {"dir": tmp_path / "b", "profile": _rows(0)}
+    texts, tables = profile_diff_parts(after, before, tmp_path / "report", models=["resnet20_v1"])
+    assert "relu changed most" in texts[1]
+    traces = tables[-1][1]
+    assert list(traces.side) == ["the other", "this run"] and traces.trace.str.contains(r"\.\./b/traces/t0\.json").iloc[0]
+    texts, tables = profile_diff_parts(after, {"dir": tmp_path / "b", "profile": None}, tmp_path, models=["resnet20_v1"])
+    assert len(texts) == 1 and not tables and "python -m bench.profile resnet20_v1" in texts[0] and "the other" in texts[0]
+
+
+def test_the_hook_reads_kinds_fractions_and_frameworks(monkeypatch):
+    monkeypatch.setenv("TWINBENCH_INJECT_LAYER_SLOWDOWN", "conv:0.15:torch;batchnorm:0.5")
+    assert layer_slowdowns("torch") == {"conv": 0.15, "batchnorm": 0.5}
+    assert layer_slowdowns("keras") == {"batchnorm": 0.5}
+    assert extra_rows(32, 0.15) == 5 and extra_rows(2, 0.15) == 1 and extra_rows(None, 0.15) is None
+    monkeypatch.delenv("TWINBENCH_INJECT_LAYER_SLOWDOWN")
+    assert layer_slowdowns("torch") == {}
+
+
+def _profile_frame(p) -> pd.DataFrame:
+    rows = [{"layer": r.layer, "kind": r.kind, "phase": r.phase, "ms_per_step": r.ms_per_step} for r in p.rows]
+    rows.append({"layer": PROFILE_STEP_ROW, "kind": "", "phase": "", "ms_per_step": p.profiled_step_ms,
+                 "coverage": p.coverage})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow
+def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_torch_profile_diff(monkeypatch):
+    """Two real profiles of a small ResNet in PyTorch eager, the second with every convolution doing twice its work
+    (the hook): the diff names conv first with about its own time again (conv is the largest kind already, so the
+    size is what shows the hook worked), and the twin's output is unchanged by the hook."""
+    import torch
+
+    from bench.stacks import get_stack
+    from bench.stacks.pytorch.inject import slow_layers
+    from bench.zoo import build
+    opts = dict(depth=8, input_size=16)
+    stack = get_stack("torch")
+    before = stack.profile("resnet20_v1", 8, device="cpu", steps=3, model_options=opts)
+    monkeypatch.setenv("TWINBENCH_INJECT_LAYER_SLOWDOWN", "conv:1.0:torch")
+    after = stack.profile("resnet20_v1", 8, device="cpu", steps=3, model_options=opts)
+    d = diff_tables(_profile_frame(after), _profile_frame(before))
+    conv = d["kinds"].iloc[0]
+    assert conv.kind == "conv" and conv.change_ms > 0.5 * conv.ms_before, d["kinds"]
+    torch.manual_seed(0)
+    net = build("resnet20_v1", "torch", **opts).eval()
+    x = torch.randn(4, 3, 16, 16)
+    ref = net(x)
+    assert torch.allclose(slow_layers(net)(x), ref)  # more work, the same numbers
