@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label
-from bench.report.fdr import apply_fdr, fdr_sentence
+from bench.report.fdr import Q_COLUMN, apply_fdr, fdr_sentence
 from bench.report.sections.profile_diff import profile_diff_parts
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER, empirical_scale, with_floor
 
@@ -132,7 +132,8 @@ def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFE
         if r["verdict"] == SLOWER and r["_time_ratio"] > 1 + pct / 100:
             out.append(f"{r['implementation']} {r['model']} {r['measurement']} {r['precision']} batch {r['batch_size']} "
                        f"({r['input']}): step {100 * (r['_time_ratio'] - 1):.1f}% slower ({r['images_per_s']} vs "
-                       f"{r['images_per_s_other']} images/s, ratio {r['ratio']} {r['95% interval']}, p {r['p']})")
+                       f"{r['images_per_s_other']} images/s, ratio {r['ratio']} {r['95% interval']}, p {r['p']}, "
+                       f"q {r.get(Q_COLUMN) or 'n/a'} (BH))")
     m = memory_table(run, other)
     for r in m.itertuples(index=False) if len(m) else ():
         if r.ratio > 1 + pct / 100:
