@@ -37,6 +37,7 @@ def test_the_compare_section_says_so_and_the_gate_reads_the_corrected_verdicts(t
     md = (tmp_path / "reports" / b.name / "index.md").read_text()
     assert "False discovery rate controlled over the 2 test(s) of this table: Benjamini-Hochberg at 0.01" in md
     assert f"| {Q_COLUMN} |" in md
+    assert "False discovery rate controlled over the 1 test(s)" in md  # the Throughput section's ratio table
     err = capsys.readouterr().err
     assert rc == 4 and "torch eager resnet20_v1" in err and ", q " in err  # the corrected q the verdict rests on
     assert "torch eager resnet20_v1 fp32 batch 32: profiled step" in md and "conv changed most" in md
