@@ -95,3 +95,33 @@ def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_torch_profile_
     x = torch.randn(4, 3, 16, 16)
     ref = net(x)
     assert torch.allclose(slow_layers(net)(x), ref)  # more work, the same numbers
+
+
+@pytest.mark.parametrize("kind", ["conv", "add", "batchnorm"])
+def test_the_hook_changes_no_number_of_either_twin(monkeypatch, kind):
+    """Every layer of the kind does more work (two-input layers too) and each twin's output is the same."""
+    import keras
+    import torch
+
+    from bench.stacks.keras.inject import slow_layers as slow_keras
+    from bench.stacks.pytorch.inject import slow_layers as slow_torch
+    from bench.zoo import build
+    opts = dict(depth=8, input_size=16)
+    monkeypatch.setenv("TWINBENCH_INJECT_LAYER_SLOWDOWN", f"{kind}:0.5")
+    torch.manual_seed(0)
+    net = build("resnet20_v1", "torch", **opts).eval()
+    x = torch.randn(4, 3, 16, 16)
+    ref = net(x)
+    assert torch.allclose(slow_torch(net)(x), ref, atol=1e-6)
+    keras.utils.set_random_seed(0)
+    knet = build("resnet20_v1", "keras", **opts)
+    kx = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype("float32")
+    kref = keras.ops.convert_to_numpy(knet(kx, training=False))
+    calls = []
+    from bench.stacks.keras.profile import keras_kind, layers_of
+    for layer in layers_of(knet):
+        if keras_kind(layer) == kind:
+            inner = layer.call
+            layer.call = lambda *a, _inner=inner, **k: (calls.append(1), _inner(*a, **k))[1]
+    out = keras.ops.convert_to_numpy(slow_keras(knet)(kx, training=False))
+    assert np.allclose(out, kref, atol=1e-5) and len(calls) == 2 * sum(keras_kind(la) == kind for la in layers_of(knet))

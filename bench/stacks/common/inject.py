@@ -28,3 +28,21 @@ def layer_slowdowns(framework: str) -> dict[str, float]:
 def extra_rows(batch: int | None, fraction: float) -> int | None:
     """How many examples the extra pass takes: round(fraction x batch), at least 1 (None: the batch is unknown)."""
     return None if batch is None else max(1, round(fraction * batch))
+
+
+def batch_of(args) -> int | None:
+    """The batch size of a layer's call: the first dimension of its first tensor argument (lists followed)."""
+    v = args[0] if args else None
+    while isinstance(v, (list, tuple)) and v:
+        v = v[0]
+    shape = getattr(v, "shape", None)
+    return shape[0] if shape is not None and len(shape) else None
+
+
+def head(args, n: int | None):
+    """Every tensor argument (in lists too) cut to its first ``n`` examples (``n`` None: unchanged)."""
+    def cut(v):
+        if isinstance(v, (list, tuple)):
+            return type(v)(cut(i) for i in v)
+        return v[:n] if n is not None and getattr(v, "shape", None) is not None and len(v.shape) else v
+    return [cut(a) for a in args]

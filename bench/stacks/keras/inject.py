@@ -3,7 +3,7 @@ kind runs its call once more on a slice of the batch (real work: a graph or XLA 
 every step, where a sleep would run at trace time only)."""
 from __future__ import annotations
 
-from bench.stacks.common.inject import extra_rows, layer_slowdowns
+from bench.stacks.common.inject import batch_of, extra_rows, head, layer_slowdowns
 
 
 def slow_layers(net):
@@ -23,9 +23,8 @@ def _wrap(layer, fraction: float) -> None:
     import keras
     call = layer.call
 
-    def slowed(x, *a, **k):
-        out = call(x, *a, **k)
-        n = extra_rows(x.shape[0], fraction)
-        extra = call(x if n is None else x[:n], *a, **k)
+    def slowed(*a, **k):
+        out = call(*a, **k)
+        extra = call(*head(a, extra_rows(batch_of(a), fraction)), **k)  # batch unknown (None): the whole batch again
         return out + keras.ops.cast(0.0 * keras.ops.mean(keras.ops.cast(extra, "float32")), out.dtype)
     layer.call = slowed

@@ -2,7 +2,7 @@
 slowed kind runs its forward once more on a slice of the batch."""
 from __future__ import annotations
 
-from bench.stacks.common.inject import extra_rows, layer_slowdowns
+from bench.stacks.common.inject import batch_of, extra_rows, head, layer_slowdowns
 
 
 def slow_layers(net):
@@ -21,8 +21,8 @@ def slow_layers(net):
 def _wrap(module, fraction: float) -> None:
     forward = module.forward
 
-    def slowed(x, *a, **k):
-        out = forward(x, *a, **k)
-        extra = forward(x[:extra_rows(x.shape[0], fraction)], *a, **k)
+    def slowed(*a, **k):
+        out = forward(*a, **k)
+        extra = forward(*head(a, extra_rows(batch_of(a), fraction)), **k)
         return out + 0.0 * extra.float().mean().to(out.dtype)
     module.forward = slowed
