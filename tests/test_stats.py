@@ -134,6 +134,14 @@ def test_bootstrap_interval_and_verdicts_match_the_old_implementation():
         assert new.lo == pytest.approx(ref.lo, rel=0.01) and new.hi == pytest.approx(ref.hi, rel=0.01)
 
 
+def test_empirical_scale_is_the_old_1_4826_mad():
+    from bench.results.stats import empirical_scale
+    r = np.random.default_rng(10).lognormal(0, 0.05, 30)
+    d = np.log(r)
+    assert empirical_scale(r) == pytest.approx(1.4826 * np.median(np.abs(d - np.median(d))), rel=1e-4)
+    assert math.isnan(empirical_scale(r[:7]))
+
+
 def test_benjamini_hochberg_on_100_null_and_5_real_comparisons():
     """100 A/A comparisons (3 vs 3 processes, 5% spread) and 5 real 30% slowdowns: corrected, the 5 are called and
     at most one null is; uncorrected at p < 0.01 the nulls would be about 1 in 100 per run of such a table."""

@@ -55,7 +55,8 @@ def noise_sigma(y: np.ndarray) -> float:
     d = np.diff(y)
     if not len(d):
         return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+    from scipy.stats import median_abs_deviation
+    return float(median_abs_deviation(d, scale="normal") / math.sqrt(2.0))
 
 
 def _candidates(y: np.ndarray, min_size: int, penalty: float) -> list[int]:

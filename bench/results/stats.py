@@ -225,7 +225,7 @@ def empirical_scale(time_ratios) -> float:
     d = np.log(np.asarray([r for r in time_ratios if r == r and r > 0], float))
     if len(d) < EMPIRICAL_MIN_JOBS:
         return math.nan
-    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+    return float(sps.median_abs_deviation(d, scale="normal"))  # 1.4826 x MAD
 
 
 def with_floor(c: Comparison, scale: float, min_effect: float = MIN_EFFECT, alpha: float = ALPHA) -> Comparison:
