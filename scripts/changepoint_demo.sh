@@ -18,10 +18,10 @@
 # Expected time on the project's 2-core VM, idle: `bench.run --dry-run` estimates 7.7 min for the throughput run (18 jobs)
 # and 0.8 min for the profile run, so about 70 min for the series; measured throughput runs took 6-10 min (README:
 # 6 min for two models on the fastest VM, 16-19 min on the slowest), a profile run 1-2 min: about 60-90 min for the
-# series (8 runs), 15-40 min for `aa` (three runs). Everything lands under $DEMO (default .dev/changepoint_demo/,
+# series (8 runs), 20-60 min for `aa` (three runs of two models). Everything lands under $DEMO (default .dev/changepoint_demo/,
 # git-ignored); a run already there is kept (rerunning resumes the series at the first missing run).
 # Needs CIFAR-10 for the real-input jobs (TWINBENCH_DATA_DIR, as bench.run). DEMO_ARGS is appended to each
-# bench.run / bench.profile command line (a rehearsal: DEMO=/tmp/demo RUNS=6 DEMO_ARGS="--batch-sizes 4").
+# bench.run / bench.profile command line (a rehearsal: DEMO=/tmp/demo RUNS=4 SLOW_FROM=3 FRAMEWORKS=torch DEMO_ARGS="--batch-sizes 4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -29,14 +29,14 @@ DEMO=${DEMO:-.dev/changepoint_demo}
 RUNS=${RUNS:-8}
 SLOW_FROM=${SLOW_FROM:-5}
 SLOWDOWN=${SLOWDOWN:-conv:0.15:torch}
-COMMON=(--device cpu --frameworks torch,keras --keras-backend tensorflow --no-report)
+COMMON=(--device cpu --frameworks "${FRAMEWORKS:-torch,keras}" --keras-backend tensorflow --no-report)
 mkdir -p "$DEMO/results" "$DEMO/profiles" "$DEMO/aa"
 
 ok_or_some_failed() {  # bench.run's exit 1: a job failed (kept in the summary); anything else stops the series
   [ "$1" -eq 1 ] || exit "$1"; echo "(a job failed: exit 1; its row says why; the series goes on)" >&2
 }
 
-newest() { ls -td "$1"/*/ 2>/dev/null | head -1 | sed 's:/$::'; }
+newest() { { ls -td "$1"/*/ 2>/dev/null || true; } | head -1 | sed 's:/$::'; }
 
 one_run() {  # $1: the run's number (1-based)
   local i=$1 env=() before tp prof
@@ -68,7 +68,7 @@ EOF
 
 summary() {
   local r4 r5
-  r4=$(cat "$DEMO/results/.run4") r5=$(cat "$DEMO/results/.run5")
+  r4=$(cat "$DEMO/results/.run4"); r5=$(cat "$DEMO/results/.run5")
   echo "== the series (images/s, median of the 3 processes, train synthetic)"
   python - "$DEMO/results" <<'EOF'
 import sys
@@ -88,7 +88,8 @@ EOF
   sed -n '/change points: the first run/,/^$/p;/^| step time\|^| peak\|^| saved\|^| final/p' "$DEMO/history/index.md" | head -30
   grep -h "^Change point of\|conv changed most\|changed most" "$DEMO/history/index.md" | head -10 || true
   echo "== compare run 5 against run 4 ($r5 vs $r4)"
-  grep -h "False discovery\|changed most\|No per-layer diff" "$DEMO/compare_4_5/index.md" | head -10 || true
+  grep -h "^Throughput, this run\|False discovery\|changed most\|No per-layer diff" "$DEMO/compare_4_5/$r5/index.md" \
+    | head -10 || true
 }
 
 series() {
@@ -121,7 +122,7 @@ aa() {  # README's A/A (the fourth VM's command) and injected-slowdown checks, w
   set -e
   for r in aa_report inject_report; do
     echo "== $r: verdicts"
-    grep -h "^Throughput, this run against\|False discovery" "$DEMO/$r/index.md"
+    grep -h "^Throughput, this run against\|False discovery" "$DEMO/$r"/*/index.md
   done
 }
 
