@@ -141,3 +141,45 @@ def test_the_hook_changes_no_number_of_either_twin(monkeypatch, kind):
             layer.call = lambda *a, _inner=inner, **k: (calls.append(1), _inner(*a, **k))[1]
     out = keras.ops.convert_to_numpy(slow_keras(knet)(kx, training=False))
     assert np.allclose(out, kref, atol=1e-5) and len(calls) == 2 * sum(keras_kind(la) == kind for la in layers_of(knet))
+
+
+_KERAS_CHILD = r"""
+import json, os, sys
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+from bench.stacks import get_stack
+stack, opts, out = get_stack("keras", "tensorflow"), dict(depth=8, input_size=16), {"before": [], "after": []}
+stack.profile("resnet20_v1", 8, device="cpu", steps=2, model_options=opts)  # one-time costs
+for _ in range(2):
+    for side, hook in (("before", ""), ("after", "conv:1.0:keras")):
+        os.environ["TWINBENCH_INJECT_LAYER_SLOWDOWN"] = hook
+        p = stack.profile("resnet20_v1", 8, device="cpu", steps=3, model_options=opts)
+        out[side].append({"rows": [r.__dict__ for r in p.rows], "step": p.profiled_step_ms, "coverage": p.coverage})
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_keras_tensorflow_profile_diff():
+    """The same with the Keras twin on TensorFlow (graph mode: the hook's extra pass is traced into the step)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-c", _KERAS_CHILD], env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+
+    def frame(p):
+        rows = [{k: v for k, v in x.items() if k in ("layer", "kind", "phase", "ms_per_step")} for x in p["rows"]]
+        return pd.DataFrame(rows + [{"layer": PROFILE_STEP_ROW, "kind": "", "phase": "", "ms_per_step": p["step"],
+                                     "coverage": p["coverage"]}])
+    before, after = (min(res[k], key=lambda p: p["step"]) for k in ("before", "after"))
+    d = diff_tables(frame(after), frame(before))
+    conv = d["kinds"].iloc[0]
+    assert conv.kind == "conv" and conv.change_ms > 0.3 * conv.ms_before, d["kinds"]
+    assert conv.share_after > conv.share_before + 0.04, d["kinds"]
