@@ -30,8 +30,8 @@ REPORT_EXIT_HELP = """exit status:
   0    the report was written (and, with --fail-on-regression, no regression was found)
   2    bad input: no such results directory, or not one written by python -m bench.run
   3    the report could not be written (disk full, no permission)
-  4    --fail-on-regression PCT: some implementation is slower (a significant test: ratio beyond PCT, Mann-Whitney U
-       p < 0.01, 95% interval excluding 1) or heavier in memory than in the --compare run by more than PCT percent;
+  4    --fail-on-regression PCT: some implementation is slower (a significant test: ratio beyond PCT, Benjamini-Hochberg
+       q < 0.01 over the compare's tests, 95% interval excluding 1) or heavier in memory than in the --compare run by more than PCT percent;
        each such row is printed in one sentence (the report is written all the same)"""
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label
+from bench.report.fdr import Q_COLUMN, apply_fdr, fdr_sentence
+from bench.report.sections.profile_diff import profile_diff_parts
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER, empirical_scale, with_floor
 
 THROUGHPUT_KEYS = ["model", "framework", "backend", "exec_mode", "measurement", "precision", "batch_size", "input"]
@@ -53,6 +55,11 @@ def _across_jobs(t: pd.DataFrame, min_effect: float) -> pd.DataFrame:
     says so."""
     if not len(t):
         return t
+    t = _with_floors(t, min_effect)
+    return apply_fdr(t, min_effect).drop(columns=["_cmp"])  # the verdicts judged together (BH): the gate's too
+
+
+def _with_floors(t: pd.DataFrame, min_effect: float) -> pd.DataFrame:
     within = t.noise.str.startswith("within")
     single = within & ~t.verdict.str.startswith("excluded")
     scale = empirical_scale(t.loc[within, "_time_ratio"])  # flagged pairs too: they can only widen the spread
@@ -62,7 +69,8 @@ def _across_jobs(t: pd.DataFrame, min_effect: float) -> pd.DataFrame:
             t.loc[i, ["ratio", "95% interval", "p", "verdict", "noise"]] = [
                 round(c.speed_ratio, 3), c.interval_text(), "" if c.p != c.p else f"{c.p:.2g}", c.verdict,
                 t.at[i, "noise"] + f"; spread across {int(within.sum())} jobs' ratios {scale:.1%} (empirical null)"]
-    return t.drop(columns=["_cmp"])
+            t.at[i, "_cmp"] = c
+    return t
 
 
 def memory_table(run: dict, other: dict) -> pd.DataFrame:
@@ -124,7 +132,8 @@ def regressions(run: dict, other: dict, pct: float, min_effect: float = MIN_EFFE
         if r["verdict"] == SLOWER and r["_time_ratio"] > 1 + pct / 100:
             out.append(f"{r['implementation']} {r['model']} {r['measurement']} {r['precision']} batch {r['batch_size']} "
                        f"({r['input']}): step {100 * (r['_time_ratio'] - 1):.1f}% slower ({r['images_per_s']} vs "
-                       f"{r['images_per_s_other']} images/s, ratio {r['ratio']} {r['95% interval']}, p {r['p']})")
+                       f"{r['images_per_s_other']} images/s, ratio {r['ratio']} {r['95% interval']}, p {r['p']}, "
+                       f"q {r.get(Q_COLUMN) or 'n/a'} (BH))")
     m = memory_table(run, other)
     for r in m.itertuples(index=False) if len(m) else ():
         if r.ratio > 1 + pct / 100:
@@ -148,6 +157,7 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
             s.text.append("Pairs of one process a side are judged against the larger of their own spread and the spread "
                           "of all such pairs' log ratios (1.4826 x their median absolute deviation: Efron's empirical "
                           "null), which carries the noise between processes that one process cannot show.")
+        s.text += [x for x in [fdr_sentence(t)] if x]
         shift = one_way(zip(t.implementation, t.verdict))
         if shift:
             s.text.append(shift + ".")
@@ -160,6 +170,11 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
         ax.axvline(1.0, color="black", lw=1)
         ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
         s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))
+    changed = t[t.verdict.isin([FASTER, SLOWER])] if len(t) else t
+    texts, tables = profile_diff_parts(run, other, out, models=set(t.model) if len(t) else (),
+                                       first=set(zip(changed.implementation, changed.model)) if len(t) else ())
+    s.text += texts
+    s.tables += tables
     m = memory_table(run, other)
     if len(m):
         s.tables.append(("memory, this run / the other (MiB; > 1 = heavier; exact counts, no test)", m))

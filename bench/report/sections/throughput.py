@@ -17,6 +17,7 @@ from bench.report.common import (
     impl_label,
     left_out,
 )
+from bench.report.fdr import apply_fdr, fdr_sentence
 from bench.results.stats import FASTER, FEW, METHOD, MIN_EFFECT
 from bench.results.stats import SAME as NO_DIFF
 
@@ -71,10 +72,8 @@ def ratio_table(ok: pd.DataFrame, ref: str, min_effect: float) -> pd.DataFrame:
         if not len(base):
             continue
         for impl, rows in g[g.impl != ref].groupby("impl", sort=False):
-            c = compare_rows(rows, base, min_effect)
-            c.pop("_cmp")
-            out.append({**dict(zip(keys, k)), "implementation": impl, **c})
-    return pd.DataFrame(out)
+            out.append({**dict(zip(keys, k)), "implementation": impl, **compare_rows(rows, base, min_effect)})
+    return apply_fdr(pd.DataFrame(out), min_effect).drop(columns=["_cmp"], errors="ignore")  # judged together (BH)
 
 
 def hygiene_notes(ok: pd.DataFrame) -> list[str]:
@@ -147,6 +146,7 @@ def section_throughput(run: dict, out: Path) -> Section:
         table = ratio_table(ok, ref, min_effect)
         s.tables.append((f"ratio to {ref} (images/s of the implementation / {ref}; > 1 = faster), 95% interval and "
                          f"verdict (minimum effect {min_effect:.0%}); {METHOD}", table))
+        s.text += [x for x in [fdr_sentence(table)] if x]
         if len(table):
             noise = table.noise.value_counts()
             s.text.append("The intervals rest on " + " and ".join(

@@ -36,9 +36,10 @@ def build_compiled(model: str, precision: str, batch: int, jit: bool, options: d
     import keras
     import numpy as np
 
+    from bench.stacks.keras.inject import slow_layers
     from bench.stacks.keras.step import build_twin
     options = options or {}
-    net = build_twin(model, precision, options)
+    net = slow_layers(build_twin(model, precision, options))  # test hook: unset, net as built
     size = options.get("input_size", 32)
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(rng.standard_normal((batch, size, size, 3)).astype("float32"))

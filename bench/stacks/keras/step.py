@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.stacks.base import StepRunner, check_step_args
+from bench.stacks.keras.inject import slow_layers
 
 KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Keras train steps per timed sample (a window run as fit runs it, one read-back at its end): fit reads nothing
@@ -49,7 +50,7 @@ def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
-    net = build(model, "keras", **options)
+    net = slow_layers(build(model, "keras", **options))  # test hook: unset, net as built
     params = stack.param_counts(net)
     rng = np.random.default_rng(seed)
     size = options.get("input_size", 32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.stacks.base import StepProfile, check_step_args
+from bench.stacks.pytorch.inject import slow_layers
 
 SOURCE_NOTE = "; PyTorch module paths as keras_name (stage1.block0.conv1 -> stage1_block0_conv1)"
 
@@ -38,7 +39,7 @@ def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", de
                            "for eager only (Inductor fuses across layers; not attributed)")
     dev = env["device"]
     torch.manual_seed(0)
-    net = build(model, "torch", **options).to(dev)
+    net = slow_layers(build(model, "torch", **options)).to(dev)  # test hook: unset, net as built
     net.train()
     size = options.get("input_size", 32)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)

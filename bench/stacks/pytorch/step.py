@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.stacks.base import StepRunner, check_step_args
+from bench.stacks.pytorch.inject import slow_layers
 
 TORCH_MODES = ("eager", "compile", "step-compile")
 
@@ -98,7 +99,7 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     torch.manual_seed(seed)
     cl = (dev == "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
-    net = build(model, "torch", **options).to(dev).to(memory_format=fmt)
+    net = slow_layers(build(model, "torch", **options)).to(dev).to(memory_format=fmt)  # test hook: unset, net as built
     size = options.get("input_size", 32)
     params = stack.param_counts(net)
     run = torch.compile(net) if mode == "compile" else net
