@@ -3,12 +3,11 @@ phase, the twins' largest per-layer differences, and the layer kind that explain
 the fastest and the slowest implementation of each model (``profile.csv``, ``bench.measures.profile``)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Section, _plt, _reference, _save, impl_label
+from bench.report.common import Link, Section, _plt, _reference, _save, bring, impl_label
 from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
 
 UNATTRIBUTED = "(unattributed)"
@@ -72,11 +71,10 @@ def gap_sentences(steps: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
 
 def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.DataFrame:
     """One row per profiled implementation: step times, overhead, coverage, fused share, the trace (a link)."""
-    def link(p) -> str:
+    def link(p):
         if not isinstance(p, str) or not p:
             return ""
-        target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
-        return f"[{Path(p).name}]({target})"
+        return Link(Path(p).name, bring(run_dir, p, out))  # inside the report folder: a copied report keeps it
     depth = ["depth"] if "depth" in steps else []
     t = steps[KEYS + depth + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",
                       "trace_path", "null_reason"]].copy()
@@ -164,12 +162,11 @@ def section_profile(run: dict, out: Path) -> Section:
         return s
     main = at_registry_depth(steps)
     s.text += gap_sentences(steps[main], layers[at_registry_depth(layers)])
-    s.text.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
+    s.notes.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
                   "forward created it; coverage is the share of the step attributed to a named layer, the loss or the "
                   "optimizer, the rest is (unattributed). Profiled steps run slower than unprofiled ones "
                   "(profiler_overhead); on a shared CPU every figure is contended.")
-    s.tables.append(("Profiled implementations (traces open in Perfetto / chrome://tracing; TensorFlow's .xplane.pb in "
-                     "TensorBoard)", summary_table(steps, run.get("dir"), out)))
+    s.tables.append(("Profiled implementations (traces: Perfetto, chrome://tracing; .xplane.pb: TensorBoard)", summary_table(steps, run.get("dir"), out)))
     dense = densenet_table(steps, layers)
     if len(dense):
         from bench.zoo.anchors import MEMEFF_TIME
