@@ -182,8 +182,9 @@ def _plt():
     return plt, sns
 
 
-def _save(fig, out: Path, stem: str) -> str:
-    fig.tight_layout()
+def _save(fig, out: Path, stem: str, tight: bool = True) -> str:
+    if tight:
+        fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=110)
     fig.savefig(out / f"{stem}.svg")
     import matplotlib.pyplot as plt

@@ -109,8 +109,8 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
         cmd = f"python -m bench.profile {m} --device {device}"
         if not len(st) or st.impl.nunique() < 2:
             have = ", ".join(sorted(set(st.impl))) if len(st) else ""
-            out[m] = Cell((f"no profile of two implementations ({'only ' + have if have else 'none'}): `{cmd}` "
-                           "fills it",))
+            out[m] = Cell(((f"only {have} profiled" if have else "no profile in this run")
+                           + f": `{cmd}` profiles both twins",))
             continue
         b = st.batch_size.max()
         st = st[st.batch_size == b]
@@ -147,9 +147,10 @@ def accuracy_cells(run: dict, figures: list[str]) -> dict:
     ok["seed"] = ok.seed.fillna(0) if "seed" in ok else 0
     plan = [c for c in ("recipe", "precision", "train_examples") if c in ok]
     for c in plan:
-        ok[c] = ok[c].fillna("").astype(str)
+        ok[c] = ok[c].fillna(-1) if pd.api.types.is_numeric_dtype(ok[c]) else ok[c].fillna("")
     href = _fig("accuracy_per_epoch", figures, "Accuracy")
-    fid = fidelity_table(ok) if "train_examples" in ok else pd.DataFrame()
+    fid = fidelity_table(ok.assign(train_examples=ok.train_examples.where(ok.train_examples != -1))) \
+        if "train_examples" in ok else pd.DataFrame()
     out = {}
     for m, g in ok.groupby("model"):
         if plan:  # one plan (recipe, precision, subset) per cell: the one most implementations trained
