@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _family, _plt, _reference, _save, grouped_bars, impl_label, impl_palette
+from bench.report.common import Section, _family, _plt, _reference, _save, grouped_bars, impl_colour, impl_gid, impl_label
 
 # the figure each implementation is ranked by in "leanest per model", per row the first one it has: on a GPU the
 # allocator peak alone; on a CPU the CPU allocator's peak where the stack keeps one (Keras on TensorFlow), else
@@ -296,10 +296,24 @@ def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
     return f"{what} at batch {b}"
 
 
+def _lines(ax, data: pd.DataFrame, x: str, y: str) -> None:
+    """One line per model and implementation: the implementation's colour, the model's marker and dash; a legend
+    of what is drawn."""
+    from matplotlib.lines import Line2D
+    models = sorted(data.model.unique())
+    marks = dict(zip(models, "osD^vP*Xph" * 3))
+    dashes = dict(zip(models, ["-", "--", "-.", ":"] * 5))
+    for (m, impl), g in data.groupby(["model", "impl"]):
+        g = g.groupby(x)[y].median()
+        ax.plot(g.index, g.values, ls=dashes[m], marker=marks[m], color=impl_colour(impl), gid=impl_gid(impl))
+    handles = [Line2D([], [], color=impl_colour(i), lw=2, label=i) for i in sorted(data.impl.unique())]
+    handles += [Line2D([], [], color="gray", ls=dashes[m], marker=marks[m], label=m) for m in models]
+    ax.legend(handles=handles, fontsize=7)
+
+
 def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
     """Several batch sizes: log-log lines per model and implementation, the analytic storage dotted; the caption."""
-    sns.lineplot(data=data, x="batch_size", y=ycol, hue="impl", style="model", markers=True, ax=ax,
-                 palette=impl_palette(data.impl))
+    _lines(ax, data, "batch_size", ycol)
     naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
     _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
               lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
@@ -326,8 +340,7 @@ def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, ste
     if at.groupby(["model", "impl"]).depth.nunique().max() < 2:  # one point per line: the memory table has them
         return
     fig, ax = plt.subplots(figsize=(8, 5))
-    sns.lineplot(data=at, x="depth", y=ycol, hue="impl", style="model", markers=True, ax=ax,
-                 palette=impl_palette(at.impl))
+    _lines(ax, at, "depth", ycol)
     dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
     _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
               lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)

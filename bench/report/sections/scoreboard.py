@@ -239,7 +239,9 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
     fast = fastest_cells(run, figures)
     lean, acc = leanest_cells(run, figures), accuracy_cells(run, figures)
     keys = sorted({(m, p, b) for m, p, b, _ in fast})
-    models = list(dict.fromkeys([k[0] for k in keys] + sorted(set(lean) | set(acc))))
+    prof = run.get("profile")
+    profiled = set(prof[prof.status == "ok"].model) if prof is not None and len(prof) else set()
+    models = list(dict.fromkeys([k[0] for k in keys] + sorted(set(lean) | set(acc) | profiled)))
     why = why_cells(run, figures, models)
     several = len({(p, b) for _, p, b in keys}) > 1
     rows = []
