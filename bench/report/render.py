@@ -85,7 +85,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;p
        "padding:3px 7px;text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
        "figure{margin:1em 0}figcaption{color:#555;font-size:13px}.wide{overflow-x:auto;max-width:100%}"
        "details{margin:.3em 0 1.5em;color:#444;font-size:14px}summary{cursor:pointer;color:#0b5cad}"
-       "table.scoreboard td{text-align:left;vertical-align:top;max-width:22em}table.scoreboard{font-size:14px}"
+       "table.scoreboard td,table.scoreboard th{text-align:left;vertical-align:top;max-width:22em}table.scoreboard{font-size:14px}"
        "p.health{background:#eef5ee;border:1px solid #9c9;padding:.4em .6em}")
 
 
@@ -97,7 +97,13 @@ def _cell_html(v) -> str:
         return "".join(_cell_html(p) for p in v.parts)
     if v is None or (isinstance(v, float) and v != v):
         return ""
-    return html.escape(str(v))
+    return _code(html.escape(str(v)))
+
+
+def _code(escaped: str) -> str:
+    """`a command` (Markdown code) as <code> in escaped HTML text."""
+    import re
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
 
 
 def _table_html(df, cls: str = "") -> str:
@@ -117,7 +123,7 @@ def _html(title: str, sections: list[Section], out_dir: Path, banner: str | None
     for s in sections:
         parts.append(f"<section id='{s.anchor}'><h2>{html.escape(s.title)}</h2>")
         first = s.anchor == "scoreboard"
-        parts += [f"<p{' class=health' if first and i == 0 else ''}>{html.escape(t)}</p>" for i, t in enumerate(s.text)]
+        parts += [f"<p{' class=health' if first and i == 0 else ''}>{_code(html.escape(t))}</p>" for i, t in enumerate(s.text)]
         for stem, cap in s.figures:
             data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode()
             parts.append(f"<figure id='fig-{anchor(stem)}'><img alt='{html.escape(cap)}' src='data:image/png;base64,"

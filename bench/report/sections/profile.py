@@ -166,7 +166,8 @@ def section_profile(run: dict, out: Path) -> Section:
                   "forward created it; coverage is the share of the step attributed to a named layer, the loss or the "
                   "optimizer, the rest is (unattributed). Profiled steps run slower than unprofiled ones "
                   "(profiler_overhead); on a shared CPU every figure is contended.")
-    s.tables.append(("Profiled implementations (traces: Perfetto, chrome://tracing; .xplane.pb: TensorBoard)", summary_table(steps, run.get("dir"), out)))
+    s.tables.append(("Profiled implementations (traces: Perfetto, chrome://tracing; .xplane.pb: TensorBoard)",
+                     summary_table(steps, run.get("dir"), out)))
     dense = densenet_table(steps, layers)
     if len(dense):
         from bench.zoo.anchors import MEMEFF_TIME
