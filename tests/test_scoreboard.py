@@ -47,7 +47,7 @@ def test_keras_twin_wins_named_with_ratio_and_verdict(tmp_path):
     run = {"throughput": __import__("pandas").read_csv(d / "throughput.csv"), "meta": {}}
     cell = str(fastest_cells(run, [])[("resnet20_v1", "fp32", 8, "train")])
     assert cell.startswith("[keras/tensorflow nojit 800 images/s](#throughput)")
-    assert re.search(r"; 2\.0\dx \[1\.9\d\d, 2\.0\d\d\] torch eager \(400\): faster$", cell), cell
+    assert re.search(r"; 2\.0\dx \[1\.9\d\d, 2\.0\d\d\] over torch eager \(400\): faster$", cell), cell
     md = (render(d, tmp_path / "rep").parent / "index.md").read_text()
     assert md.index("## Scoreboard") < md.index("## Environment")  # the answers come first
     row = _board_row(md, "resnet20_v1")
@@ -55,7 +55,7 @@ def test_keras_twin_wins_named_with_ratio_and_verdict(tmp_path):
     _throughput(d, TORCH, 5.0, 3, model="plain20")  # and where torch wins, torch is named
     _throughput(d, KERAS, 10.0, 4, model="plain20")
     row = _board_row((render(d, tmp_path / "rep").parent / "index.md").read_text(), "plain20")
-    assert "[torch eager 1,600 images/s]" in row and "keras/tensorflow nojit (800): faster" in row
+    assert "[torch eager 1,600 images/s]" in row and "over keras/tensorflow nojit (800): faster" in row
 
 
 def test_unlike_memory_measures_are_not_comparable_and_never_divided(tmp_path):

@@ -43,10 +43,11 @@ def fastest_cells(run: dict, figures: list[str]) -> dict:
         c = compare_rows(g[g.impl == best], g[g.impl == second], min_effect)
         verdict = c["verdict"]
         if verdict.startswith("excluded"):
-            verdict = "no verdict: " + verdict[len("excluded "):].strip("()")
+            why = [w for w in ("contended", "unstable") if w in verdict]
+            verdict = f"no verdict (flagged: {', '.join(why) or verdict[len('excluded '):].strip('()')})"
         elif verdict == FEW:
             verdict = "no verdict: too few samples"
-        out[(m, p, b, meas)] = Cell((head, f"; {c['ratio']:.2f}x {c['95% interval']} {second} "
+        out[(m, p, b, meas)] = Cell((head, f"; {c['ratio']:.2f}x {c['95% interval']} over {second} "
                                            f"({med.iloc[1]:,.0f}): {verdict}"))
     return out
 
@@ -196,7 +197,10 @@ def health_line(run: dict) -> str:
     kinds = pd.Series(list(failed.values())).value_counts() if failed else pd.Series(dtype=int)
     text = (f"Run health: {len(status)} jobs, {n_ok} ok ({len(flagged)} flagged contended or unstable), "
             f"{len(failed)} not ok" + (f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if failed else "") + ".")
-    text += (f" Left out of the verdicts: {', '.join(flagged)}." if flagged else " Nothing left out of the verdicts.")
+    short = [" ".join(p for i, p in enumerate(j.split("/")) if i in (1, 2, 5) or (i == 7 and p != "synthetic"))
+             for j in flagged]  # model, stack, measurement (and a real-data input)
+    text += (f" Left out of the verdicts (flagged, see Throughput): {', '.join(short)}." if flagged
+             else " Nothing left out of the verdicts.")
     return text
 
 
