@@ -111,10 +111,10 @@ def impl_gid(impl: str) -> str:
 
 
 def grouped_bars(ax, data: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None,
-                 flagged: str | None = None) -> None:
+                 flagged: str | None = None, legend: bool = True) -> list:
     """Bars of ``y`` per ``x`` group and implementation (``impl``), each implementation in its :func:`impl_colour`;
     error bars from ``lo`` to ``hi``; rows where ``flagged`` is true hatched and faded. The legend names only what is
-    drawn, and "hatched: flagged" only when a bar is."""
+    drawn, and "hatched: flagged" only when a bar is; returns its handles (``legend=False``: the caller places them)."""
     from matplotlib.patches import Patch
     groups = list(dict.fromkeys(data[x]))
     impls = sorted(set(data.impl))
@@ -136,8 +136,10 @@ def grouped_bars(ax, data: pd.DataFrame, x: str, y: str, lo: str | None = None, 
     handles = [Patch(color=impl_colour(i), label=i) for i in impls]
     if any_flag:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch=FLAGGED_HATCH,
-                             label="hatched: flagged (contended / unstable), no verdict"))
-    ax.legend(handles=handles, fontsize=8)
+                             label="hatched, faded: flagged (contended / unstable), no verdict"))
+    if legend:
+        ax.legend(handles=handles, fontsize=8)
+    return handles
 
 
 def load_run(run_dir: Path) -> dict:

@@ -58,7 +58,7 @@ def _per_epoch_figure(s: Section, ok: pd.DataFrame, out: Path, plt) -> None:
     models = sorted(ok.model.unique())
     cols = min(3, len(models))
     rows = -(-len(models) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, 4.3 * cols), 3.3 * rows + 0.9), squeeze=False)
     for ax, m in zip(axes.flat, models):
         for impl, g in ok[ok.model == m].groupby("impl"):
             g = g.groupby("epoch")[["test_acc", "train_acc"]].mean()

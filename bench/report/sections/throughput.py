@@ -131,17 +131,20 @@ def _figures(s: Section, ok: pd.DataFrame, out: Path, plt) -> None:
         split = agg.med.max() / max(agg.med.min(), 1e-9) > SPLIT_ABOVE and agg.model.nunique() > 1
         models = list(dict.fromkeys(agg.model))
         panels = [[m] for m in models] if split else [models]
-        fig, axes = plt.subplots(1, len(panels), figsize=(max(6.5, 3.2 * len(panels)) if split else
-                                                          max(6.5, 1.6 * len(models) + 3), 4.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 2.6 * len(panels) + 1.5) if split else
+                                                          max(7.0, 1.6 * len(models) + 3), 4.6), squeeze=False)
+        handles = {}
         for ax, part in zip(axes[0], panels):
-            grouped_bars(ax, agg[agg.model.isin(part)], "model", "med", "lo", "hi", "flag")
+            for h in grouped_bars(ax, agg[agg.model.isin(part)], "model", "med", "lo", "hi", "flag", legend=False):
+                handles.setdefault(h.get_label(), h)
             ax.set_ylabel("images/s" if ax is axes[0, 0] else "")
             ax.set_xlabel("")
-            if split and ax is not axes[0, -1]:
-                ax.get_legend().remove()
+        fig.legend(handles=list(handles.values()), loc="lower center", ncol=min(3, len(handles)), fontsize=8,
+                   frameon=False)
         fig.suptitle(f"{meas}, {prec}, batch {bs}: median images/s, IQR bars"
-                     + (" (one panel per model: the values are >10x apart)" if split else ""), fontsize=10)
-        stem = _save(fig, out, f"throughput_{meas}_{prec}_b{bs}")
+                     + ("\none panel per model (values >10x apart)" if split else ""), fontsize=10)
+        fig.tight_layout(rect=(0, 0.06 * (1 + (len(handles) - 1) // 3), 1, 1))
+        stem = _save(fig, out, f"throughput_{meas}_{prec}_b{bs}", tight=False)
         s.figures.append((stem, f"{meas} images/s, {prec}, batch {bs}" + (", one panel per model" if split else "")))
 
 
