@@ -51,7 +51,8 @@ def section_fidelity(run: dict, out: Path) -> Section:
     ok["impl"] = impl_label(ok)
     tbl = fidelity_table(ok)
     if not len(tbl):
-        s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread.")
+        s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread "
+                      "(the `fidelity` suite trains each twin with several seeds).")
         return s
     s.notes.append("Each twin trained on the same plan (same data order and augmentation per seed) with several "
                   "seeds. The spread between seeds of one framework is what chance alone moves test accuracy; "

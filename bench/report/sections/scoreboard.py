@@ -199,8 +199,9 @@ def health_line(run: dict) -> str:
             f"{len(failed)} not ok" + (f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if failed else "") + ".")
     short = [" ".join(p for i, p in enumerate(j.split("/")) if i in (1, 2, 5) or (i == 7 and p != "synthetic"))
              for j in flagged]  # model, stack, measurement (and a real-data input)
-    text += (f" Left out of the verdicts (flagged, see Throughput): {', '.join(short)}." if flagged
-             else " Nothing left out of the verdicts.")
+    more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+    text += (f" Left out of the verdicts: {len(short)} flagged throughput job(s), {', '.join(short[:3])}{more} "
+             "(each named in Throughput)." if flagged else " Nothing left out of the verdicts.")
     return text
 
 
