@@ -110,7 +110,7 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
         cmd = f"python -m bench.profile {m} --device {device}"
         if not len(st) or st.impl.nunique() < 2:
             have = ", ".join(sorted(set(st.impl))) if len(st) else ""
-            out[m] = Cell(((f"only {have} profiled" if have else "no profile in this run")
+            out[m] = Cell(((f"only {have} profiled" if have else "not profiled" if len(steps) else "no profile in this run")
                            + f": `{cmd}` profiles both twins",))
             continue
         b = st.batch_size.max()
