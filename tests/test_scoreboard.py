@@ -135,3 +135,17 @@ def test_each_implementation_keeps_one_colour_across_figures(tmp_path):
     assert set(seen) == {"impl-torch", "impl-keras-tensorflow"}
     assert all(len(c) == 1 for c in seen.values()), seen  # one colour each, in every figure
     assert seen["impl-torch"] != seen["impl-keras-tensorflow"]
+
+
+def test_a_compare_report_opens_with_its_regressions_then_improvements(tmp_path):
+    from test_regressions import make_run as throughput_run
+    base = throughput_run(tmp_path / "results", "base", seed=0, slow=("jax", "jit"), factor=1.4)
+    run = throughput_run(tmp_path / "results", "new", seed=1, slow=("torch", "step-compile"), factor=1.3)
+    index = render(run, tmp_path / "rep", compare_dir=base)
+    board = index.with_name("index.md").read_text().split("## Scoreboard")[1].split("\n## ")[0]
+    assert "Against base: 2 regression(s) and 2 improvement(s) in 6 throughput job(s) in common" in board
+    first = board.split("**regressions, then improvements, against the compared run**")[1].split("**")[0]
+    rows = [ln for ln in first.splitlines() if ln.startswith("| [")]
+    assert [ln.split("](")[0][3:] for ln in rows] == ["slower", "slower", "faster", "faster"]
+    assert all("torch step-compile" in ln for ln in rows[:2]) and all("keras/jax jit" in ln for ln in rows[2:])
+    assert board.index("regressions, then improvements") < board.index("one row per model")
