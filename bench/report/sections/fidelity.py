@@ -59,8 +59,8 @@ def section_fidelity(run: dict, out: Path) -> Section:
                   "a gap between the frameworks' means within that spread is no evidence of a framework "
                   "difference (gap / spread below 1). Seeds also change the initial weights, which differ between "
                   "frameworks at one seed.")
-    s.tables.append(("test accuracy per epoch: mean and spread (max - min) over seeds, per implementation, and "
-                     "the gap between implementations", tbl.round(4)))
+    s.tables.append(("test accuracy per epoch: mean and spread over seeds, and the gap between implementations",
+                     tbl.round(4)))
     plt, sns = _plt()
     sub = ok[ok.model.isin(tbl.model.unique())].copy()
     sub["seed"] = sub.seed.astype(int).astype(str)

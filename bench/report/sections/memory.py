@@ -350,8 +350,9 @@ def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, ste
     s.figures.append((_save(fig, out, stem), f"{what} vs depth at batch {b}"))
     growth = depth_growth(at, ycol)
     if len(growth):
-        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
-                         "= a*depth^2 / fitted value at the deepest point (about 0 = linear)", growth))
+        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth", growth))
+        s.notes.append("Growth with depth: a*depth^2 + b*depth + c fitted per model and implementation; quadratic_share "
+                       "= a*depth^2 / fitted value at the deepest point (about 0 = linear).")
 
 
 def _twin_cause(s: Section, base: pd.DataFrame) -> None:
@@ -368,8 +369,11 @@ def _twin_cause(s: Section, base: pd.DataFrame) -> None:
             s.text.append(f"{r['impl']}'s CPU allocator peak is {r['ratio']:.2f}x the state + saved activations of "
                           f"{r['torch_impl']} for {r['model']} at batch {r['batch_size']} ({r['impl_mib']:,.0f} vs "
                           f"{r['torch_mib']:,.0f} MiB; an allocator peak also counts the step's transient buffers).")
-    s.tables.append(("twin ratio of training-step memory (measure: which figures are divided) and, for saved "
-                     "activations, its cause: MiB by the layer kind that produced each saved storage", twins.round(2)))
+    s.tables.append(("twin ratio of training-step memory, and where it comes from", twins.round(2)))
+    s.notes.append("Twin ratio: 'measure' says which figures are divided; for saved activations, the MiB by the layer "
+                   "kind that produced each saved storage give its cause. A CPU allocator peak over state + saved "
+                   "activations divides unlike measures: read it as a bound, never as a leanest verdict (the "
+                   "Scoreboard says 'not comparable').")
 
 
 def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:

@@ -171,9 +171,9 @@ def section_profile(run: dict, out: Path) -> Section:
     dense = densenet_table(steps, layers)
     if len(dense):
         from bench.zoo.anchors import MEMEFF_TIME
-        s.tables.append(("DenseNet: concatenation and recompute share of the profiled step against depth; the "
-                         f"memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; what it saves in "
-                         "memory is in the Memory section)", dense))
+        s.tables.append(("DenseNet: concatenation and recompute share of the step against depth", dense))
+        s.notes.append(f"step_over_naive: the memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; "
+                       "what it saves in memory is in the Memory section).")
     layers_main = layers[at_registry_depth(layers)]
     if len(layers_main):
         layers = layers_main
