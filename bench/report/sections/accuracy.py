@@ -83,6 +83,9 @@ def _params_figure(s: Section, last: pd.DataFrame, refs: list, out: Path, plt) -
     """Final test accuracy against parameters: our runs as filled markers (colour: implementation, marker: model),
     the published figures as black crosses; no text labels on the points (they overlap): the table names them."""
     from matplotlib.lines import Line2D
+    if last.model.nunique() < 2:  # one model: a chart of one x position says nothing the final-epoch table does not
+        s.notes.append("One model trained: no parameters-vs-accuracy chart (the final-epoch table has its accuracy).")
+        return
     markers = dict(zip(sorted(last.model.unique()), "osD^vP*Xph"))
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for r in last.itertuples():

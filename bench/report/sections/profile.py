@@ -11,6 +11,7 @@ from bench.report.common import Link, Section, _plt, _reference, _save, bring, i
 from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
 
 UNATTRIBUTED = "(unattributed)"
+SMALL_SHARE = 0.005  # a kind / phase below this share of every bar joins one "rest" segment (no legend entry unseen)
 KEYS = ["model", "precision", "batch_size"]
 
 
@@ -107,6 +108,10 @@ def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
     cols = [c for c in order if c in seg.columns] + [c for c in ("loss", "optimizer", "unattributed") if c in seg.columns]
     cols += [c for c in seg.columns if c not in cols]
     seg = seg[cols]
+    small = [c for c in cols if seg[c].max() < SMALL_SHARE]  # too thin to see: one segment, named as such
+    if small:
+        seg = seg.drop(columns=small).assign(**{f"rest (each < {SMALL_SHARE:.1%})": seg[small].sum(axis=1)})
+        cols = list(seg.columns)
     models = list(dict.fromkeys(seg.index.get_level_values(0)))
     fig, axes = plt.subplots(len(models), 1, figsize=(10, 1.2 + 0.55 * len(seg)), squeeze=False)
     cmap = plt.get_cmap("tab20")
@@ -120,10 +125,14 @@ def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
                     hatch="//" if "backward" in c else ("xx" if "recompute" in c else None))
             left += part[c]
         ax.set(title=m, xlabel="share of the profiled step", xlim=(0, 1))
-    axes[-1, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=5, fontsize=8)
-    fig.set_size_inches(10, 3.2 + 0.5 * len(seg) + 0.8 * len(models))
-    s.figures.append((_save(fig, out, "profile_split"), "share of the profiled train step by layer kind and "
-                      "phase (hatched: backward, crossed: recompute), one bar per implementation"))
+    rows = -(-len(cols) // 5)
+    height = 1.0 + 0.45 * len(seg) + 0.7 * len(models) + 0.25 * rows
+    fig.set_size_inches(10, height)
+    handles, labels = axes[-1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.25 * rows / height + 0.02, 1, 1))
+    s.figures.append((_save(fig, out, "profile_split", tight=False), "share of the profiled train step by layer kind "
+                      "and phase (hatched: backward, crossed: recompute)"))
 
 
 def densenet_table(steps: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
