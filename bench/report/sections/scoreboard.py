@@ -201,7 +201,7 @@ def health_line(run: dict) -> str:
              for j in flagged]  # model, stack, measurement (and a real-data input)
     more = f" and {len(short) - 3} more" if len(short) > 3 else ""
     text += (f" Left out of the verdicts: {len(short)} flagged throughput job(s), {', '.join(short[:3])}{more} "
-             "(each named in Throughput)." if flagged else " Nothing left out of the verdicts.")
+             "(each named under Throughput, How to read this section)." if flagged else " Nothing left out of the verdicts.")
     return text
 
 
