@@ -268,7 +268,7 @@ def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(t
     assert df[df.layer == "(step)"].coverage.notna().all()
     with pytest.raises(KeyError):
         append_row(run / FILES["profile"], "profile", {"not_a_column": 1})
-    (run / "traces").mkdir()
+    (run / "traces").mkdir(exist_ok=True)
     for r in rows:
         if r.get("trace_path"):
             (run / r["trace_path"]).write_bytes(b"trace")

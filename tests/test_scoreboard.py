@@ -99,7 +99,7 @@ def test_why_names_the_largest_attributed_difference(tmp_path):
     (d / "traces").mkdir()
     (d / "traces" / "tensorflow.json.gz").write_bytes(b"x")
     import pandas as pd
-    cell = str(why_cells({"profile": pd.read_csv(d / "profile.csv"), "meta": {}}, [], ["resnet20_v1", "plain20"])[
+    cell = str(why_cells({"profile": pd.read_csv(d / "profile.csv"), "meta": {}, "dir": d}, [], ["resnet20_v1", "plain20"])[
         "resnet20_v1"])
     # conv backward differs by 8 of the 14 ms gap; batchnorm forward 3, conv forward 1, unattributed 2
     assert cell.startswith("[conv backward](traces/tensorflow.json.gz): 8.0 of the 14.0 ms gap (57%)"), cell

@@ -75,6 +75,8 @@ def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.Da
     def link(p):
         if not isinstance(p, str) or not p:
             return ""
+        if run_dir is not None and not (Path(run_dir) / p).exists():  # moved or deleted since the run: no dead link
+            return f"{Path(p).name} (missing)"
         return Link(Path(p).name, bring(run_dir, p, out))  # inside the report folder: a copied report keeps it
     depth = ["depth"] if "depth" in steps else []
     t = steps[KEYS + depth + ["impl", "profiled_step_ms", "unprofiled_step_ms", "profiler_overhead", "coverage", "fused_share",

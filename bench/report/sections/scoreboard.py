@@ -120,6 +120,8 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
         lay = layers[(layers.model == m) & (layers.batch_size == b)]
         per = lay.assign(seg=_bucket(lay)).groupby(["impl", "seg"]).ms_per_step.sum().unstack(fill_value=0.0)
         trace = slow.get("trace_path") if isinstance(slow.get("trace_path"), str) and slow.get("trace_path") else None
+        if trace and run.get("dir") is not None and not (Path(run["dir"]) / trace).is_file():
+            trace = None  # gone since the run: link the figure instead of a dead file
         href = trace or _fig("profile_split", figures, "Where the time goes")
         if gap <= 0 or fast.impl not in per.index or slow.impl not in per.index:
             out[m] = Cell((Link(f"{slow.impl} and {fast.impl}", href), " profile at the same step time"))
