@@ -149,3 +149,14 @@ def test_a_compare_report_opens_with_its_regressions_then_improvements(tmp_path)
     assert [ln.split("](")[0][3:] for ln in rows] == ["slower", "slower", "faster", "faster"]
     assert all("torch step-compile" in ln for ln in rows[:2]) and all("keras/jax jit" in ln for ln in rows[2:])
     assert board.index("regressions, then improvements") < board.index("one row per model")
+
+
+def test_flagged_rows_are_drawn_hatched_and_named_in_the_legend_only_when_drawn(tmp_path):
+    from test_regressions import make_run as throughput_run
+    clean = throughput_run(tmp_path / "results", "clean", seed=0)
+    busy = throughput_run(tmp_path / "results", "busy", seed=0, flagged=("jax", "jit"))
+    legend = "hatched, faded: flagged (contended / unstable), no verdict"
+    svg = (render(busy, tmp_path / "busy").parent / "throughput_train_fp32_b16.svg").read_text()
+    assert legend in svg and "<pattern id=" in svg  # a hatch is drawn
+    svg = (render(clean, tmp_path / "clean").parent / "throughput_train_fp32_b16.svg").read_text()
+    assert legend not in svg and "<pattern" not in svg  # nothing flagged: no hatch, no legend entry for one
