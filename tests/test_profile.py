@@ -271,13 +271,19 @@ def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(t
     assert df[df.layer == "(step)"].coverage.notna().all()
     with pytest.raises(KeyError):
         append_row(run / FILES["profile"], "profile", {"not_a_column": 1})
+    (run / "traces").mkdir(exist_ok=True)
+    for r in rows:
+        if r.get("trace_path"):
+            (run / r["trace_path"]).write_bytes(b"trace")
     index = render(run, tmp_path / "reports" / "r1")
     md = (index.parent / "index.md").read_text()
     assert "## Where the time goes" in md
     # torch eager (31 ms) vs keras/tensorflow (17 ms): conv differs by 8 ms of the 14 ms gap
     assert "torch eager is the slowest" in md and "conv explains most" in md
     assert "largest per-layer differences, keras/tensorflow nojit vs torch eager" in md
-    assert "(traces/torch-torch.json.gz)" not in md and "torch-torch.json.gz](" in md  # a link relative to the report
+    # the trace is copied into the report folder and linked there: a copied or zipped report keeps it
+    assert "[torch-torch.json.gz](traces/torch-torch.json.gz)" in md
+    assert (index.parent / "traces" / "torch-torch.json.gz").is_file()
     assert (index.parent / "profile_split.png").exists()
 
 

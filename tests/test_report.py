@@ -1,7 +1,6 @@
 """Reports render from fixture CSVs (GPU-like, CPU-only, OOM, failures) and open in a real browser."""
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -72,8 +71,9 @@ def test_render_full_run(tmp_path):
     out = index.parent
     html, md = index.read_text(), (out / "index.md").read_text()
     stems = re.findall(r"!\[[^\]]*\]\(([^)]+)\.png\)", md)
-    for expected in ("memory_vs_batch", "memory_vs_depth", "accuracy_per_epoch", "degradation", "params_vs_accuracy"):
+    for expected in ("memory_vs_batch", "accuracy_per_epoch", "degradation", "params_vs_accuracy"):
         assert expected in stems
+    assert "memory_vs_depth" not in stems  # one depth per model: a "vs depth" chart of lone dots is not drawn
     assert any(s.startswith("throughput_train") for s in stems)
     for s in stems:
         assert (out / f"{s}.png").stat().st_size > 1000 and (out / f"{s}.svg").exists()
@@ -126,29 +126,71 @@ def test_analytic_concat_cost_is_quadratic_in_block_depth():
     assert (d2 > 0).all() and np.allclose(d2, d2[0])
 
 
+def _add_profiles(run):
+    """Profile rows of both twins of resnet20_v1, with their traces, as the smoke run writes them."""
+    (run / "traces").mkdir()
+    for stack, step, conv in ((("torch", "torch", "eager"), 10.0, 4.0), (("keras", "tensorflow", "nojit"), 24.0, 12.0)):
+        fw, be, mode = stack
+        base = {"run_id": run.name, "status": "ok", "model": "resnet20_v1", "device": "cpu", "precision": "bf16",
+                "batch_size": 128, "measurement": "train", "framework": fw, "backend": be, "exec_mode": mode,
+                "job_id": f"p/resnet20_v1/{be}"}
+        for name, kind, phase, ms in (("conv1", "conv", "backward", conv), ("bn1", "batchnorm", "forward", 2.0)):
+            append_row(run / "profile.csv", "profile", {**base, "layer": name, "kind": kind, "phase": phase,
+                                                       "ms_per_step": ms})
+        append_row(run / "profile.csv", "profile", {**base, "layer": "(step)", "ms_per_step": step, "coverage": 0.9,
+                                                   "profiled_step_ms": step, "trace_path": f"traces/{be}.json.gz"})
+        (run / "traces" / f"{be}.json.gz").write_bytes(b"{}")
+
+
+# read in the page: the first section, the scoreboard's model rows, every link and source, images, the page width
+PROBE = """() => {
+  const first = document.querySelector('body > section');
+  const board = [...document.querySelectorAll('#scoreboard table')].find(t => t.querySelector('th')?.textContent === 'model');
+  const anchors = [...document.querySelectorAll('a[href^="#"]')].map(a => a.getAttribute('href'));
+  return {first: first && first.id, models: board ? [...board.querySelectorAll('tbody tr')].map(r => r.cells[0].textContent) : [],
+          missing: anchors.filter(h => !document.getElementById(decodeURIComponent(h.slice(1)))), anchors: anchors.length,
+          refs: [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || e.getAttribute('src'))
+                .filter(r => !r.startsWith('#') && !r.startsWith('data:')),
+          images: document.images.length, broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length,
+          width: document.documentElement.scrollWidth};
+}"""
+
+
 @pytest.mark.browser
-def test_report_opens_in_headless_chromium(tmp_path):
+def test_report_reads_in_chromium_scoreboard_first_links_resolve(tmp_path):
+    """The smoke-like report and the compare report, opened in Debian's chromium at 1280 px and read through the DOM:
+    the Scoreboard is the first section with a row per model; every in-page link has its target; every href / src
+    is a file inside the report folder; every image decoded; nothing overflows the window's width."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    run = make_run(tmp_path / "results")
-    index = render(run, tmp_path / "reports" / run.name)
-    n_images = len(_images(index.read_text()))
-    # the same page plus a probe that counts images the browser failed to decode
-    probe = index.with_name("probe.html")
-    probe.write_text(index.read_text().replace("</body>", (
-        "<script>window.onload=()=>{const im=[...document.images];document.title='images='+im.length+"
-        "' broken='+im.filter(i=>!(i.complete&&i.naturalWidth>0)).length;}</script></body>")))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    assert f"<title>images={n_images} broken=0</title>" in dom, dom[:300]
-    shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,2000", index.as_uri()],
-                   capture_output=True, timeout=120)
-    assert shot.stat().st_size > 10_000
-    shutil.copy(shot, index.parent / "screenshot.png")
+    from playwright.sync_api import sync_playwright
+    results = tmp_path / "results"
+    run, base = make_run(results, "run-a", seed=0), make_run(results, "run-b", seed=1)
+    _add_profiles(run)
+    single = render(run, tmp_path / "single" / run.name)
+    assert main([run.name, "--compare", base.name, "--results", str(results), "--out", str(tmp_path / "cmp")]) == 0
+    compared = tmp_path / "cmp" / run.name / "index.html"
+    shutil.rmtree(results)  # a report needs nothing outside its folder
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        for index in (single, compared):
+            page.goto(index.as_uri())
+            page.wait_for_load_state("load")
+            got = page.evaluate(PROBE)
+            assert got["first"] == "scoreboard", got["first"]
+            assert sorted(got["models"]) == sorted(["densenet_bc100_k12", "densenet_bc100_k12_memeff", "resnet20_v1",
+                                                    "plain20"])
+            assert got["anchors"] >= 8 and got["missing"] == []
+            assert got["refs"] and all(not r.startswith(("http:", "https:", "..", "/")) for r in got["refs"])
+            assert [r for r in got["refs"] if not (index.parent / r).is_file()] == []
+            assert got["images"] >= 5 and got["broken"] == 0
+            assert got["width"] <= 1280, got["width"]
+        page.goto(single.as_uri())
+        refs = page.evaluate(PROBE)["refs"]
+        assert "traces/tensorflow.json.gz" in refs and "traces/torch.json.gz" in refs  # the why cell's and the table's
+        browser.close()
 
 
 def test_exec_modes_of_one_framework_are_never_pooled(tmp_path):

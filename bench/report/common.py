@@ -16,10 +16,129 @@ FLAG_COLUMN = "hygiene_flag"  # a throughput row measured under contention / wit
 
 @dataclass
 class Section:
+    """One part of a report. ``text``: the answers, shown; ``notes``: the method and caveats, one click away (a
+    collapsed <details> under the section); ``tables``: (one-line caption, frame; a cell may be a :class:`Link`);
+    ``figures``: (file stem, one-line caption); ``empty``: what would fill a section with nothing to show (one line
+    replaces it)."""
+
     title: str
     text: list[str] = field(default_factory=list)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (file stem, caption)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return anchor(self.title)
+
+
+def anchor(title: str) -> str:
+    """The HTML id of a section, a table or a figure: lower case, runs of other characters as one '-'."""
+    import re
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links: Markdown ``[text](href)``, HTML ``<a href>``."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return f"[{self.text}]({self.href})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell of several parts, each a string or a :class:`Link` (a scoreboard answer with its evidence)."""
+
+    parts: tuple
+
+    def __str__(self) -> str:
+        return "".join(map(str, self.parts))
+
+
+def bring(run_dir: Path | None, rel: str, out: Path) -> str:
+    """Put the run's file ``rel`` (a trace) inside the report folder ``out`` at the same relative path, hard-linked
+    where the filesystem allows, else copied, so a copied or zipped report keeps it; returns the href (``rel``).
+    A file that is not there is left as is (the href says where it was)."""
+    import os
+    import shutil
+    src, dst = Path(run_dir or ".") / rel, Path(out) / rel
+    if src.is_file() and not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return Path(rel).as_posix()
+
+
+# one colour per implementation in every figure of every report and history page: the stack's hue (in the registry's
+# order: torch blue, keras/tensorflow orange, keras/jax green, keras/torch purple), its exec mode's shade
+_HUES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
+
+
+def impl_colour(impl: str) -> tuple:
+    """The colour of an implementation label (``torch eager``, ``keras/jax jit``, ``torch``) in any figure: fixed by
+    the label alone, so the same implementation keeps its colour across figures, reports and runs."""
+    from matplotlib import colormaps
+
+    from bench.core.stack_registry import STACKS
+    name, _, mode = str(impl).partition(" ")
+    names = list(STACKS)
+    if name not in names:
+        return tuple(float(c) for c in colormaps["Greys"](0.55 + 0.1 * (sum(map(ord, str(impl))) % 4)))
+    info = STACKS[name]
+    modes = list(info.exec_modes)
+    shade = 0.85 - 0.2 * (modes.index(mode) if mode in modes else 0)
+    return tuple(float(c) for c in colormaps[_HUES[names.index(name) % len(_HUES)]](shade))
+
+
+def impl_palette(impls) -> dict:
+    """{implementation: colour} for seaborn's ``palette=`` (and ``hue_order`` from its keys, sorted)."""
+    return {i: impl_colour(i) for i in sorted(set(map(str, impls)))}
+
+
+FLAGGED_HATCH = "///"  # a throughput row flagged contended / unstable: its bar hatched and faded, named in the legend
+
+
+def impl_gid(impl: str) -> str:
+    """The SVG id prefix of what a figure draws for an implementation (the colour test reads it back)."""
+    return "impl-" + anchor(str(impl))
+
+
+def grouped_bars(ax, data: pd.DataFrame, x: str, y: str, lo: str | None = None, hi: str | None = None,
+                 flagged: str | None = None, legend: bool = True) -> list:
+    """Bars of ``y`` per ``x`` group and implementation (``impl``), each implementation in its :func:`impl_colour`;
+    error bars from ``lo`` to ``hi``; rows where ``flagged`` is true hatched and faded. The legend names only what is
+    drawn, and "hatched: flagged" only when a bar is; returns its handles (``legend=False``: the caller places them)."""
+    from matplotlib.patches import Patch
+    groups = list(dict.fromkeys(data[x]))
+    impls = sorted(set(data.impl))
+    width = 0.8 / max(1, len(impls))
+    any_flag = False
+    for j, impl in enumerate(impls):
+        rows = data[data.impl == impl]
+        for r in rows.itertuples(index=False):
+            xi = groups.index(getattr(r, x)) - 0.4 + width * (j + 0.5)
+            flag = bool(flagged and getattr(r, flagged))
+            any_flag |= flag
+            v = getattr(r, y)
+            ax.bar(xi, v, width * 0.95, color=impl_colour(impl), alpha=0.45 if flag else 1.0,
+                   hatch=FLAGGED_HATCH if flag else None, edgecolor="black" if flag else "none", gid=impl_gid(impl))
+            if lo and hi and pd.notna(getattr(r, lo)) and pd.notna(getattr(r, hi)):
+                ax.plot([xi, xi], [getattr(r, lo), getattr(r, hi)], color="black", lw=1)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups)
+    handles = [Patch(color=impl_colour(i), label=i) for i in impls]
+    if any_flag:
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch=FLAGGED_HATCH,
+                             label="hatched, faded: flagged (contended / unstable), no verdict"))
+    if legend:
+        ax.legend(handles=handles, fontsize=8)
+    return handles
 
 
 def load_run(run_dir: Path) -> dict:
@@ -72,8 +191,9 @@ def _plt():
     return plt, sns
 
 
-def _save(fig, out: Path, stem: str) -> str:
-    fig.tight_layout()
+def _save(fig, out: Path, stem: str, tight: bool = True) -> str:
+    if tight:
+        fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=110)
     fig.savefig(out / f"{stem}.svg")
     import matplotlib.pyplot as plt

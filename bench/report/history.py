@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import ROOT, Section, _plt, _save, compare_rows, impl_label, load_run
+from bench.report.common import ROOT, Section, _plt, _save, compare_rows, impl_colour, impl_gid, impl_label, load_run
 from bench.results.changepoints import METHOD as CP_METHOD
 from bench.results.changepoints import change_points
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER
@@ -194,11 +194,14 @@ def _figure(g: pd.DataFrame, ch: pd.DataFrame, runs: list[str], title: str, out:
     plt, _ = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(runs) + 3), 4))
     x = {r: i for i, r in enumerate(runs)}
+    import itertools
+    marks = {m: itertools.repeat(mk) for m, mk in zip(sorted(g.model.unique()), itertools.cycle("osD^vP*X"))}
     for (model, impl), s in g.groupby(["model", "impl"], sort=False):
         med = s.groupby("run_id").images_per_s.median()
         xs = [x[r] for r in med.index]
         order = sorted(range(len(xs)), key=xs.__getitem__)
-        ax.plot([xs[i] for i in order], [med.iloc[i] for i in order], marker="o", label=f"{impl} {model}")
+        ax.plot([xs[i] for i in order], [med.iloc[i] for i in order], marker=next(marks[model]), color=impl_colour(impl),
+                label=f"{impl} {model}", gid=impl_gid(impl))
         if len(ch):
             mine = ch[(ch.model == model) & (ch.impl == impl)]
             for r in mine.itertuples():

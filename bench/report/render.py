@@ -7,22 +7,26 @@ import html
 import sys
 from pathlib import Path
 
-from bench.report.common import ROOT, Section, _md_table, load_run
+from bench.report.common import ROOT, Cell, Link, Section, _md_table, anchor, load_run
 from bench.report.sections.accuracy import section_accuracy
 from bench.report.sections.compare import regressions, section_compare
 from bench.report.sections.degradation import section_degradation
 from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
+from bench.report.sections.howto import section_howto
 from bench.report.sections.memory import section_memory
 from bench.report.sections.profile import section_profile
+from bench.report.sections.scoreboard import section_scoreboard
 from bench.report.sections.throughput import section_throughput
 from bench.results.stats import MIN_EFFECT
 
-# The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
-# and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
-SECTIONS = (section_environment, section_throughput, section_profile, section_memory, section_accuracy,
-            section_degradation, section_fidelity, section_errors, section_compare)
+# The sections a report has, in this order: the one place that says so (a new section: one more entry). Each is
+# called as section(run, out_dir) and returns a Section; section_compare, (run, other run, out_dir), only when the
+# report compares two runs. The scoreboard opens every report: it is drawn last (it answers from the rows the
+# sections read, and the compared run once that is read) and placed first.
+SECTIONS = [section_environment, section_throughput, section_profile, section_memory, section_accuracy,
+            section_degradation, section_fidelity, section_errors, section_compare, section_howto]
 
 
 EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)
@@ -42,12 +46,14 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_ef
     run["min_effect"] = min_effect
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = []
+    sections, other = [], None
     for section in SECTIONS:
         if section is not section_compare:
             sections.append(section(run, out_dir))
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
-            sections.append(section_compare(run, load_run(compare_dir), out_dir))
+            other = load_run(compare_dir)
+            sections.append(section_compare(run, other, out_dir))
+    sections.insert(0, section_scoreboard(run, out_dir, other, [st for sec in sections for st, _ in sec.figures]))
     sections[0].text[:0] = [f"Damaged results file: {d}." for d in run.get("damage", [])]  # rows dropped: said first
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
     from bench.results.run_state import state_sentence
@@ -69,30 +75,70 @@ def _markdown(title: str, sections: list[Section], banner: str | None = None) ->
             if cap:
                 lines.append(f"**{cap}**\n")
             lines += [_md_table(df), ""]
+        if s.notes:
+            lines += ["<details><summary>How to read this section</summary>", ""]
+            lines += [t + "\n" for t in s.notes] + ["</details>", ""]
     return "\n".join(lines)
 
 
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
+       "padding:3px 7px;text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
+       "figure{margin:1em 0}figcaption{color:#555;font-size:13px}.wide{overflow-x:auto;max-width:100%}"
+       "details{margin:.3em 0 1.5em;color:#444;font-size:14px}summary{cursor:pointer;color:#0b5cad}"
+       "table.scoreboard td,table.scoreboard th{text-align:left;vertical-align:top;max-width:22em}table.scoreboard{font-size:14px}"
+       "p.health{background:#eef5ee;border:1px solid #9c9;padding:.4em .6em}")
+
+
+def _cell_html(v) -> str:
+    """A table cell as HTML: a Link an <a href>, a Cell its parts, a null empty, anything else escaped text."""
+    if isinstance(v, Link):
+        return f"<a href='{html.escape(v.href, quote=True)}'>{html.escape(v.text)}</a>"
+    if isinstance(v, Cell):
+        return "".join(_cell_html(p) for p in v.parts)
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return _code(html.escape(str(v)))
+
+
+def _code(escaped: str) -> str:
+    """`a command` (Markdown code) as <code> in escaped HTML text."""
+    import re
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def _table_html(df, cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return (f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
 def _html(title: str, sections: list[Section], out_dir: Path, banner: str | None = None) -> str:
-    css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
-           "padding:3px 7px;text-align:right}th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}"
-           "figure{margin:1em 0}figcaption{color:#555;font-size:13px}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1>"]
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     if banner:
         parts.append(f"<p class='unfinished' style='background:#fff3cd;border:1px solid #e0c060;padding:.6em'>"
                      f"<b>Not a finished run.</b> {html.escape(banner)}</p>")
     for s in sections:
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
-        parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
+        parts.append(f"<section id='{s.anchor}'><h2>{html.escape(s.title)}</h2>")
+        first = s.anchor == "scoreboard"
+        parts += [f"<p{' class=health' if first and i == 0 else ''}>{_code(html.escape(t))}</p>" for i, t in enumerate(s.text)]
         for stem, cap in s.figures:
             data = base64.b64encode((out_dir / f"{stem}.png").read_bytes()).decode()
-            parts.append(f"<figure><img alt='{html.escape(cap)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{html.escape(cap)} (<a href='{stem}.svg'>SVG</a>)</figcaption></figure>")
-        for cap, df in s.tables:
+            parts.append(f"<figure id='fig-{anchor(stem)}'><img alt='{html.escape(cap)}' src='data:image/png;base64,"
+                         f"{data}'><figcaption>{html.escape(cap)} (<a href='{stem}.svg'>SVG</a>, "
+                         f"<a href='{stem}.png'>PNG</a>)</figcaption></figure>")
+        for i, (cap, df) in enumerate(s.tables):
+            tid = f"tbl-{s.anchor}-{i + 1}"
             if cap:
-                parts.append(f"<p><b>{html.escape(cap)}</b></p>")
-            parts.append(df.to_html(index=False, na_rep="", border=0))
+                parts.append(f"<p id='{tid}'><b>{html.escape(cap)}</b></p>")
+            parts.append(_table_html(df, f"scoreboard board-{i + 1}" if first else ""))
+        if s.notes:
+            parts.append("<details><summary>How to read this section</summary>"
+                         + "".join(f"<p>{html.escape(t)}</p>" for t in s.notes) + "</details>")
+        parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import TARGETS, Section, _params, _plt, _save, impl_label
+from bench.report.common import TARGETS, Section, _params, _plt, _save, impl_colour, impl_gid, impl_label
 
 
 def section_accuracy(run: dict, out: Path) -> Section:
@@ -16,27 +16,15 @@ def section_accuracy(run: dict, out: Path) -> Section:
     if df is None or not len(df) or not (df.status == "ok").any():
         s.text.append("No training in this run.")
         return s
-    plt, sns = _plt()
+    plt, _ = _plt()
     ok = df[df.status == "ok"].copy()
     ok["impl"] = impl_label(ok)
-    long = ok.melt(id_vars=["model", "impl", "epoch"], value_vars=["train_acc", "test_acc"], var_name="split",
-                   value_name="accuracy")
-    g = sns.relplot(data=long, x="epoch", y="accuracy", hue="impl", style="split", col="model", col_wrap=3,
-                    kind="line", markers=True, height=3.2, facet_kws={"sharey": False})
-    g.figure.suptitle("Accuracy per epoch (Keras and PyTorch overlaid)", y=1.02)
-    s.figures.append((_save(g.figure, out, "accuracy_per_epoch"), "train and test accuracy per epoch"))
+    _per_epoch_figure(s, ok, out, plt)
     last = ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]).tail(1).copy()
     from bench.zoo import get_entry
     last["params_m"] = [(_params(m) or 0) / 1e6 for m in last.model]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.scatterplot(data=last, x="params_m", y="test_acc", hue="model", style="impl", s=80, ax=ax)
-    refs = [(p, 1 - e / 100, m) for m, (e, p, _) in PAPER_ERRORS.items() if get_entry(m)]
-    ax.scatter([r[0] for r in refs], [r[1] for r in refs], marker="x", color="black", label="published (reference)")
-    for p, a, m in refs:
-        ax.annotate(m, (p, a), fontsize=6, color="gray")
-    ax.set(xlabel="trainable params (M)", ylabel="final test accuracy", title="Parameters vs final accuracy")
-    ax.legend(fontsize=7)
-    s.figures.append((_save(fig, out, "params_vs_accuracy"), "parameters vs final accuracy; x = published"))
+    refs = [(p, 1 - e / 100, m) for m, (e, p, _) in PAPER_ERRORS.items() if get_entry(m) and m in set(last.model)]
+    _params_figure(s, last, refs, out, plt)
     cols = ["model", "impl", "recipe", "precision", "epoch", "epochs_total", "test_acc", "train_acc",
             "train_images_per_s"]
     tbl = last[cols].copy()
@@ -45,9 +33,9 @@ def section_accuracy(run: dict, out: Path) -> Section:
     s.text += subset_notes(last)
     standin = standin_check(last)
     if standin is not None:
-        s.tables.append(("resnet20_v1, paper recipe, on the stand-in data: against the reference script "
-                         "(a plain train_resnet20.py, H100, docs/anchors.md; run it on the same machine for "
-                         "the figure that counts)", standin))
+        s.tables.append(("resnet20_v1, paper recipe, stand-in data, against the reference script", standin))
+        s.notes.append("The reference script is a plain train_resnet20.py (H100, docs/anchors.md); run it on the same "
+                       "machine for the figure that counts.")
     tta = []
     for (m, impl, rec, prec), g in ok.sort_values("epoch").groupby(["model", "impl", "recipe", "precision"]):
         wall = g.epoch_s.cumsum()
@@ -60,6 +48,58 @@ def section_accuracy(run: dict, out: Path) -> Section:
     if ok.epochs_total.max() > ok.epoch.max():
         s.text.append("Some trainings are unfinished (epoch < epochs_total): resume the run to complete them.")
     return s
+
+
+def _per_epoch_figure(s: Section, ok: pd.DataFrame, out: Path, plt) -> None:
+    """One panel per model (up to 3 a row): test accuracy solid, train dashed, one colour per implementation;
+    integer epoch ticks; every label inside the canvas."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+    models = sorted(ok.model.unique())
+    cols = min(3, len(models))
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, 4.3 * cols), 3.3 * rows + 0.9), squeeze=False)
+    for ax, m in zip(axes.flat, models):
+        for impl, g in ok[ok.model == m].groupby("impl"):
+            g = g.groupby("epoch")[["test_acc", "train_acc"]].mean()
+            ax.plot(g.index, g.test_acc, "-o", ms=3, color=impl_colour(impl), gid=impl_gid(impl))
+            ax.plot(g.index, g.train_acc, "--", color=impl_colour(impl), alpha=0.8, gid=impl_gid(impl))
+        ax.set_title(m, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(models):]:
+        ax.set_visible(False)
+    impls = sorted(ok.impl.unique())
+    handles = [Line2D([], [], color=impl_colour(i), lw=2, label=i) for i in impls]
+    handles += [Line2D([], [], color="gray", ls="-", label="test"), Line2D([], [], color="gray", ls="--", label="train")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle("Accuracy per epoch: test solid, train dashed", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07 if rows == 1 else 0.04, 1, 0.95))
+    s.figures.append((_save(fig, out, "accuracy_per_epoch", tight=False), "train and test accuracy per epoch"))
+
+
+def _params_figure(s: Section, last: pd.DataFrame, refs: list, out: Path, plt) -> None:
+    """Final test accuracy against parameters: our runs as filled markers (colour: implementation, marker: model),
+    the published figures as black crosses; no text labels on the points (they overlap): the table names them."""
+    from matplotlib.lines import Line2D
+    if last.model.nunique() < 2:  # one model: a chart of one x position says nothing the final-epoch table does not
+        s.notes.append("One model trained: no parameters-vs-accuracy chart (the final-epoch table has its accuracy).")
+        return
+    markers = dict(zip(sorted(last.model.unique()), "osD^vP*Xph"))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for r in last.itertuples():
+        ax.scatter(r.params_m, r.test_acc, s=60, color=impl_colour(r.impl), marker=markers.get(r.model, "o"),
+                   edgecolor="black", lw=0.5, gid=impl_gid(r.impl))
+    if refs:
+        ax.scatter([r[0] for r in refs], [r[1] for r in refs], marker="x", s=70, color="black", lw=2)
+    handles = [Line2D([], [], color=impl_colour(i), marker="o", ls="", label=i) for i in sorted(last.impl.unique())]
+    handles += [Line2D([], [], color="gray", marker=mk, ls="", label=m) for m, mk in markers.items()]
+    if refs:
+        handles.append(Line2D([], [], color="black", marker="x", ls="", mew=2, label="published (paper)"))
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set(xlabel="trainable params (M)", ylabel="final test accuracy", title="Parameters vs final test accuracy")
+    s.figures.append((_save(fig, out, "params_vs_accuracy"), "parameters vs final accuracy; black crosses: published"))
 
 
 def subset_notes(last: pd.DataFrame) -> list[str]:

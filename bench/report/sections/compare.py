@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label
+from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label, impl_palette
 from bench.report.fdr import Q_COLUMN, apply_fdr, fdr_sentence
 from bench.report.sections.profile_diff import profile_diff_parts
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER, empirical_scale, with_floor
@@ -151,10 +151,11 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
     else:
         counts = t.verdict.str.replace(r" \(.*", " (flagged rows)", regex=True).value_counts()  # reasons: in the table
         s.text.append("Throughput, this run against the other, job by job (exec mode included): "
-                      + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Minimum effect {min_effect:.0%}; {METHOD}."
-                      + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if t.noise.str.startswith("within").any() else ""))
+                      + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+        s.notes.append(f"Minimum effect {min_effect:.0%}; {METHOD}."
+                       + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if t.noise.str.startswith("within").any() else ""))
         if t.noise.str.contains("empirical null").any():
-            s.text.append("Pairs of one process a side are judged against the larger of their own spread and the spread "
+            s.notes.append("Pairs of one process a side are judged against the larger of their own spread and the spread "
                           "of all such pairs' log ratios (1.4826 x their median absolute deviation: Efron's empirical "
                           "null), which carries the noise between processes that one process cannot show.")
         s.text += [x for x in [fdr_sentence(t)] if x]
@@ -166,7 +167,8 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
         plt, sns = _plt()
         t["job"] = t.implementation + " " + t.model + " " + t.measurement + " b" + t.batch_size.astype(str)
         fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(t))))
-        sns.barplot(data=t, y="job", x="ratio", ax=ax, color="steelblue")
+        sns.barplot(data=t, y="job", x="ratio", ax=ax, hue="implementation", palette=impl_palette(t.implementation),
+                    dodge=False, legend=False)
         ax.axvline(1.0, color="black", lw=1)
         ax.set(title="Throughput ratio to the compared run", xlabel="this / other")
         s.figures.append((_save(fig, out, "compare_throughput"), "throughput ratio to the compared run"))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Section, _plt, _save, impl_label
+from bench.report.common import Section, _plt, _save, impl_label, impl_palette
 
 
 def fidelity_table(ok: pd.DataFrame) -> pd.DataFrame:
@@ -51,21 +51,24 @@ def section_fidelity(run: dict, out: Path) -> Section:
     ok["impl"] = impl_label(ok)
     tbl = fidelity_table(ok)
     if not len(tbl):
-        s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread.")
+        s.text.append("No plan trained with two or more seeds in two implementations: no gap to set beside a spread "
+                      "(the `fidelity` suite trains each twin with several seeds).")
         return s
-    s.text.append("Each twin trained on the same plan (same data order and augmentation per seed) with several "
+    s.notes.append("Each twin trained on the same plan (same data order and augmentation per seed) with several "
                   "seeds. The spread between seeds of one framework is what chance alone moves test accuracy; "
                   "a gap between the frameworks' means within that spread is no evidence of a framework "
                   "difference (gap / spread below 1). Seeds also change the initial weights, which differ between "
                   "frameworks at one seed.")
-    s.tables.append(("test accuracy per epoch: mean and spread (max - min) over seeds, per implementation, and "
-                     "the gap between implementations", tbl.round(4)))
+    s.tables.append(("test accuracy per epoch: mean and spread over seeds, and the gap between implementations",
+                     tbl.round(4)))
     plt, sns = _plt()
     sub = ok[ok.model.isin(tbl.model.unique())].copy()
     sub["seed"] = sub.seed.astype(int).astype(str)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=sub, x="epoch", y="test_acc", hue="impl", units="seed", estimator=None, marker="o", ax=ax,
-                 alpha=0.8)
+                 alpha=0.8, palette=impl_palette(sub.impl))
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(title="Test accuracy per epoch, one line per seed", ylabel="test accuracy")
     s.figures.append((_save(fig, out, "fidelity_per_seed"), "test accuracy per epoch, every seed of each twin"))
     return s

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _family, _plt, _reference, _save, impl_label
+from bench.report.common import Section, _family, _plt, _reference, _save, grouped_bars, impl_colour, impl_gid, impl_label
 
 # the figure each implementation is ranked by in "leanest per model", per row the first one it has: on a GPU the
 # allocator peak alone; on a CPU the CPU allocator's peak where the stack keeps one (Keras on TensorFlow), else
@@ -192,7 +192,9 @@ def section_memory(run: dict, out: Path) -> Section:
         s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
         return s
     plt, sns = _plt()
-    s.text += _memory_notes(ok, peak)
+    notes = _memory_notes(ok, peak)
+    s.text += [t for t in notes if not t.startswith("NOTE:")]
+    s.notes += [t[5:] for t in notes if t.startswith("NOTE:")]
     base = ok[ok.depth == ok.registry_depth]
     s.tables.append(_memory_table(base))
     s.text += _peak_ratio_sentence(peak)
@@ -200,7 +202,7 @@ def section_memory(run: dict, out: Path) -> Section:
     _depth_figure(s, ok, act, out, plt, sns)
     _twin_cause(s, base)
     _activations_by_kind(s, base, out, plt)
-    pairs = memeff_pairs(base)
+    pairs = memeff_pairs(base, run.get("throughput"))
     if len(pairs):
         s.tables.append(("memory-efficient DenseNet: memory saved and time it costs", pairs.round(1)))
     else:
@@ -216,13 +218,15 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
         out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib", "the allocator peak")]
     if ok.cpu_alloc_peak_mib.notna().any():
         out += [f"CPU allocator peak: {t}" for t in memory_headline(ok, "cpu_alloc_peak_mib", "the allocator peak")]
-    out.append("saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
+    out.append("NOTE:saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
                "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
                "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree. "
                "CPU allocator peak = the CPU allocator's peak over one compiled training step, where the stack's CPU "
                "allocator keeps one (Keras on TensorFlow, its BFC allocator turned on for memory jobs alone): like a "
                "GPU allocator peak it counts weights, gradients, optimizer state, activations and transient buffers, "
-               "so it compares with an allocator peak, not with saved activations.")
+               "so it compares with an allocator peak, not with saved activations. In the table, jax_residuals_mib "
+               "counts JAX's residuals before XLA fusion, not comparable with saved_activations_mib; cpu_alloc_peak_mib "
+               "is an allocator peak (CPU), comparable with peak_alloc_mib.")
     for impl, g in ok.groupby("impl"):
         if g.saved_activations_mib.isna().all():
             why = sorted({p.strip() for r in g.null_reason.dropna().astype(str) for p in r.split(";")
@@ -237,9 +241,8 @@ def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
             "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "cpu_alloc_peak_mib",
             "jax_residuals_mib"]
     tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
-    return ("memory of one training step (MiB); jax_residuals_mib counts JAX's residuals before XLA fusion, "
-            "not comparable with saved_activations_mib; cpu_alloc_peak_mib is an allocator peak (CPU), comparable "
-            "with peak_alloc_mib", tbl.dropna(axis=1, how="all").round(3))
+    return ("memory of one training step (MiB; which columns compare: How to read this section)",
+            tbl.dropna(axis=1, how="all").round(3))
 
 
 def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
@@ -272,25 +275,45 @@ def _batch_figures(s: Section, base: pd.DataFrame, out: Path, plt, sns) -> None:
 
 
 def _batch_bars(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
-    """One batch size: a bar per model and implementation, the analytic naive-concat storage dashed; the caption."""
+    """One batch size: a bar per model and implementation (its colour), the analytic naive-concat storage as a dashed
+    tick where a naive DenseNet has one (and said in the title only then); the caption."""
     b = int(data.batch_size.iloc[0])
     order = sorted(data.model.unique())
-    sns.barplot(data=data, x="model", y=ycol, hue="impl", order=order, ax=ax)
+    agg = data.groupby(["model", "impl"])[ycol].median().reset_index()
+    agg["model"] = pd.Categorical(agg.model, order, ordered=True)
+    grouped_bars(ax, agg.sort_values("model").assign(model=lambda d: d.model.astype(str)), "model", ycol)
+    drawn = False
     for i, m in enumerate(order):
         c = concat_bytes_per_image(m) if not m.endswith("_memeff") else None
         if c:
             ax.plot([i - 0.4, i + 0.4], [c * b / 2**20] * 2, ls="--", lw=1.5, color="black")
             ax.annotate("analytic concat", (i, c * b / 2**20), fontsize=8, color="black", ha="center", va="bottom")
-    ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b} (dashed: analytic naive-concat "
-                                                     "storage)")
+            drawn = True
+    ax.set(xlabel="", ylabel=f"{what} (MiB)", title=f"Training-step {what}, batch {b}"
+           + (" (dashed: analytic naive-concat storage)" if drawn else ""))
     ax.title.set_fontsize(10)
     ax.tick_params(axis="x", rotation=20)
     return f"{what} at batch {b}"
 
 
+def _lines(ax, data: pd.DataFrame, x: str, y: str) -> None:
+    """One line per model and implementation: the implementation's colour, the model's marker and dash; a legend
+    of what is drawn."""
+    from matplotlib.lines import Line2D
+    models = sorted(data.model.unique())
+    marks = dict(zip(models, "osD^vP*Xph" * 3))
+    dashes = dict(zip(models, ["-", "--", "-.", ":"] * 5))
+    for (m, impl), g in data.groupby(["model", "impl"]):
+        g = g.groupby(x)[y].median()
+        ax.plot(g.index, g.values, ls=dashes[m], marker=marks[m], color=impl_colour(impl), gid=impl_gid(impl))
+    handles = [Line2D([], [], color=impl_colour(i), lw=2, label=i) for i in sorted(data.impl.unique())]
+    handles += [Line2D([], [], color="gray", ls=dashes[m], marker=marks[m], label=m) for m in models]
+    ax.legend(handles=handles, fontsize=7)
+
+
 def _batch_lines(ax, sns, data: pd.DataFrame, ycol: str, what: str) -> str:
     """Several batch sizes: log-log lines per model and implementation, the analytic storage dotted; the caption."""
-    sns.lineplot(data=data, x="batch_size", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    _lines(ax, data, "batch_size", ycol)
     naive = [m for m in sorted(data.model.unique()) if not m.endswith("_memeff")]
     _analytic(ax, naive, lambda m: sorted(data[data.model == m].batch_size.unique()),
               lambda m, b: (concat_bytes_per_image(m) or 0) * b / 2**20)
@@ -314,8 +337,10 @@ def _depth_figure(s: Section, ok: pd.DataFrame, act: pd.DataFrame, out: Path, pl
 def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, stem: str, out: Path, plt, sns) -> None:
     b = swept.groupby("batch_size").depth.nunique().idxmax()
     at = swept[swept.batch_size == b]
+    if at.groupby(["model", "impl"]).depth.nunique().max() < 2:  # one point per line: the memory table has them
+        return
     fig, ax = plt.subplots(figsize=(8, 5))
-    sns.lineplot(data=at, x="depth", y=ycol, hue="model", style="impl", markers=True, ax=ax)
+    _lines(ax, at, "depth", ycol)
     dn = [m for m in sorted(at.model.unique()) if _family(m) == "densenet" and not m.endswith("_memeff")]
     _analytic(ax, dn, lambda m: sorted(at[at.model == m].depth.unique()),
               lambda m, d: (concat_bytes_per_image(m, depth=int(d)) or 0) * b / 2**20)
@@ -325,8 +350,9 @@ def _one_depth_figure(s: Section, swept: pd.DataFrame, ycol: str, what: str, ste
     s.figures.append((_save(fig, out, stem), f"{what} vs depth at batch {b}"))
     growth = depth_growth(at, ycol)
     if len(growth):
-        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth; quadratic_share "
-                         "= a*depth^2 / fitted value at the deepest point (about 0 = linear)", growth))
+        s.tables.append((f"growth with depth at batch {b}: quadratic fit of {ycol} against depth", growth))
+        s.notes.append("Growth with depth: a*depth^2 + b*depth + c fitted per model and implementation; quadratic_share "
+                       "= a*depth^2 / fitted value at the deepest point (about 0 = linear).")
 
 
 def _twin_cause(s: Section, base: pd.DataFrame) -> None:
@@ -343,8 +369,11 @@ def _twin_cause(s: Section, base: pd.DataFrame) -> None:
             s.text.append(f"{r['impl']}'s CPU allocator peak is {r['ratio']:.2f}x the state + saved activations of "
                           f"{r['torch_impl']} for {r['model']} at batch {r['batch_size']} ({r['impl_mib']:,.0f} vs "
                           f"{r['torch_mib']:,.0f} MiB; an allocator peak also counts the step's transient buffers).")
-    s.tables.append(("twin ratio of training-step memory (measure: which figures are divided) and, for saved "
-                     "activations, its cause: MiB by the layer kind that produced each saved storage", twins.round(2)))
+    s.tables.append(("twin ratio of training-step memory, and where it comes from", twins.round(2)))
+    s.notes.append("Twin ratio: 'measure' says which figures are divided; for saved activations, the MiB by the layer "
+                   "kind that produced each saved storage give its cause. A CPU allocator peak over state + saved "
+                   "activations divides unlike measures: read it as a bound, never as a leanest verdict (the "
+                   "Scoreboard says 'not comparable').")
 
 
 def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None:
@@ -358,7 +387,7 @@ def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None
     parts = pd.DataFrame([parse_by_kind(t) for t in kinds.saved_by_kind_mib], index=kinds.model + "\n" + kinds.impl)
     parts = parts.reindex(columns=list(LAYER_KINDS)).fillna(0.0).sort_index()
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(parts) + 2), 4.5))
-    parts.plot.bar(stacked=True, ax=ax, width=0.75)
+    parts.plot.bar(stacked=True, ax=ax, width=0.75, colormap="tab10")
     ax.set(ylabel="saved activations (MiB)", xlabel="",
            title=f"Saved activations by the layer kind that produced them, batch {b}")
     ax.title.set_fontsize(10)
@@ -367,7 +396,24 @@ def _activations_by_kind(s: Section, base: pd.DataFrame, out: Path, plt) -> None
     s.figures.append((_save(fig, out, "activations_by_kind"), f"saved activations by layer kind, batch {b}"))
 
 
-def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
+def _time_cost(throughput: pd.DataFrame | None, naive: str, impl: str) -> tuple[float | None, str]:
+    """The memory-efficient twin's train step over the naive one's, in % slower, from the run's throughput rows
+    (same implementation, synthetic input, the largest batch both ran), and where it came from."""
+    if throughput is None or not len(throughput):
+        return None, "no throughput rows in this run"
+    t = throughput[(throughput.status == "ok") & (throughput.measurement == "train") & (throughput.input == "synthetic")]
+    t = t.assign(impl=impl_label(t)) if len(t) else t
+    a, e = (t[(t.model == naive) & (t.impl == impl)], t[(t.model == naive + "_memeff") & (t.impl == impl)]) if len(t) \
+        else (t, t)
+    both = sorted(set(a.batch_size) & set(e.batch_size))
+    if not both:
+        return None, f"no train throughput of both {naive} and its memory-efficient twin ({impl}) in this run"
+    b = both[-1]
+    ma, me = a[a.batch_size == b].step_ms_median.median(), e[e.batch_size == b].step_ms_median.median()
+    return 100 * (me / ma - 1), f"throughput rows, batch {b}"
+
+
+def memeff_pairs(base: pd.DataFrame, throughput: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each naive model beside its memory-efficient twin (same implementation and batch): the memory it saves
     (GPU allocator peak, CPU allocator peak, saved activations) and the step time it costs, in %. Empty when the
     run has no pair."""
@@ -386,7 +432,9 @@ def memeff_pairs(base: pd.DataFrame) -> pd.DataFrame:
                         row.update({f"naive_{name}_mib": getattr(r, c), f"memeff_{name}_mib": e[c],
                                     f"{name}_memory_saved_pct": 100 * (1 - e[c] / getattr(r, c))})
                 if pd.notna(r.step_ms_median) and pd.notna(e.step_ms_median):
-                    row["time_cost_pct"] = 100 * (e.step_ms_median / r.step_ms_median - 1)
+                    row["time_cost_pct"], row["time_from"] = 100 * (e.step_ms_median / r.step_ms_median - 1), "memory rows"
+                else:
+                    row["time_cost_pct"], row["time_from"] = _time_cost(throughput, m, r.impl)
                 pairs.append(row)
     return pd.DataFrame(pairs)
 

@@ -3,15 +3,15 @@ phase, the twins' largest per-layer differences, and the layer kind that explain
 the fastest and the slowest implementation of each model (``profile.csv``, ``bench.measures.profile``)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Section, _plt, _reference, _save, impl_label
+from bench.report.common import Link, Section, _plt, _reference, _save, bring, impl_label
 from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
 
 UNATTRIBUTED = "(unattributed)"
+SMALL_SHARE = 0.005  # a kind / phase below this share of every bar joins one "rest" segment (no legend entry unseen)
 KEYS = ["model", "precision", "batch_size"]
 
 
@@ -72,13 +72,12 @@ def gap_sentences(steps: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
 
 def summary_table(steps: pd.DataFrame, run_dir: Path | None, out: Path) -> pd.DataFrame:
     """One row per profiled implementation: step times, overhead, coverage, fused share, the trace (a link)."""
-    def link(p) -> str:
+    def link(p):
         if not isinstance(p, str) or not p:
             return ""
         if p in gone:  # moved or deleted since the run: no dead link
             return f"{Path(p).name} (missing)"
-        target = os.path.relpath(Path(run_dir) / p, out) if run_dir is not None else p
-        return f"[{Path(p).name}]({target})"
+        return Link(Path(p).name, bring(run_dir, p, out))  # inside the report folder: a copied report keeps it
     gone = [p for p in dict.fromkeys(steps.trace_path) if isinstance(p, str) and p and run_dir is not None
             and not (Path(run_dir) / p).exists()]
     if gone:
@@ -117,6 +116,10 @@ def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
     cols = [c for c in order if c in seg.columns] + [c for c in ("loss", "optimizer", "unattributed") if c in seg.columns]
     cols += [c for c in seg.columns if c not in cols]
     seg = seg[cols]
+    small = [c for c in cols if seg[c].max() < SMALL_SHARE]  # too thin to see: one segment, named as such
+    if small:
+        seg = seg.drop(columns=small).assign(**{f"rest (each < {SMALL_SHARE:.1%})": seg[small].sum(axis=1)})
+        cols = list(seg.columns)
     models = list(dict.fromkeys(seg.index.get_level_values(0)))
     fig, axes = plt.subplots(len(models), 1, figsize=(10, 1.2 + 0.55 * len(seg)), squeeze=False)
     cmap = plt.get_cmap("tab20")
@@ -130,10 +133,14 @@ def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
                     hatch="//" if "backward" in c else ("xx" if "recompute" in c else None))
             left += part[c]
         ax.set(title=m, xlabel="share of the profiled step", xlim=(0, 1))
-    axes[-1, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=5, fontsize=8)
-    fig.set_size_inches(10, 3.2 + 0.5 * len(seg) + 0.8 * len(models))
-    s.figures.append((_save(fig, out, "profile_split"), "share of the profiled train step by layer kind and "
-                      "phase (hatched: backward, crossed: recompute), one bar per implementation"))
+    rows = -(-len(cols) // 5)
+    height = 1.0 + 0.45 * len(seg) + 0.7 * len(models) + 0.25 * rows
+    fig.set_size_inches(10, height)
+    handles, labels = axes[-1, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.25 * rows / height + 0.02, 1, 1))
+    s.figures.append((_save(fig, out, "profile_split", tight=False), "share of the profiled train step by layer kind "
+                      "and phase (hatched: backward, crossed: recompute)"))
 
 
 def densenet_table(steps: pd.DataFrame, layers: pd.DataFrame) -> pd.DataFrame:
@@ -172,18 +179,18 @@ def section_profile(run: dict, out: Path) -> Section:
         return s
     main = at_registry_depth(steps)
     s.text += gap_sentences(steps[main], layers[at_registry_depth(layers)])
-    s.text.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
+    s.notes.append("Each layer's own time per profiled step (nested layers excluded); backward time is the layer's whose "
                   "forward created it; coverage is the share of the step attributed to a named layer, the loss or the "
                   "optimizer, the rest is (unattributed). Profiled steps run slower than unprofiled ones "
                   "(profiler_overhead); on a shared CPU every figure is contended.")
-    s.tables.append(("Profiled implementations (traces open in Perfetto / chrome://tracing; TensorFlow's .xplane.pb in "
-                     "TensorBoard)", summary_table(steps, run.get("dir"), out)))
+    s.tables.append(("Profiled implementations (traces: Perfetto, chrome://tracing; .xplane.pb: TensorBoard)",
+                     summary_table(steps, run.get("dir"), out)))
     dense = densenet_table(steps, layers)
     if len(dense):
         from bench.zoo.anchors import MEMEFF_TIME
-        s.tables.append(("DenseNet: concatenation and recompute share of the profiled step against depth; the "
-                         f"memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; what it saves in "
-                         "memory is in the Memory section)", dense))
+        s.tables.append(("DenseNet: concatenation and recompute share of the step against depth", dense))
+        s.notes.append(f"step_over_naive: the memory-efficient twin's profiled step over the naive one's ({MEMEFF_TIME}; "
+                       "what it saves in memory is in the Memory section).")
     layers_main = layers[at_registry_depth(layers)]
     if len(layers_main):
         layers = layers_main

@@ -1,0 +1,276 @@
+"""The Scoreboard: the report's answers first, one row per model -- which implementation is fastest (with its margin
+over the runner-up, 95% interval and verdict), which is leanest (like with like only), why (the layer kind and phase
+that explain most of the twin time gap, from the profile rows) and whether the twins reach the same accuracy -- each
+cell linking to the section, figure or trace it comes from; a run-health line; with ``--compare``, the regressions
+and improvements first. It computes nothing of its own: the verdicts are the Throughput section's
+(``compare_rows``, ``bench.results.stats``), the memory figures the Memory section's."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.common import Cell, Link, Section, _flagged, anchor, compare_rows, impl_label
+from bench.results.stats import FASTER, FEW, MIN_EFFECT, SLOWER
+
+TITLE = "Scoreboard"
+UNATTRIBUTED = "(unattributed)"
+
+
+def _fig(stem: str, figures: list[str], fallback: str) -> str:
+    return f"#fig-{anchor(stem)}" if stem in figures else f"#{anchor(fallback)}"
+
+
+def fastest_cells(run: dict, figures: list[str]) -> dict:
+    """{(model, precision, batch, measurement): Cell}: the fastest implementation on synthetic input, its images/s,
+    and its margin over the runner-up (images/s ratio, 95% interval, verdict) from the rows."""
+    df = run.get("throughput")
+    if df is None or not len(df) or not (df.status == "ok").any():
+        return {}
+    ok = df[(df.status == "ok") & (df.input == "synthetic")].copy()
+    ok["impl"] = impl_label(ok)
+    min_effect = run.get("min_effect", MIN_EFFECT)
+    out = {}
+    for (m, p, b, meas), g in ok.groupby(["model", "precision", "batch_size", "measurement"], sort=False):
+        med = g.groupby("impl").images_per_s.median().sort_values(ascending=False)
+        href = _fig(f"throughput_{meas}_{p}_b{b}", figures, "Throughput")
+        best = med.index[0]
+        head = Link(f"{best} {med.iloc[0]:,.0f} images/s", href)
+        if len(med) == 1:
+            out[(m, p, b, meas)] = Cell((head, "; the only implementation measured"))
+            continue
+        second = med.index[1]
+        c = compare_rows(g[g.impl == best], g[g.impl == second], min_effect)
+        verdict = c["verdict"]
+        if verdict.startswith("excluded"):
+            why = [w for w in ("contended", "unstable") if w in verdict]
+            verdict = f"no verdict (flagged: {', '.join(why) or verdict[len('excluded '):].strip('()')})"
+        elif verdict == FEW:
+            verdict = "no verdict: too few samples"
+        out[(m, p, b, meas)] = Cell((head, f"; {c['ratio']:.2f}x {c['95% interval']} over {second} "
+                                           f"({med.iloc[1]:,.0f}): {verdict}"))
+    return out
+
+
+def leanest_cells(run: dict, figures: list[str]) -> dict:
+    """{model: Cell}: the leanest implementation by training-step memory, like with like only. Where the
+    implementations were measured on different quantities (a CPU allocator peak against state + saved activations)
+    the cell says "not comparable" and gives each its own figure: no ratio of unlike measures."""
+    from bench.report.sections.memory import step_memory_figure
+    df = run.get("memory")
+    if df is None or not len(df):
+        return {}
+    ok = step_memory_figure(df)
+    if not len(ok):
+        return {}
+    ok["impl"] = impl_label(ok)
+    stem = "cpu_peak_vs_batch" if set(ok.what) == {"CPU allocator peak"} else "memory_vs_batch"
+    href = _fig(stem, figures, "Memory")
+    out = {}
+    for m, g in ok.groupby("model"):
+        n = g.impl.nunique()
+        common = g.groupby("batch_size").impl.nunique()
+        b = common[common == n].index.max() if (common == n).any() else common.idxmax()
+        at = g[g.batch_size == b].groupby("impl").agg(figure=("figure", "median"), what=("what", "first"))
+        at = at.sort_values("figure")
+        if len(at) == 1:
+            i, r = next(at.iterrows())
+            out[m] = Cell((Link(f"{i} {r.figure:,.0f} MiB", href), f" ({r.what}, batch {b}); the only one measured"))
+        elif at.what.nunique() == 1:
+            (i, r), (j, q) = list(at.iterrows())[:2]
+            out[m] = Cell((Link(f"{i} {r.figure:,.0f} MiB", href), f" ({r.what}, batch {b}); "
+                           f"{r.figure / q.figure:.2f}x of {j} ({q.figure:,.0f} MiB)"))
+        else:
+            each = "; ".join(f"{i} {r.figure:,.0f} MiB ({r.what})" for i, r in at.iterrows())
+            out[m] = Cell((Link("not comparable", href), f": no common measure on this device, batch {b}: {each}"))
+    return out
+
+
+def _bucket(layers: pd.DataFrame) -> pd.Series:
+    """``<kind> <phase>`` of a layer row; the loss, the optimizer and the unattributed time by name."""
+    seg = layers.kind.astype(str) + " " + layers.phase.astype(str)
+    for name in ("(optimizer)", "(loss)", UNATTRIBUTED):
+        seg = seg.where(layers.layer != name, name.strip("()"))
+    return seg
+
+
+def why_cells(run: dict, figures: list[str], models) -> dict:
+    """{model: Cell}: between the fastest and the slowest profiled implementation of the model, the layer kind and
+    phase whose time differs most (the largest attributed difference) and its share of the gap; where the run has
+    no profile of two implementations, what is missing and the command that fills it."""
+    from bench.report.sections.profile import _split, at_registry_depth
+    device = run.get("meta", {}).get("device") or "cpu"
+    df = run.get("profile")
+    steps, layers = (_split(df[df.status == "ok"]) if df is not None and len(df) else (pd.DataFrame(), pd.DataFrame()))
+    if len(steps):
+        steps, layers = steps[at_registry_depth(steps)], layers[at_registry_depth(layers)]
+    out = {}
+    for m in models:
+        st = steps[steps.model == m].dropna(subset=["coverage"]) if len(steps) else steps
+        cmd = f"python -m bench.profile {m} --device {device}"
+        if not len(st) or st.impl.nunique() < 2:
+            have = ", ".join(sorted(set(st.impl))) if len(st) else ""
+            out[m] = Cell(((f"only {have} profiled" if have else "not profiled" if len(steps) else "no profile in this run")
+                           + f": `{cmd}` profiles both twins",))
+            continue
+        b = st.batch_size.max()
+        st = st[st.batch_size == b]
+        fast, slow = st.loc[st.profiled_step_ms.idxmin()], st.loc[st.profiled_step_ms.idxmax()]
+        gap = slow.profiled_step_ms - fast.profiled_step_ms
+        lay = layers[(layers.model == m) & (layers.batch_size == b)]
+        per = lay.assign(seg=_bucket(lay)).groupby(["impl", "seg"]).ms_per_step.sum().unstack(fill_value=0.0)
+        trace = slow.get("trace_path") if isinstance(slow.get("trace_path"), str) and slow.get("trace_path") else None
+        if trace and run.get("dir") is not None and not (Path(run["dir"]) / trace).is_file():
+            trace = None  # gone since the run: link the figure instead of a dead file
+        href = trace or _fig("profile_split", figures, "Where the time goes")
+        if gap <= 0 or fast.impl not in per.index or slow.impl not in per.index:
+            out[m] = Cell((Link(f"{slow.impl} and {fast.impl}", href), " profile at the same step time"))
+            continue
+        diff = (per.loc[slow.impl] - per.loc[fast.impl])
+        named = diff.drop(["unattributed"], errors="ignore")
+        top = named.idxmax()
+        tail = ""
+        if "unattributed" in diff and diff["unattributed"] > named[top]:
+            tail = f"; {diff['unattributed']:.1f} ms ({diff['unattributed'] / gap:.0%}) not attributed to a layer"
+        out[m] = Cell((Link(top, href), f": {named[top]:.1f} of the {gap:.1f} ms gap ({named[top] / gap:.0%}), "
+                       f"{slow.impl} {slow.profiled_step_ms:.1f} vs {fast.impl} {fast.profiled_step_ms:.1f} ms "
+                       f"per profiled step{tail}"))
+    return out
+
+
+def accuracy_cells(run: dict, figures: list[str]) -> dict:
+    """{model: Cell}: the twins' final test accuracy gap against the spread between seeds (the Fidelity table), or
+    "one seed: no spread" with the gap alone."""
+    from bench.report.sections.fidelity import fidelity_table
+    df = run.get("epochs")
+    if df is None or not len(df) or not (df.status == "ok").any():
+        return {}
+    ok = df[df.status == "ok"].copy()
+    ok["impl"] = impl_label(ok)
+    ok["seed"] = ok.seed.fillna(0) if "seed" in ok else 0
+    plan = [c for c in ("recipe", "precision", "train_examples") if c in ok]
+    for c in plan:
+        ok[c] = ok[c].fillna(-1) if pd.api.types.is_numeric_dtype(ok[c]) else ok[c].fillna("")
+    href = _fig("accuracy_per_epoch", figures, "Accuracy")
+    fid = fidelity_table(ok.assign(train_examples=ok.train_examples.where(ok.train_examples != -1))) \
+        if "train_examples" in ok else pd.DataFrame()
+    out = {}
+    for m, g in ok.groupby("model"):
+        if plan:  # one plan (recipe, precision, subset) per cell: the one most implementations trained
+            n = g.groupby(plan).impl.nunique()
+            g = g[(g[plan] == pd.Series(n.idxmax() if len(plan) > 1 else (n.idxmax(),), index=plan)).all(axis=1)]
+        last = g.sort_values("epoch").groupby(["impl", "seed"]).tail(1)
+        acc = last.groupby("impl").test_acc.mean().sort_values(ascending=False)
+        if len(acc) < 2:
+            out[m] = Cell((Link(f"{acc.index[0]} {acc.iloc[0]:.1%}", href), "; one implementation trained"))
+            continue
+        gap = 100 * (acc.iloc[0] - acc.iloc[-1])
+        accs = ", ".join(f"{i} {a:.1%}" for i, a in acc.items())
+        f = fid[fid.model == m] if len(fid) else fid
+        if len(f) and f["largest seed spread"].notna().any():
+            r = f.sort_values("epoch").iloc[-1]
+            spread = 100 * r["largest seed spread"]
+            word = "within" if gap <= spread else "beyond"
+            out[m] = Cell((Link(f"gap {gap:.1f} pt {word} the seed spread {spread:.1f} pt", "#fidelity"), f" ({accs})"))
+        else:
+            out[m] = Cell((Link(f"gap {gap:.1f} pt", href), f"; one seed: no spread ({accs})"))
+    return out
+
+
+def health_line(run: dict) -> str:
+    """Jobs ok, flagged and failed over every CSV of the run, and what the verdicts left out."""
+    status: dict[str, str] = {}
+    for kind in ("throughput", "memory", "epochs", "profile"):
+        df = run.get(kind)
+        if df is None or not len(df):
+            continue
+        for job, st in df.groupby("job_id").status:
+            bad = sorted({str(v) for v in st if v != "ok"})
+            status[job] = bad[0] if bad else status.get(job, "ok")
+    if not status:
+        return "Run health: no job rows in this run."
+    tp = run.get("throughput")
+    flagged = []
+    if tp is not None and len(tp) and (tp.status == "ok").any():
+        ok = tp[tp.status == "ok"]
+        flagged = sorted(set(ok[_flagged(ok)].job_id))
+    failed = {j: s for j, s in status.items() if s != "ok"}
+    n_ok = len(status) - len(failed)
+    kinds = pd.Series(list(failed.values())).value_counts() if failed else pd.Series(dtype=int)
+    text = (f"Run health: {len(status)} jobs, {n_ok} ok ({len(flagged)} flagged contended or unstable), "
+            f"{len(failed)} not ok" + (f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if failed else "") + ".")
+    short = [" ".join(p for i, p in enumerate(j.split("/")) if i in (1, 2, 5) or (i == 7 and p != "synthetic"))
+             for j in flagged]  # model, stack, measurement (and a real-data input)
+    more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+    text += (f" Left out of the verdicts: {len(short)} flagged throughput job(s), {', '.join(short[:3])}{more} "
+             "(each named under Throughput, How to read this section)." if flagged else " Nothing left out of the verdicts.")
+    return text
+
+
+def changes_table(run: dict, other: dict) -> tuple[list[str], pd.DataFrame]:
+    """A --compare report's opening: the throughput jobs slower and faster than in the other run (the Compare
+    section's test), regressions first."""
+    from bench.report.sections.compare import throughput_table
+    t = throughput_table(run, other, run.get("min_effect", MIN_EFFECT))
+    name = other["meta"].get("run_id", Path(other["dir"]).name)
+    if not len(t):
+        return [f"Against {name}: no throughput job in common."], pd.DataFrame()
+    sig = t[t.verdict.isin([SLOWER, FASTER])].copy()
+    n_slow, n_fast = int((sig.verdict == SLOWER).sum()), int((sig.verdict == FASTER).sum())
+    text = [f"Against {name}: {n_slow} regression(s) and {n_fast} improvement(s) in {len(t)} throughput job(s) in "
+            "common; the rest show no measurable difference or were left out (flagged)."]
+    if not len(sig):
+        return text, pd.DataFrame()
+    sig["order"] = (sig.verdict != SLOWER).astype(int)
+    sig = sig.sort_values(["order", "_time_ratio"], ascending=[True, False])
+    href = f"#{anchor('Compared with ' + name)}"
+    rows = [{"change": Link(r.verdict, href), "implementation": r.implementation, "model": r.model,
+             "measurement": r.measurement, "batch": r.batch_size,
+             "images/s (this / other)": f"{r.images_per_s:,.1f} / {r.images_per_s_other:,.1f}",
+             "ratio [95% interval]": f"{r.ratio:.3f} {r.interval}"}
+            for r in sig.rename(columns={"95% interval": "interval"}).itertuples()]
+    return text, pd.DataFrame(rows)
+
+
+def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures: list[str] | None = None) -> Section:
+    """One row per model (and precision / batch where the run holds several): fastest train and inference step,
+    leanest, why, same accuracy; the run-health line above it; with ``other``, the changes against it first."""
+    figures = figures or []
+    s = Section(TITLE)
+    s.text.append(health_line(run))
+    if other is not None:
+        text, changes = changes_table(run, other)
+        s.text += text
+        if len(changes):
+            s.tables.append(("regressions, then improvements, against the compared run", changes))
+    fast = fastest_cells(run, figures)
+    lean, acc = leanest_cells(run, figures), accuracy_cells(run, figures)
+    keys = sorted({(m, p, b) for m, p, b, _ in fast})
+    prof = run.get("profile")
+    profiled = set(prof[prof.status == "ok"].model) if prof is not None and len(prof) else set()
+    models = list(dict.fromkeys([k[0] for k in keys] + sorted(set(lean) | set(acc) | profiled)))
+    why = why_cells(run, figures, models)
+    several = len({(p, b) for _, p, b in keys}) > 1
+    rows = []
+    for m in models:
+        mine = [k for k in keys if k[0] == m] or [(m, None, None)]
+        for _, p, b in mine:
+            rows.append({"model": m + (f" ({p}, batch {b})" if several and p is not None else ""),
+                         "fastest train step": fast.get((m, p, b, "train"), "not measured"),
+                         "fastest inference": fast.get((m, p, b, "infer"), "not measured"),
+                         "leanest (training step)": lean.get(m, "not measured"),
+                         "why (largest twin time difference)": why[m],
+                         "same accuracy?": acc.get(m, "not trained in this run")})
+    if rows:
+        s.tables.insert(0 if other is None else len(s.tables),
+                        ("one row per model: each answer links to its evidence", pd.DataFrame(rows)))
+    else:
+        s.text.append("No model was measured in this run: `python -m bench.run --suite smoke` fills this board.")
+    s.notes.append("fastest: the highest median images/s on synthetic input, against the runner-up: images/s ratio, its "
+                   "95% interval and the verdict of the Throughput section's test (a flagged row gets no verdict). "
+                   "leanest: the lowest training-step memory where the implementations share a measure (the allocator "
+                   "peak on a GPU); otherwise 'not comparable' with each figure and what it measures. why: the layer "
+                   "kind and phase whose profiled time differs most between the slowest and the fastest profiled "
+                   "implementation, with its share of their gap. same accuracy: the gap in final test accuracy "
+                   "against the spread between seeds of one implementation (the Fidelity section), where there is one.")
+    return s

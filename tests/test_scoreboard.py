@@ -1,0 +1,162 @@
+"""The report's Scoreboard answers from the rows: the fastest with its margin and verdict, the leanest like with like
+only, why from the profile's largest attributed difference; and each implementation keeps one colour in every
+figure of a report."""
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.report import render
+from bench.report.sections.scoreboard import fastest_cells, leanest_cells, why_cells
+from bench.results.schema import append_row
+from bench.results.writes import write_json_atomic
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_report import make_run  # noqa: E402
+
+TORCH = {"framework": "torch", "backend": "torch", "exec_mode": "eager"}
+KERAS = {"framework": "keras", "backend": "tensorflow", "exec_mode": "nojit"}
+
+
+def _run(root, run_id="board"):
+    d = root / run_id
+    d.mkdir(parents=True)
+    write_json_atomic(d / "run_meta.json", {"run_id": run_id, "suite": "fixture", "device": "cpu"})
+    return d
+
+
+def _throughput(d, stack, ms, seed, model="resnet20_v1"):
+    times = ms * (1 + np.random.default_rng(seed).permutation(np.arange(-20, 20)) / 2000)  # median ms, spread 2%
+    append_row(d / "throughput.csv", "throughput", {
+        **stack, "run_id": d.name, "job_id": f"t/{model}/{stack['backend']}", "status": "ok", "model": model,
+        "device": "cpu", "precision": "fp32", "batch_size": 8, "measurement": "train", "input": "synthetic",
+        "first_step_s": 1.0, "step_ms_median": float(np.median(times)), "images_per_s": 8e3 / float(np.median(times)),
+        "step_times_ms": " ".join(f"{t:.4f}" for t in times)})
+
+
+def _board_row(md, model):
+    board = md.split("## Scoreboard")[1].split("\n## ")[0]
+    return next(ln for ln in board.splitlines() if ln.startswith(f"| {model} |"))
+
+
+def test_keras_twin_wins_named_with_ratio_and_verdict(tmp_path):
+    d = _run(tmp_path)
+    _throughput(d, TORCH, 20.0, 1)
+    _throughput(d, KERAS, 10.0, 2)  # Keras twice as fast
+    run = {"throughput": __import__("pandas").read_csv(d / "throughput.csv"), "meta": {}}
+    cell = str(fastest_cells(run, [])[("resnet20_v1", "fp32", 8, "train")])
+    assert cell.startswith("[keras/tensorflow nojit 800 images/s](#throughput)")
+    assert re.search(r"; 2\.0\dx \[1\.9\d\d, 2\.0\d\d\] over torch eager \(400\): faster$", cell), cell
+    md = (render(d, tmp_path / "rep").parent / "index.md").read_text()
+    assert md.index("## Scoreboard") < md.index("## Environment")  # the answers come first
+    row = _board_row(md, "resnet20_v1")
+    assert "keras/tensorflow nojit 800 images/s" in row and "faster" in row
+    _throughput(d, TORCH, 5.0, 3, model="plain20")  # and where torch wins, torch is named
+    _throughput(d, KERAS, 10.0, 4, model="plain20")
+    row = _board_row((render(d, tmp_path / "rep").parent / "index.md").read_text(), "plain20")
+    assert "[torch eager 1,600 images/s]" in row and "over keras/tensorflow nojit (800): faster" in row
+
+
+def test_unlike_memory_measures_are_not_comparable_and_never_divided(tmp_path):
+    import pandas as pd
+    d = _run(tmp_path)
+    common = {"run_id": d.name, "status": "ok", "model": "resnet20_v1", "device": "cpu", "precision": "fp32",
+              "batch_size": 8, "measurement": "train", "oom": False}
+    append_row(d / "memory.csv", "memory", {**common, **TORCH, "job_id": "m/t", "saved_activations_mib": 90.0,
+                                            "state_plus_activations_mib": 100.0})
+    append_row(d / "memory.csv", "memory", {**common, **KERAS, "job_id": "m/k", "cpu_alloc_peak_mib": 126.0})
+    cell = str(leanest_cells({"memory": pd.read_csv(d / "memory.csv")}, [])["resnet20_v1"])
+    assert cell.startswith("[not comparable]")
+    assert "torch eager 100 MiB (state + saved activations)" in cell and "keras/tensorflow nojit 126 MiB (CPU allocator peak)" in cell
+    assert not re.search(r"\d\.\d+x", cell)  # no ratio of unlike measures
+    row = _board_row((render(d, tmp_path / "rep").parent / "index.md").read_text(), "resnet20_v1")
+    assert "not comparable" in row and not re.search(r"\d\.\d+x", row.split(" | ")[3])
+    # the same measure on both sides: the leanest is named with its ratio
+    append_row(d / "memory.csv", "memory", {**common, **KERAS, "job_id": "m/k2", "model": "plain20",
+                                            "state_plus_activations_mib": 80.0})
+    append_row(d / "memory.csv", "memory", {**common, **TORCH, "job_id": "m/t2", "model": "plain20",
+                                            "state_plus_activations_mib": 100.0})
+    cell = str(leanest_cells({"memory": pd.read_csv(d / "memory.csv")}, [])["plain20"])
+    assert cell.startswith("[keras/tensorflow nojit 80 MiB]") and "0.80x of torch eager (100 MiB)" in cell
+
+
+def _profile(d, stack, step, layers):
+    base = {"run_id": d.name, "status": "ok", "model": "resnet20_v1", "device": "cpu", "precision": "fp32",
+            "batch_size": 8, "measurement": "train", **stack, "job_id": f"p/{stack['backend']}"}
+    for name, kind, phase, ms in layers:
+        append_row(d / "profile.csv", "profile", {**base, "layer": name, "kind": kind, "phase": phase, "ms_per_step": ms})
+    append_row(d / "profile.csv", "profile", {**base, "layer": "(step)", "ms_per_step": step, "profiled_step_ms": step,
+                                              "coverage": 0.9, "trace_path": f"traces/{stack['backend']}.json.gz"})
+
+
+def test_why_names_the_largest_attributed_difference(tmp_path):
+    d = _run(tmp_path)
+    _profile(d, TORCH, 10.0, [("conv1", "conv", "forward", 3.0), ("conv1", "conv", "backward", 4.0),
+                              ("bn1", "batchnorm", "forward", 2.0), ("(unattributed)", "other", "other", 1.0)])
+    _profile(d, KERAS, 24.0, [("conv1", "conv", "forward", 4.0), ("conv1", "conv", "backward", 12.0),
+                              ("bn1", "batchnorm", "forward", 5.0), ("(unattributed)", "other", "other", 3.0)])
+    (d / "traces").mkdir()
+    (d / "traces" / "tensorflow.json.gz").write_bytes(b"x")
+    import pandas as pd
+    cell = str(why_cells({"profile": pd.read_csv(d / "profile.csv"), "meta": {}, "dir": d}, [], ["resnet20_v1", "plain20"])[
+        "resnet20_v1"])
+    # conv backward differs by 8 of the 14 ms gap; batchnorm forward 3, conv forward 1, unattributed 2
+    assert cell.startswith("[conv backward](traces/tensorflow.json.gz): 8.0 of the 14.0 ms gap (57%)"), cell
+    assert "keras/tensorflow nojit 24.0 vs torch eager 10.0 ms" in cell
+    none = str(why_cells({"profile": None, "meta": {"device": "cpu"}}, [], ["plain20"])["plain20"])
+    assert none == "no profile in this run: `python -m bench.profile plain20 --device cpu` profiles both twins"
+    md = (render(d, tmp_path / "rep").parent / "index.md").read_text()
+    assert "[conv backward](traces/tensorflow.json.gz)" in _board_row(md, "resnet20_v1")
+    assert (tmp_path / "rep" / "traces" / "tensorflow.json.gz").is_file()  # the linked trace is inside the report
+
+
+def _svg_colours(svg: str) -> dict:
+    """{implementation id: set of colours} of the elements each figure drew for it (matplotlib writes the gid as a
+    <g id=...> around the element): its fill (bars, markers), else its stroke (lines)."""
+    out = {}
+    for gid, body in re.findall(r'<g id="(impl-[a-z0-9-]+?)(?:_\d+)?">(.*?)</g>', svg, flags=re.S):
+        colour = re.search(r"fill: (#[0-9a-f]{6})", body) or re.search(r"stroke: (#[0-9a-f]{6})", body)
+        if colour:
+            out.setdefault(gid, set()).add(colour.group(1))
+    return out
+
+
+def test_each_implementation_keeps_one_colour_across_figures(tmp_path):
+    run = make_run(tmp_path / "results")
+    out = render(run, tmp_path / "rep").parent
+    seen, figures = {}, 0
+    for svg in sorted(out.glob("*.svg")):
+        colours = _svg_colours(svg.read_text())
+        figures += bool(colours)
+        for gid, c in colours.items():
+            seen.setdefault(gid, set()).update(c)
+    assert figures >= 4  # throughput (2), memory, accuracy per epoch, params vs accuracy
+    assert set(seen) == {"impl-torch", "impl-keras-tensorflow"}
+    assert all(len(c) == 1 for c in seen.values()), seen  # one colour each, in every figure
+    assert seen["impl-torch"] != seen["impl-keras-tensorflow"]
+
+
+def test_a_compare_report_opens_with_its_regressions_then_improvements(tmp_path):
+    from test_regressions import make_run as throughput_run
+    base = throughput_run(tmp_path / "results", "base", seed=0, slow=("jax", "jit"), factor=1.4)
+    run = throughput_run(tmp_path / "results", "new", seed=1, slow=("torch", "step-compile"), factor=1.3)
+    index = render(run, tmp_path / "rep", compare_dir=base)
+    board = index.with_name("index.md").read_text().split("## Scoreboard")[1].split("\n## ")[0]
+    assert "Against base: 2 regression(s) and 2 improvement(s) in 6 throughput job(s) in common" in board
+    first = board.split("**regressions, then improvements, against the compared run**")[1].split("**")[0]
+    rows = [ln for ln in first.splitlines() if ln.startswith("| [")]
+    assert [ln.split("](")[0][3:] for ln in rows] == ["slower", "slower", "faster", "faster"]
+    assert all("torch step-compile" in ln for ln in rows[:2]) and all("keras/jax jit" in ln for ln in rows[2:])
+    assert board.index("regressions, then improvements") < board.index("one row per model")
+
+
+def test_flagged_rows_are_drawn_hatched_and_named_in_the_legend_only_when_drawn(tmp_path):
+    from test_regressions import make_run as throughput_run
+    clean = throughput_run(tmp_path / "results", "clean", seed=0)
+    busy = throughput_run(tmp_path / "results", "busy", seed=0, flagged=("jax", "jit"))
+    legend = "hatched, faded: flagged (contended / unstable), no verdict"
+    svg = (render(busy, tmp_path / "busy").parent / "throughput_train_fp32_b16.svg").read_text()
+    assert legend in svg and "<pattern id=" in svg  # a hatch is drawn
+    svg = (render(clean, tmp_path / "clean").parent / "throughput_train_fp32_b16.svg").read_text()
+    assert legend not in svg and "<pattern" not in svg  # nothing flagged: no hatch, no legend entry for one
