@@ -17,6 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.job import Job
 from bench.core.stack_registry import PREALLOC_OFF
 from bench.results.schema import FILES, append_row
@@ -39,6 +40,22 @@ def configure_env(job: Job) -> None:
     os.environ.update(env)
     for module in job.stack.preimport:  # e.g. Keras wants torch imported first on its torch backend
         importlib.import_module(module)
+
+
+def preload(job: Job) -> None:
+    """The stack's framework and the job's measure imported now, in the ``start`` phase (process start and imports),
+    so that ``build`` is the build alone; a reused worker pays them once. A missing package is left to the
+    measure, which records it in the job's row."""
+    import importlib
+    for module in job.stack.packages:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return
+    from bench.measures import driver
+    from bench.stacks import get_stack
+    driver(job.kind)
+    get_stack(job.framework, job.keras_backend)
 
 
 def _die_with_parent() -> None:
@@ -76,21 +93,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-id", required=True)
     ap.add_argument("--job", required=True, help="the job as JSON (bench.core.job.Job fields)")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--spawned-at", type=float, default=None, help="the parent's wall clock at spawn (phase times)")
     args = ap.parse_args(argv)
+    phases.CLOCK.reset(args.spawned_at)  # "start": from the spawn, interpreter start and imports included
     job = Job(**json.loads(args.job))
     out = Path(args.out)
     _die_with_parent()
     configure_env(job)
-    row = job.base_row(args.run_id)
+    preload(job)
+    return run_one(job, out, args.run_id, args.data_dir)
+
+
+def run_one(job: Job, out: Path, run_id: str, data_dir: str | None) -> int:
+    """Run one job in this (configured) process: its rows, then its phase times for the parent."""
+    row = job.base_row(run_id)
     # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
     # (enospc:<file>: bench.results.writes)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.results.writes import ResultsWriteError
     try:
-        return _run(job, out, row, args.data_dir, faults)
+        return _run(job, out, row, data_dir, faults)
     except ResultsWriteError as e:  # disk full / not writable: say so (the parent stops the suite), no traceback
         print(f"error: {e}", file=sys.stderr)
         return 3
+    finally:
+        try:
+            phases.dump(phases.path_for(out, job.job_id))
+        except OSError:
+            pass  # no phase times: the parent's jobs.csv row says so
 
 
 def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> int:
@@ -118,6 +148,7 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
         if not isinstance(e, DataError):
             traceback.print_exc()
         extra = {"oom": True} if job.kind == "memory" else {}
+        phases.enter("write")
         append_row(out / FILES[job.kind], job.kind, {**row, **extra, "status": status, "error": msg,
                                                      "null_reason": "job failed" if status == "error" else
                                                      "out of memory at this batch size"})

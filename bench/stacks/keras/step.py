@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bench.core import phases
 from bench.stacks.base import StepRunner, check_step_args
 
 KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -49,8 +50,10 @@ def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
+    phases.enter("build")
     net = build(model, "keras", **options)
     params = stack.param_counts(net)
+    phases.enter("data")
     rng = np.random.default_rng(seed)
     size = options.get("input_size", 32)
     x_host = rng.standard_normal((batch, size, size, 3)).astype("float32")
@@ -73,6 +76,7 @@ def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 
         def next_batch():
             pass
 
+    phases.enter("build")
     run.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
     window = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core import phases
 from bench.stacks.base import StepProfile, check_step_args
 
 SOURCE_NOTE = "; PyTorch module paths as keras_name (stage1.block0.conv1 -> stage1_block0_conv1)"
@@ -38,13 +39,16 @@ def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", de
                            "for eager only (Inductor fuses across layers; not attributed)")
     dev = env["device"]
     torch.manual_seed(0)
+    phases.enter("build")
     net = build(model, "torch", **options).to(dev)
     net.train()
     size = options.get("input_size", 32)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    phases.enter("data")
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=g).to(dev)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    phases.enter("timed")  # the profiler's work: its warm-up, unprofiled and profiled steps
     amp = torch_amp_dtype(precision)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
     rf = torch.autograd.profiler.record_function

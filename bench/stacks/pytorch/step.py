@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bench.core import phases
 from bench.stacks.base import StepRunner, check_step_args
 
 TORCH_MODES = ("eager", "compile", "step-compile")
@@ -98,6 +99,7 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     torch.manual_seed(seed)
     cl = (dev == "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
+    phases.enter("build")
     net = build(model, "torch", **options).to(dev).to(memory_format=fmt)
     size = options.get("input_size", 32)
     params = stack.param_counts(net)
@@ -105,11 +107,13 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     amp = torch_amp_dtype(precision)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
+    phases.enter("data")
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
     next_batch = _real_input(state, data_dir, batch, seed, dev, fmt) if input == "real" else (lambda: None)
+    phases.enter("build")
 
     ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     if measurement == "train":
