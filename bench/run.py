@@ -30,10 +30,11 @@ from bench.core.env import gpu_available, run_meta
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
-from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, make_executor
+from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
-from bench.pipeline.suites import SUITES, Options, describe_jobs, estimate_seconds, expand, installed_keras_backends
+from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
+from bench.pipeline.suites import SUITES, Options, describe_jobs, expand, installed_keras_backends
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
 from bench.results.schema import FILES, run_version_problems
 from bench.results.writes import ResultsWriteError, write_json_atomic
@@ -198,17 +199,49 @@ def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
     return {"keras_backends": used, "keras_backend": ",".join(used) or None, "keras_backend_arg": args.keras_backend}
 
 
-def print_plan(jobs: list[Job], done: set[str], file=None) -> None:
+def print_plan(jobs: list[Job], done: set[str], file=None, est: Estimate | None = None) -> float:
+    """The plan, one line per job with its estimate (measured on this machine, else the FLOP model: said which);
+    returns the estimated seconds of the jobs still to do."""
     file = file or sys.stdout  # read now, not at import: a caller may have replaced sys.stdout since
-    total = 0.0
+    est = est or estimate(jobs, None)
     for j in jobs:
-        est = estimate_seconds(j)
-        mark = "done" if j.job_id in done else f"~{est:6.0f} s"
-        if j.job_id not in done:
-            total += est
-        print(f"  {mark:>10}  {j.job_id}", file=file)
-    print(f"{len(jobs)} jobs ({len([j for j in jobs if j.job_id in done])} done); estimated time for the rest: "
-          f"{total / 60:.1f} min (rough: FLOPs at an assumed device speed + process start)", file=file)
+        s = est.seconds[j.job_id]
+        mark = "done" if j.job_id in done else f"~{s:6.0f} s" + ("" if est.source[j.job_id] == "measured" else "*")
+        print(f"  {mark:>11}  {j.job_id}", file=file)
+    rest = [j.job_id for j in jobs if j.job_id not in done]
+    total = est.total(rest)
+    print(f"{len(jobs)} jobs ({len(jobs) - len(rest)} done); estimated time for the rest: {total / 60:.1f} min "
+          f"({est.says(rest) if rest else 'nothing left'}{'; * = FLOP model' if any(est.source[j] == 'flops' for j in rest) else ''})",
+          file=file)
+    return total
+
+
+def fitting_suites(args: argparse.Namespace, gpu: bool, hist) -> list[tuple[str, float]]:
+    """(suite, estimated seconds) of the suites that fit the device (under ``FITS_S``), shortest first."""
+    from bench.pipeline.estimate import FITS_S
+    fits = []
+    for name in SUITES:
+        if name == args.suite:
+            continue
+        try:
+            jobs = expand(name, options_from(args, gpu))
+        except (ValueError, KeyError):
+            continue
+        total = estimate(jobs, None, history=hist).total([j.job_id for j in jobs]) if jobs else 0.0
+        if jobs and total < FITS_S:
+            fits.append((name, total))
+    return sorted(fits, key=lambda x: x[1])
+
+
+def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
+    from bench.pipeline.estimate import load_history, too_long
+    print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
+    hist = load_history(Path(args.out), exclude=plan.run_id if plan.resumed else None)
+    total = print_plan(plan.jobs, plan.done, est=estimate(plan.jobs, None, isolation(args, plan.gpu), history=hist))
+    sentence = too_long(total, plan.gpu, args.suite, fitting_suites(args, plan.gpu, hist) if total > TOO_LONG_S else [])
+    if sentence:
+        print(sentence)
+    return 0
 
 
 def summary_table(out: Path) -> str:
@@ -434,7 +467,7 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
     print(f"run {plan.run_id}: {len(todo)} of {len(plan.jobs)} jobs to run -> {plan.out}", file=sys.stderr)
     counts: dict[str, int] = {}
     bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
-    ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout)
+    ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout, isolation(args, plan.gpu))
     try:  # the job loop lives in bench.pipeline.executors (local: one after another here; ray: on a cluster)
         with closing(plan.executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
             for _job, status in finished:
@@ -499,9 +532,7 @@ def _main(argv: list[str] | None, session: Session) -> int:
     if isinstance(plan, int):
         return plan
     if args.dry_run:
-        print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
-        print_plan(plan.jobs, plan.done)
-        return 0
+        return _dry_run(args, plan)
     if preflight.check([j for j in plan.jobs if j.job_id not in plan.done], plan.out, args.data_dir,
                        None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
                        here=plan.executor.runs_here):

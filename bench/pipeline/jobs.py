@@ -72,6 +72,11 @@ def _spawn(job: Job, out: Path, run_id: str, cmd: list[str], env: dict, log_path
         except KeyboardInterrupt:
             _kill(proc)
             raise
+    return conclude(job, out, run_id, rc, before, log_path)
+
+
+def conclude(job: Job, out: Path, run_id: str, rc: int, before: int, log_path: Path) -> tuple[str, str]:
+    """(status, message) of a job whose worker returned ``rc`` (or died: negative); records a death without a row."""
     last = _last_status(out, job) if _rows_for(out, job) > before else None
     if rc == 0 and last is not None:
         return last, "exit 0"
@@ -82,6 +87,11 @@ def _spawn(job: Job, out: Path, run_id: str, cmd: list[str], env: dict, log_path
     msg = f"worker died with exit code {rc} and wrote no error row; log {log_path.name}: {tail}"
     record_failure(job, out, run_id, "error", msg)
     return "error", msg
+
+
+def rows_for(out: Path, job: Job) -> int:
+    """Rows of ``job`` in its CSV so far (a worker's outcome is read from the rows it added)."""
+    return _rows_for(out, job)
 
 
 def _rows_for(out: Path, job: Job) -> int:

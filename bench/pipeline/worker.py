@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--job", required=True, help="the job as JSON (bench.core.job.Job fields)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--spawned-at", type=float, default=None, help="the parent's wall clock at spawn (phase times)")
+    ap.add_argument("--serve", action="store_true",
+                    help="reused isolation: configured for --job's stack, run jobs read from stdin (bench.pipeline.pool)")
     args = ap.parse_args(argv)
     phases.CLOCK.reset(args.spawned_at)  # "start": from the spawn, interpreter start and imports included
     job = Job(**json.loads(args.job))
@@ -101,7 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     configure_env(job)
     preload(job)
+    if args.serve:
+        return serve(out, args.run_id, args.data_dir)
     return run_one(job, out, args.run_id, args.data_dir)
+
+
+def serve(out: Path, run_id: str, data_dir: str | None) -> int:
+    """Reused isolation: one request per stdin line ({"job", "t0", "log"}), each job run as a fresh worker runs it
+    with stdout and stderr in its log, then ``done <exit status>`` on the parent's pipe. Ends at end of input."""
+    answer = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        req = json.loads(line)
+        job = Job(**req["job"])
+        phases.CLOCK.reset(req["t0"])  # "start": from the hand-over (the first job: from the worker's spawn)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(req["log"], "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        rc = run_one(job, out, run_id, data_dir)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        answer.write(f"done {rc}\n")
+        if rc == 3:  # the results could not be written: the parent stops the suite
+            return rc
+    return 0
 
 
 def run_one(job: Job, out: Path, run_id: str, data_dir: str | None) -> int:
