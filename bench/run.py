@@ -30,10 +30,10 @@ from bench.core.env import gpu_available, run_meta
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
+from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
-from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.suites import SUITES, Options, describe_jobs, expand, installed_keras_backends
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
 from bench.results.schema import FILES, run_version_problems
