@@ -466,12 +466,21 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
     todo = [j for j in plan.jobs if j.job_id not in plan.done]
     print(f"run {plan.run_id}: {len(todo)} of {len(plan.jobs)} jobs to run -> {plan.out}", file=sys.stderr)
     counts: dict[str, int] = {}
-    bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
     ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout, isolation(args, plan.gpu))
+    from bench.pipeline.estimate import Remaining, load_history
+    left = Remaining(estimate(todo, None, ctx.isolation, history=load_history(Path(args.out), exclude=plan.run_id)))
+    # the bar's remaining time: each job's measured (else FLOP-model) estimate, scaled by how this run is going
+    bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]")
+
+    def on_start(job: Job) -> None:
+        left.start(job.job_id)
+        bar.set_postfix_str(f"{left.describe()}] {job.job_id[-60:]}")
     try:  # the job loop lives in bench.pipeline.executors (local: one after another here; ray: on a cluster)
-        with closing(plan.executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
-            for _job, status in finished:
+        with closing(plan.executor.run(todo, ctx, on_start=on_start)) as finished:
+            for job, status in finished:
                 counts[status] = counts.get(status, 0) + 1
+                left.done(job.job_id)
                 bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()

@@ -84,3 +84,72 @@ def test_count_table_covers_the_registry():
     from bench.zoo import list_models
     from bench.zoo.count_table import COUNTS
     assert sorted(COUNTS) == sorted(list_models())
+
+
+def test_reused_order_keeps_one_stacks_reusable_jobs_together():
+    from bench.pipeline.pool import reused_order
+    t = lambda fw, be, m="train": Job("throughput", "resnet20_v1", fw, be, "fp32", 8, m, device="cpu")  # noqa: E731
+    mem = Job("memory", "resnet20_v1", "torch", None, "fp32", 8, device="cpu")
+    prof = Job("profile", "resnet20_v1", "torch", None, "fp32", 8, device="cpu")
+    todo = [t("torch", None), t("keras", "tensorflow"), t("torch", None, "infer"), mem, prof]
+    assert reused_order(todo) == [todo[0], todo[2], todo[4], todo[1], todo[3]]
+
+
+def test_reused_worker_runs_a_stacks_jobs_and_each_job_says_so(tmp_path):
+    """--isolation reused: two throughput jobs of one stack share one worker (the second pays no process start),
+    the memory job between them in the plan runs fresh; every job's phases still cover its wall time."""
+    from bench.pipeline.executors import LocalExecutor, RunContext
+    jobs = [Job("throughput", "resnet20_v1", "torch", None, "fp32", 4, m, steps=2, max_warmup=10, device="cpu")
+            for m in ("train", "infer")]
+    jobs.insert(1, Job("memory", "resnet20_v1", "torch", None, "fp32", 4, steps=1, device="cpu"))
+    ran = list(LocalExecutor().run(jobs, RunContext(tmp_path, "r1", None, 600, "reused"), lambda j: None))
+    assert [s for _, s in ran] == ["ok", "ok", "ok"] and [j for j, _ in ran] == [jobs[0], jobs[2], jobs[1]]
+    with open(tmp_path / "jobs.csv", newline="") as f:
+        rows = {r["job_id"]: r for r in csv.DictReader(f)}
+    first, second, mem = (rows[j.job_id] for j in (jobs[0], jobs[2], jobs[1]))
+    assert (first["isolation"], first["worker_jobs"], second["isolation"], second["worker_jobs"]) == ("reused", "0", "reused", "1")
+    assert mem["isolation"] == "fresh"
+    assert float(second["start_s"]) < 0.5 * float(first["start_s"])  # imports paid once
+    for r in rows.values():
+        named = sum(float(r[f"{p}_s"]) for p in phases.PHASES)
+        assert abs(float(r["wall_s"]) - named) <= 0.05 * float(r["wall_s"]), r
+    with open(tmp_path / "throughput.csv", newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok"]
+
+
+def _history(root: Path, run: str, rows: list[tuple[str, float]], machine=None) -> None:
+    import json
+
+    from bench.pipeline.estimate import machine as here
+    from bench.results.schema import append_row
+    d = root / run
+    d.mkdir(parents=True)
+    host, cpu, cores = machine or here()
+    (d / "run_meta.json").write_text(json.dumps({"hostname": host, "cpu": cpu, "cpu_count": cores}))
+    for job_id, wall in rows:
+        append_row(d / "jobs.csv", "jobs", {"run_id": run, "job_id": job_id, "status": "ok", "wall_s": wall,
+                                           "isolation": "fresh"})
+
+
+def test_estimates_come_from_this_machines_history_else_the_flop_model(tmp_path):
+    from bench.pipeline.estimate import estimate
+    from bench.pipeline.suites import Options, expand, estimate_seconds
+    jobs = expand("smoke", Options(frameworks=("torch",), gpu=False))
+    _history(tmp_path, "a", [(jobs[0].job_id, 10.0), (jobs[1].job_id + "/r2", 4.0)])
+    _history(tmp_path, "b", [(jobs[0].job_id, 20.0), (jobs[1].job_id, 6.0)])
+    _history(tmp_path, "other", [(jobs[2].job_id, 99.0)], machine=("elsewhere", "cpu", 64))
+    est = estimate(jobs, tmp_path)
+    assert est.seconds[jobs[0].job_id] == 15.0 and est.seconds[jobs[1].job_id] == 5.0  # repeats pooled
+    assert est.source[jobs[2].job_id] == "flops" and est.seconds[jobs[2].job_id] == estimate_seconds(jobs[2])
+    assert est.says([j.job_id for j in jobs[:2]]).startswith("measured") and "FLOP model" in est.says(
+        [j.job_id for j in jobs])
+
+
+def test_a_plan_that_does_not_fit_the_device_says_so(capsys, tmp_path):
+    from bench.run import main
+    assert main(["--suite", "cifar10-full", "--dry-run", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("This plan does not fit a CPU: about ") and "--suite smoke" in out[-1]
+    assert out[-1].count(". ") == 0  # one sentence
+    assert main(["--suite", "smoke", "--dry-run", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert "does not fit" not in capsys.readouterr().out

@@ -57,8 +57,9 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
 
 def _allocator_peak(job: Job, row: dict, stack, mem, reasons: list[str]):
     """Timed steps on the GPU with the allocator peak read over them; returns (peak bytes or None, sampler)."""
-    r = stack.make_step(job.model, job.measurement, job.batch_size, job.precision, "synthetic", job.device,
-                        job.exec_mode)
+    from bench.stacks.base import StepSpec
+    r = stack.make_step(StepSpec(job.model, job.measurement, job.batch_size, job.precision, "synthetic", job.device,
+                                 job.exec_mode))
     row.update(r.env, exec_mode=r.exec_mode, params_trainable=r.params[0])
     phases.enter("first_step")
     r.step()  # compile / autotune outside the measured steps

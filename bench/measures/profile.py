@@ -24,8 +24,9 @@ def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     traces.mkdir(parents=True, exist_ok=True)
     options = {"depth": job.depth} if job.depth is not None else None
     phases.enter("build")  # the stack enters data, first_step and timed (the profiler's steps) itself
-    p = get_stack(job.framework, job.keras_backend).profile(
-        job.model, job.batch_size, job.precision, job.device, job.exec_mode, job.steps, str(traces), options)
+    from bench.stacks.base import ProfileSpec
+    p = get_stack(job.framework, job.keras_backend).profile(ProfileSpec(
+        job.model, job.batch_size, job.precision, job.device, job.exec_mode, job.steps, str(traces), options))
     row.update(p.env, exec_mode=p.exec_mode, measurement="train", profile_steps=job.steps, profile_source=p.source,
                depth=get_spec(job.model, **(options or {})).depth)
     step = p.profiled_step_ms

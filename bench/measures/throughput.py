@@ -59,9 +59,10 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
     """Time ``job``'s step: first step, warm-up until stable, ``job.steps`` samples; one throughput row."""
     from bench.stacks import get_stack
     phases.enter("build")  # the stack enters data and build itself
-    r = get_stack(job.framework, job.keras_backend).make_step(
+    from bench.stacks.base import StepSpec
+    r = get_stack(job.framework, job.keras_backend).make_step(StepSpec(
         job.model, job.measurement, job.batch_size, job.precision, job.input, job.device, job.exec_mode,
-        data_dir=data_dir)
+        data_dir=data_dir))
     row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
                params_trainable=r.params[0], params_total=sum(r.params))
     from bench.core.stack_registry import stack_name

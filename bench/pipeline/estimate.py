@@ -111,3 +111,33 @@ def too_long(total_s: float, gpu: bool, suite: str, fitting: list[tuple[str, flo
     return (f"This plan does not fit a {dev}: about {total_s / 86400:,.0f} days estimated for suite {suite}; "
             f"narrow it (--models, --frameworks, --batch-sizes, --epochs){where}" + (f", or run {alt} instead" if alt else "")
             + ".")
+
+
+class Remaining:
+    """The progress bar's remaining time: the estimates of the jobs not finished, scaled by the ratio of this run's
+    finished jobs' wall time to their estimates (measured history: near 1), with the source said."""
+
+    def __init__(self, est: Estimate) -> None:
+        import time
+        self.est, self.left = est, dict(est.seconds)
+        self.spent = self.expected = 0.0
+        self._clock, self._t = time.monotonic, None
+
+    def start(self, job_id: str) -> None:
+        self._t = self._clock()
+
+    def done(self, job_id: str) -> None:
+        if self._t is not None and job_id in self.left:
+            self.spent += self._clock() - self._t
+            self.expected += self.left.pop(job_id)
+        self._t = None
+
+    def seconds(self) -> float:
+        scale = self.spent / self.expected if self.expected > 0 else 1.0
+        return scale * sum(self.left.values())
+
+    def describe(self) -> str:
+        ids = list(self.left) or list(self.est.seconds)
+        measured = sum(1 for j in ids if self.est.source.get(j) == "measured")
+        src = "measured" if measured == len(ids) else "FLOP model" if measured == 0 else "measured+FLOP model"
+        return f"~{self.seconds() / 60:.1f} min left ({src})"

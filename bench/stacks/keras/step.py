@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.core import phases
-from bench.stacks.base import StepRunner, check_step_args
+from bench.stacks.base import StepRunner, StepSpec
 
 KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Keras train steps per timed sample (a window run as fit runs it, one read-back at its end): fit reads nothing
@@ -36,16 +36,19 @@ def build_twin(model: str, precision: str, options: dict | None = None):
         keras.config.set_dtype_policy("float32")
 
 
-def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
-                    input: str = "synthetic", device: str | None = None, mode: str | None = None,
-                    data_dir: str | None = None, seed: int = 0, options: dict | None = None) -> StepRunner:
-    """``KerasStack.make_step`` (see ``bench.stacks.base.Stack.make_step`` for the arguments)."""
+def make_keras_step(stack, spec: StepSpec) -> StepRunner:
+    """``KerasStack.make_step`` (``bench.stacks.base.StepSpec`` says what it builds). A Keras twin is always NHWC:
+    a ``channels_last`` given is refused, not dropped."""
     import keras
 
     from bench.zoo import build
 
-    check_step_args(measurement, input, precision)
-    options = options or {}
+    if spec.channels_last is not None:
+        raise ValueError(f"channels_last={spec.channels_last} is a torch memory format; a Keras twin is always NHWC "
+                         "(leave it None)")
+    model, measurement, batch, precision, input = spec.model, spec.measurement, spec.batch_size, spec.precision, spec.input
+    device, mode, data_dir, seed = spec.device, spec.exec_mode, spec.data_dir, spec.seed
+    options = spec.model_options or {}
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     keras.utils.set_random_seed(seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core import phases
-from bench.stacks.base import StepProfile, check_step_args
+from bench.stacks.base import ProfileSpec, StepProfile
 
 SOURCE_NOTE = "; PyTorch module paths as keras_name (stage1.block0.conv1 -> stage1_block0_conv1)"
 
@@ -19,9 +19,7 @@ def module_names(net) -> dict[int, tuple[str, str | None]]:
     return {id(m): (keras_name(path), module_kind(m)) for path, m in net.named_modules() if path}
 
 
-def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", device: str | None = None,
-                  mode: str | None = None, steps: int = 5, trace_dir: str | None = None,
-                  options: dict | None = None) -> StepProfile:
+def profile_torch(stack, spec: ProfileSpec) -> StepProfile:
     """``PyTorchStack.profile`` (see ``bench.stacks.base.Stack.profile``). Eager only: under ``torch.compile``
     the layers' modules no longer run as calls, so the profile says so (coverage None) instead."""
     import torch
@@ -31,8 +29,9 @@ def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", de
     from bench.stacks.pytorch.step import torch_amp_dtype
     from bench.zoo import build
 
-    check_step_args("train", "synthetic", precision)
-    mode, options = mode or "eager", options or {}
+    model, batch, precision, device, steps, trace_dir = (spec.model, spec.batch_size, spec.precision, spec.device,
+                                                         spec.steps, spec.trace_dir)
+    mode, options = spec.exec_mode or "eager", spec.model_options or {}
     env = stack.env(device)
     if mode != "eager":
         return StepProfile(env=env, exec_mode=mode, null_reason=f"torch {mode}: per-layer attribution is implemented "

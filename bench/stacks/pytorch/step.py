@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.core import phases
-from bench.stacks.base import StepRunner, check_step_args
+from bench.stacks.base import StepRunner, StepSpec
 
 TORCH_MODES = ("eager", "compile", "step-compile")
 
@@ -78,18 +78,16 @@ def _real_input(state: dict, data_dir: str | None, batch: int, seed: int, dev: s
     return next_batch
 
 
-def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
-                    input: str = "synthetic", device: str | None = None, mode: str | None = None,
-                    channels_last: bool | None = None, data_dir: str | None = None, seed: int = 0,
-                    options: dict | None = None) -> StepRunner:
-    """``PyTorchStack.make_step`` (see ``bench.stacks.base.Stack.make_step`` for the arguments)."""
+def make_torch_step(stack, spec: StepSpec) -> StepRunner:
+    """``PyTorchStack.make_step`` (``bench.stacks.base.StepSpec`` says what it builds)."""
     import torch
     import torch.nn.functional as F
 
     from bench.zoo import build
 
-    check_step_args(measurement, input, precision)
-    mode, options = mode or "eager", options or {}
+    model, measurement, batch, precision, input = spec.model, spec.measurement, spec.batch_size, spec.precision, spec.input
+    device, channels_last, data_dir, seed = spec.device, spec.channels_last, spec.data_dir, spec.seed
+    mode, options = spec.exec_mode or "eager", spec.model_options or {}
     if mode not in TORCH_MODES:
         raise ValueError(f"torch exec_mode must be one of {TORCH_MODES}, got {mode!r}")
     env = stack.env(device)
