@@ -133,7 +133,7 @@ def _history(root: Path, run: str, rows: list[tuple[str, float]], machine=None) 
 
 def test_estimates_come_from_this_machines_history_else_the_flop_model(tmp_path):
     from bench.pipeline.estimate import estimate
-    from bench.pipeline.suites import Options, expand, estimate_seconds
+    from bench.pipeline.suites import Options, estimate_seconds, expand
     jobs = expand("smoke", Options(frameworks=("torch",), gpu=False))
     _history(tmp_path, "a", [(jobs[0].job_id, 10.0), (jobs[1].job_id + "/r2", 4.0)])
     _history(tmp_path, "b", [(jobs[0].job_id, 20.0), (jobs[1].job_id, 6.0)])
