@@ -527,7 +527,8 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
     write_json_atomic(plan.out / "run_meta.json", {
         "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu, "status": "running", "status_cause": None,
         "status_at": now(),
-        **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", **keras_meta(args, plan.jobs)})})
+        **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", "isolation": isolation(args, plan.gpu),
+                                      **keras_meta(args, plan.jobs)})})
     session.started = True
     return None
 

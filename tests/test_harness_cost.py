@@ -153,3 +153,24 @@ def test_a_plan_that_does_not_fit_the_device_says_so(capsys, tmp_path):
     assert out[-1].count(". ") == 0  # one sentence
     assert main(["--suite", "smoke", "--dry-run", "--device", "cpu", "--out", str(tmp_path)]) == 0
     assert "does not fit" not in capsys.readouterr().out
+
+
+def test_where_the_runs_time_went_section(tmp_path):
+    """The report part: phases summed per job kind and implementation, the timed share, the cold start table."""
+    from bench.report.sections.harness import section_harness
+    from bench.results.schema import append_row
+    for kind, fw, be, mode, first, timed in (("throughput", "torch", "torch", "eager", 0.5, 2.0),
+                                             ("throughput", "keras", "tensorflow", "nojit", 3.0, 2.0),
+                                             ("memory", "torch", "torch", "eager", 0.0, 1.0)):
+        ph = {"start_s": 2.0, "data_s": 0.1, "build_s": 1.0, "first_step_s": first, "warmup_s": 1.0, "timed_s": timed,
+              "write_s": 0.4, "other_s": 0.0}
+        append_row(tmp_path / "jobs.csv", "jobs", {"run_id": "r", "job_id": f"{kind}/{fw}", "status": "ok", "model": "m",
+                                                   "framework": fw, "backend": be, "exec_mode": mode, "job_kind": kind,
+                                                   "isolation": "fresh", "wall_s": sum(ph.values()), **ph})
+    s = section_harness({"dir": tmp_path}, tmp_path)
+    assert "3 jobs (3 fresh)" in s.text[0] and "timed work 5 s" in s.text[0]
+    (_, phases_t), (_, cold) = s.tables
+    assert list(phases_t.implementation) == ["torch eager", "keras/tensorflow nojit", "torch eager"]
+    assert dict(zip(cold.implementation, cold["median"])) == {"keras/tensorflow nojit": 3.0, "torch eager": 0.5}
+    assert (tmp_path / "harness_phases.png").exists()
+    assert "No jobs.csv" in section_harness({"dir": tmp_path / "none"}).text[0]
