@@ -471,7 +471,9 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
     left = Remaining(estimate(todo, None, ctx.isolation, history=load_history(Path(args.out), exclude=plan.run_id)))
     # the bar's remaining time: each job's measured (else FLOP-model) estimate, scaled by how this run is going
     bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}]")
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}")
+
+    bar.set_postfix_str(f"{left.describe()}]")
 
     def on_start(job: Job) -> None:
         left.start(job.job_id)
