@@ -1,4 +1,5 @@
-"""``python -m bench.run --suite NAME``: expand a suite into jobs, run each in a fresh process, keep every row.
+"""``python -m bench.run --suite NAME``: expand a suite into jobs, run them (each in a fresh process, or with
+``--isolation reused`` a stack's throughput and profile jobs in one long-lived worker), keep every row.
 
 Results land in ``results/<run_id>/`` (``throughput.csv``, ``memory.csv``, ``epochs.csv``,
 ``nvml.csv``, ``run_meta.json``, ``logs/``); the report is rendered into ``reports/<run_id>/`` at the
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run a TwinBench suite: every job in its own process, every figure in results/<run_id>/*.csv.",
+        description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the throughput and "
+                    "profile jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
+                    "every job's wall time and phases in results/<run_id>/jobs.csv.",
         epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
                "  python -m bench.run --suite cifar10-full --keras-backend jax\n"
                "  python -m bench.run --suite memory --models 'densenet*' --dry-run\n"
