@@ -34,6 +34,9 @@ def section_harness(run: dict, out: Path | None = None) -> Section:
     s.text.append(f"{len(df)} jobs ({iso}), {wall:.0f} s of job wall time in all; timed work {timed:.0f} s "
                   f"({timed / wall:.0%} of it). Phases: process start and imports, data, build, first step "
                   "(compile / trace), warm-up, timed work, rows written and process exit; other = in none of them.")
+    s.text.append("Warm-up stops when the step is stable (the median of 5 steps moves under 5%), after at least 10 "
+                  "steps and at most the job's cap (max_warmup: 15 in smoke, 100 in the other suites); a reused "
+                  "worker's later jobs pay no process start or imports (isolation column of jobs.csv).")
     if len(have) < len(df):
         s.text.append(f"{len(df) - len(have)} job(s) left no phase times (killed or crashed first): wall time alone.")
     table = have.groupby(["job_kind", "implementation"])[list(PHASE_COLUMNS)].sum()
