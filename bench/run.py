@@ -237,10 +237,17 @@ def fitting_suites(args: argparse.Namespace, gpu: bool, hist) -> list[tuple[str,
 
 
 def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
-    from bench.pipeline.estimate import load_history, too_long
+    import statistics
+
+    from bench.pipeline.estimate import load_history, run_overheads, too_long
     print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
     hist = load_history(Path(args.out), exclude=plan.run_id if plan.resumed else None)
     total = print_plan(plan.jobs, plan.done, est=estimate(plan.jobs, None, isolation(args, plan.gpu), history=hist))
+    own = run_overheads(Path(args.out)).get(args.suite)
+    if own and not plan.done:
+        total += statistics.median(own[-3:])
+        print(f"with the run's own time outside its jobs (plan, checks, summary, report: {statistics.median(own[-3:]):.0f} s "
+              f"measured by earlier {args.suite} runs here): {total / 60:.1f} min")
     sentence = too_long(total, plan.gpu, args.suite, fitting_suites(args, plan.gpu, hist) if total > TOO_LONG_S else [])
     if sentence:
         print(sentence)
@@ -326,6 +333,8 @@ class Session:
     the run ended). ``main`` releases it however ``_main`` ends."""
 
     def __init__(self) -> None:
+        import time
+        self.t0 = time.time()  # the run's own wall time (run_meta.json's run_wall_s: the estimates' run overhead)
         self.lock: RunLock | None = None
         self.out: Path | None = None
         self.started = False
@@ -514,10 +523,24 @@ def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int], sessio
         except OSError as e:
             print(f"error: report not rendered ({e}); free space, then: python -m bench.report {plan.out}", file=sys.stderr)
             status = status or preflight.EXIT_WRITE_FAILED
+    if not plan.resumed:
+        _record_wall(plan.out, session)
     if status == preflight.EXIT_JOBS_FAILED:
         print(f"exit status 1: {counts.get('error', 0) + counts.get('timeout', 0)} job(s) ended in error or timeout "
               f"(see above); {preflight.resume_command(plan.out)} runs them again", file=sys.stderr)
     return status
+
+
+def _record_wall(out: Path, session: Session) -> None:
+    """run_meta.json's ``run_wall_s``: this command's wall time, its report included (a later --dry-run adds the
+    part outside the jobs to its estimate: ``bench.pipeline.estimate.run_overheads``)."""
+    import time
+    try:
+        meta = json.loads((out / "run_meta.json").read_text())
+        meta["run_wall_s"] = round(time.time() - session.t0, 2)
+        write_json_atomic(out / "run_meta.json", meta)
+    except (OSError, ValueError):
+        pass
 
 
 def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Session) -> int | None:

@@ -117,7 +117,7 @@ def test_reused_worker_runs_a_stacks_jobs_and_each_job_says_so(tmp_path):
         assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok"]
 
 
-def _history(root: Path, run: str, rows: list[tuple[str, float]], machine=None) -> None:
+def _history(root: Path, run: str, rows: list[tuple[str, float]], machine=None, **meta) -> None:
     import json
 
     from bench.pipeline.estimate import machine as here
@@ -125,7 +125,7 @@ def _history(root: Path, run: str, rows: list[tuple[str, float]], machine=None) 
     d = root / run
     d.mkdir(parents=True)
     host, cpu, cores = machine or here()
-    (d / "run_meta.json").write_text(json.dumps({"hostname": host, "cpu": cpu, "cpu_count": cores}))
+    (d / "run_meta.json").write_text(json.dumps({"hostname": host, "cpu": cpu, "cpu_count": cores, **meta}))
     for job_id, wall in rows:
         append_row(d / "jobs.csv", "jobs", {"run_id": run, "job_id": job_id, "status": "ok", "wall_s": wall,
                                            "isolation": "fresh"})
@@ -136,11 +136,13 @@ def test_estimates_come_from_this_machines_history_else_the_flop_model(tmp_path)
     from bench.pipeline.suites import Options, estimate_seconds, expand
     jobs = expand("smoke", Options(frameworks=("torch",), gpu=False))
     _history(tmp_path, "a", [(jobs[0].job_id, 10.0), (jobs[1].job_id + "/r2", 4.0)])
-    _history(tmp_path, "b", [(jobs[0].job_id, 20.0), (jobs[1].job_id, 6.0)])
+    _history(tmp_path, "b", [(jobs[0].job_id, 20.0), (jobs[1].job_id, 6.0)], suite="smoke", run_wall_s=40.0)
     _history(tmp_path, "other", [(jobs[2].job_id, 99.0)], machine=("elsewhere", "cpu", 64))
     est = estimate(jobs, tmp_path)
     assert est.seconds[jobs[0].job_id] == 15.0 and est.seconds[jobs[1].job_id] == 5.0  # repeats pooled
     assert est.source[jobs[2].job_id] == "flops" and est.seconds[jobs[2].job_id] == estimate_seconds(jobs[2])
+    from bench.pipeline.estimate import run_overheads
+    assert run_overheads(tmp_path) == {"smoke": [14.0]}  # the run's time outside its jobs
     assert est.says([j.job_id for j in jobs[:2]]).startswith("measured") and "FLOP model" in est.says(
         [j.job_id for j in jobs])
 

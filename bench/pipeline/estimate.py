@@ -38,6 +38,25 @@ def history_key(job_id: str) -> str:
     return re.sub(r"/r\d+$", "", job_id)
 
 
+def run_overheads(root: Path, here: tuple | None = None) -> dict[str, list[float]]:
+    """{suite: [seconds]} of the time earlier whole runs on this machine spent outside their jobs (planning, checks,
+    the summary and the report): ``run_meta.json``'s ``run_wall_s`` minus its jobs' wall times, oldest first."""
+    here = here or machine()
+    found: dict[str, list[tuple[str, float]]] = {}
+    for d in sorted(Path(root).glob("*")) if Path(root).is_dir() else ():
+        p, m = d / FILES["jobs"], d / "run_meta.json"
+        try:
+            meta = json.loads(m.read_text()) if m.is_file() and p.is_file() else {}
+            if not meta.get("run_wall_s") or meta.get("resumed_at") or _meta_machine(meta) != here:
+                continue
+            with open(p, newline="") as f:
+                jobs_s = sum(float(r["wall_s"]) for r in csv.DictReader(f) if r.get("wall_s"))
+        except (OSError, ValueError, csv.Error):
+            continue
+        found.setdefault(meta.get("suite") or "", []).append((d.name, max(0.0, float(meta["run_wall_s"]) - jobs_s)))
+    return {k: [s for _, s in sorted(v)] for k, v in found.items()}
+
+
 def load_history(root: Path, here: tuple | None = None, exclude: str | None = None) -> tuple[dict, list[str]]:
     """{(job key, isolation): [wall seconds, oldest first]} of the ok jobs of every run of this machine under
     ``root`` (``exclude``: a run id left out, e.g. the one being resumed), and the run ids read."""
