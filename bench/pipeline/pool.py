@@ -28,8 +28,11 @@ REUSABLE = ("throughput", "profile")  # figures that need no fresh process (memo
 
 
 def stack_key(job: Job) -> tuple:
-    """The worker a reusable job goes to: its stack on its device (a repeat round keeps its own workers)."""
-    return (job.repeat, job.framework, job.keras_backend, job.device)
+    """The worker a reusable job goes to: its stack on its device, with the process environment its kind of job gets
+    (``StackInfo.env_for``: jobs that need another environment never share a process); a repeat round keeps its
+    own workers."""
+    env, drop = job.stack.env_for(job.kind, job.device)
+    return (job.repeat, job.framework, job.keras_backend, job.device, tuple(sorted(env.items())), drop)
 
 
 def reused_order(todo: list[Job]) -> list[Job]:
