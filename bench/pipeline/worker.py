@@ -120,6 +120,18 @@ def _load_data_once() -> None:
     bench.data.load_cifar10 = functools.lru_cache(maxsize=2)(bench.data.load_cifar10)
 
 
+def _between_jobs(job: Job) -> None:
+    """After a job in a reused worker: the stack drops the job's global state (``Stack.between_jobs``), then the
+    garbage is collected, so the next job starts from what a fresh process would hold (imports aside)."""
+    import gc
+    try:
+        from bench.stacks import get_stack
+        get_stack(job.framework, job.keras_backend).between_jobs()
+    except ImportError:
+        pass
+    gc.collect()
+
+
 def serve(out: Path, run_id: str, data_dir: str | None) -> int:
     """Reused isolation: one request per stdin line ({"job", "t0", "log"}), each job run as a fresh worker runs it
     with stdout and stderr in its log, then ``done <exit status>`` on the parent's pipe. Ends at end of input."""
@@ -135,6 +147,7 @@ def serve(out: Path, run_id: str, data_dir: str | None) -> int:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
         rc = run_one(job, out, run_id, data_dir)
+        _between_jobs(job)
         sys.stdout.flush()
         sys.stderr.flush()
         answer.write(f"done {rc}\n")

@@ -212,7 +212,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
          "max_warmup)", "bench.core.phases.PhaseClock"),
         ("timed_s", "the timed work: timed samples (throughput), measured steps (memory), the training run (epochs), "
          "the profiler's steps (profile)", "bench.core.phases.PhaseClock"),
-        ("write_s", "rows written, and (fresh) the process's exit until the parent saw it", "bench.pipeline.jobs.record_job"),
+        ("write_s", "rows written, then (fresh) the process's exit or (reused) the worker's clean-up between jobs "
+         "(Stack.between_jobs, garbage collection), until the parent saw it", "bench.pipeline.jobs.record_job"),
         ("other_s", "wall_s minus every phase above: time in no phase (hygiene windows, counts); large only when a "
          "phase is missing", "bench.pipeline.jobs.record_job"),
     ),

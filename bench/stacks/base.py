@@ -355,6 +355,10 @@ class Stack:
             return int(env)
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
+    def between_jobs(self) -> None:
+        """A reused worker (``bench.pipeline.pool``) calls this after each job: drop what the job left in the
+        framework's global state, so the next job starts as in a fresh process. Default: nothing."""
+
     def make_step(self, spec: StepSpec) -> StepRunner:
         """Build this stack's twin of ``spec.model`` and return its step, ready to time (``StepSpec``)."""
         raise NotImplementedError

@@ -51,6 +51,11 @@ class KerasStack(Stack):
         """Run ``n`` train steps as this backend's ``fit`` calls ``train_function``; return the last logs."""
         raise NotImplementedError
 
+    def between_jobs(self):
+        import keras
+        keras.backend.clear_session()  # the last job's graphs, layer-name counters and global policy dropped
+        keras.config.set_dtype_policy("float32")
+
     def make_step(self, spec):
         from bench.stacks.keras.step import make_keras_step
         return make_keras_step(self, spec)
