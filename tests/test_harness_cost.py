@@ -168,11 +168,13 @@ def test_where_the_runs_time_went_section(tmp_path):
               "write_s": 0.4, "other_s": 0.0}
         append_row(tmp_path / "jobs.csv", "jobs", {"run_id": "r", "job_id": f"{kind}/{fw}", "status": "ok", "model": "m",
                                                    "framework": fw, "backend": be, "exec_mode": mode, "job_kind": kind,
-                                                   "isolation": "fresh", "wall_s": sum(ph.values()), **ph})
+                                                   "isolation": "fresh", "worker_jobs": 0, "wall_s": sum(ph.values()),
+                                                   **ph})
     s = section_harness({"dir": tmp_path}, tmp_path)
     assert "3 jobs (3 fresh)" in s.text[0] and "timed work 5 s" in s.text[0]
     (_, phases_t), (_, cold) = s.tables
     assert list(phases_t.implementation) == ["torch eager", "keras/tensorflow nojit", "torch eager"]
-    assert dict(zip(cold.implementation, cold["median"])) == {"keras/tensorflow nojit": 3.0, "torch eager": 0.5}
+    assert dict(zip(cold.implementation, cold["cold start / compile, s (median)"])) == {
+        "keras/tensorflow nojit": 3.0, "torch eager": 0.5}
     assert (tmp_path / "harness_phases.png").exists()
     assert "No jobs.csv" in section_harness({"dir": tmp_path / "none"}).text[0]

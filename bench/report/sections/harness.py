@@ -45,11 +45,17 @@ def section_harness(run: dict, out: Path | None = None) -> Section:
     table["timed share"] = (table.timed_s / table.wall_s).map(lambda v: f"{v:.0%}")
     s.tables.append(("seconds per phase, summed over the jobs of each kind and implementation",
                      table.round(1).reset_index()))
-    cold = have[have.job_kind == "throughput"]
-    if len(cold):
-        c = cold.groupby("implementation").first_step_s.agg(["median", "min", "max", "count"]).round(2)
-        s.tables.append(("cold start / compile: the first step of each implementation's throughput jobs, seconds "
-                         "(compile, trace, autotune; a reused worker's later jobs pay less)", c.reset_index()))
+    tp = have[have.job_kind == "throughput"]
+    if len(tp):
+        later = tp.worker_jobs.fillna(0) > 0
+        c = pd.DataFrame({
+            "cold start / compile, s (median)": tp[~later].groupby("implementation").first_step_s.median(),
+            "cold jobs": tp[~later].groupby("implementation").size(),
+            "first step in a reused worker, s (median)": tp[later].groupby("implementation").first_step_s.median(),
+            "reused jobs": tp[later].groupby("implementation").size()}).round(2)
+        s.tables.append(("cold start / compile: the first step of each implementation's throughput jobs (compile, trace, "
+                         "autotune) in a process of their own or as a worker's first job, beside the same step in a "
+                         "reused worker's later jobs", c.reset_index(names="implementation")))
     if out is not None:
         plt, _ = _plt()
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) + 1.5))
