@@ -1,5 +1,5 @@
 """``python -m bench.run --suite NAME``: expand a suite into jobs, run them (each in a fresh process, or with
-``--isolation reused`` a stack's throughput and profile jobs in one long-lived worker), keep every row.
+``--isolation reused`` a stack's throughput jobs in one long-lived worker), keep every row.
 
 Results land in ``results/<run_id>/`` (``throughput.csv``, ``memory.csv``, ``epochs.csv``,
 ``nvml.csv``, ``run_meta.json``, ``logs/``); the report is rendered into ``reports/<run_id>/`` at the
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the throughput and "
-                    "profile jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
+                    "throughput jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
                     "every job's wall time and phases in results/<run_id>/jobs.csv.",
         epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
                "  python -m bench.run --suite cifar10-full --keras-backend jax\n"

@@ -92,7 +92,7 @@ def test_reused_order_keeps_one_stacks_reusable_jobs_together():
     mem = Job("memory", "resnet20_v1", "torch", None, "fp32", 8, device="cpu")
     prof = Job("profile", "resnet20_v1", "torch", None, "fp32", 8, device="cpu")
     todo = [t("torch", None), t("keras", "tensorflow"), t("torch", None, "infer"), mem, prof]
-    assert reused_order(todo) == [todo[0], todo[2], todo[4], todo[1], todo[3]]
+    assert reused_order(todo) == [todo[0], todo[2], todo[1], todo[3], todo[4]]  # a profile starts its own process
 
 
 def test_reused_worker_runs_a_stacks_jobs_and_each_job_says_so(tmp_path):

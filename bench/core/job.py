@@ -1,5 +1,5 @@
 """The unit of a run: one measurement of one implementation, run in a fresh process (or, under ``--isolation
-reused``, a throughput or profile job in its stack's long-lived worker: ``bench.pipeline.pool``).
+reused``, a throughput job in its stack's long-lived worker: ``bench.pipeline.pool``).
 
 The plan (``bench.pipeline.suites``) makes jobs, the executors run them, the worker hands each to its
 measure (``bench.measures``), and every row a job writes starts from ``Job.base_row``.

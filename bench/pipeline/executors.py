@@ -73,9 +73,9 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="local (default): one job after another here; ray: every job a task on a Ray cluster")
     g.add_argument("--isolation", choices=ISOLATIONS, default=None,
-                   help="fresh: every job in a process of its own; reused: throughput and profile jobs of one stack "
-                        "(framework, backend, device) share a long-lived worker (imports and data paid once); memory "
-                        "and training jobs, and each stack's first job (its cold start), stay fresh (default: reused on a "
+                   help="fresh: every job in a process of its own; reused: the throughput jobs of one stack "
+                        "(framework, backend, device) share a long-lived worker (imports and data paid once; its first "
+                        "job is the cold start); memory, training and profile jobs stay fresh (default: reused on a "
                         "CPU, fresh on a GPU; --executor local only)")
     g.add_argument("--ray-address", metavar="auto|HOST:PORT", default=None,
                    help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance")
@@ -198,8 +198,8 @@ class LocalExecutor(Executor):
         return gpu_available()
 
     def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
-        """Every job in a fresh process; with ``ctx.isolation`` reused, the throughput and profile jobs of one stack
-        in one long-lived worker (``bench.pipeline.pool``), run together."""
+        """Every job in a fresh process; with ``ctx.isolation`` reused, the throughput jobs of one stack in one
+        long-lived worker (``bench.pipeline.pool``), run together."""
         from bench.pipeline.jobs import run_job
         from bench.pipeline.pool import REUSABLE, WorkerPool, reused_order
         reused = ctx.isolation == "reused"

@@ -1,8 +1,8 @@
 """Reused isolation (``bench.run --isolation reused``): a long-lived worker process per stack (framework, backend,
-device) runs that stack's throughput and profile jobs one after another, so that process start, framework
-imports and the measure's imports are paid once per stack instead of once per job (timm's ``benchmark.py`` sweeps
-batch sizes inside one process the same way). Memory and training jobs never reuse a process: an allocator peak
-and a training run start from a clean one.
+device) runs that stack's throughput jobs one after another, so that process start, framework imports and the
+measure's imports are paid once per stack instead of once per job (timm's ``benchmark.py`` sweeps batch sizes
+inside one process the same way). Memory, training and profile jobs never reuse a process: an allocator peak, a
+training run and a profiler's setup (``REUSABLE``) start from a clean one.
 
 The worker is ``python -m bench.pipeline.worker --serve``: it reads one request per line on stdin (the job, the
 time it was handed over, its log file), points its stdout and stderr at the job's log, runs the job exactly as a
@@ -24,7 +24,11 @@ from pathlib import Path
 from bench.core.job import Job
 from bench.pipeline.jobs import ROOT, _kill, conclude, record_failure, record_job, rows_for
 
-REUSABLE = ("throughput", "profile")  # figures that need no fresh process (memory peaks and training runs do)
+# figures that need no fresh process. Memory peaks and training runs do; so do profiles: Keras on TensorFlow sets
+# one inter-op thread before TensorFlow starts so that op events tile the step (bench.stacks.keras.tf_trace.serial_ops),
+# and in a worker that ran throughput jobs first its attributed time came to 1.36 of the step, 0.90 fresh (a rough
+# check on a loaded 2-core CPU, resnet20_v1 batch 8).
+REUSABLE = ("throughput",)
 
 
 def stack_key(job: Job) -> tuple:

@@ -4,8 +4,8 @@
 (``StackInfo.process_env``: KERAS_BACKEND; ``StackInfo.job_env``: what one kind of job alone gets, e.g.
 TensorFlow's BFC CPU allocator for CPU memory jobs), preallocation off and CPU-only when asked are set here
 *before* any framework import, which is why each job gets its own process (as timm's bulk_runner does), or, with
-``--serve`` (``--isolation reused``, ``bench.pipeline.pool``), one process runs the throughput and profile jobs of
-one stack and environment one after another. Each phase of a job's time is named (``bench.core.phases``) and left
+``--serve`` (``--isolation reused``, ``bench.pipeline.pool``), one process runs the throughput jobs of one stack
+and environment one after another. Each phase of a job's time is named (``bench.core.phases``) and left
 for the parent's ``jobs.csv`` row.
 The measure is ``bench.measures.driver(job.kind)``. A Python exception becomes a row with
 ``status=error`` (or ``oom``); a crash that leaves no row is recorded by the parent.
