@@ -24,7 +24,7 @@ for stack in $STACKS; do
   sel=(--frameworks "$fw"); [ "$fw" = keras ] && sel+=(--keras-backend "$be")
   for iso in fresh reused; do
     python -m bench.run "${COMMON[@]}" "${sel[@]}" --isolation "$iso" >"$WORK/$fw-$be-$iso.log" 2>&1 || true
-    ls -t "$OUT" | head -1 | sed "s|^|$stack $iso |" >>"$WORK/runs.txt"
+    ls -t "$OUT" | sed -n "1s|^|$stack $iso |p" >>"$WORK/runs.txt"
   done
 done
 

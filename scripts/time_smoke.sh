@@ -27,7 +27,7 @@ timed() {  # timed LABEL DIR ARGS... -> prints LABEL seconds; the run's stdout/s
 
 timed new1 "$ROOT" --suite smoke --out "$OUT" --reports "$REPORTS"
 timed base "$BASEDIR" --suite smoke --out "$WORK/base-results" --reports "$WORK/base-reports"
-(cd "$ROOT" && python -m bench.run --suite smoke --dry-run --out "$OUT") | tail -2 | tee "$WORK/estimate.txt"
+(cd "$ROOT" && python -m bench.run --suite smoke --dry-run --out "$OUT") >"$WORK/estimate.txt"; tail -3 "$WORK/estimate.txt"
 timed new2 "$ROOT" --suite smoke --out "$OUT" --reports "$REPORTS"
 
 python - "$WORK" <<'PY'
@@ -36,7 +36,8 @@ from pathlib import Path
 w = Path(sys.argv[1])
 t = dict(l.split()[:2] for l in (w / "times.txt").read_text().splitlines())
 t = {k: float(v) for k, v in t.items()}
-est = re.search(r"estimated time for the rest: ([\d.]+) min", (w / "estimate.txt").read_text())
+text = (w / "estimate.txt").read_text()  # the total with the run's own time when an earlier run measured it
+est = re.search(r"with the run's own time .*: ([\d.]+) min", text) or re.search(r"estimated time for the rest: ([\d.]+) min", text)
 print(f"base {t['base']:.0f} s; this checkout {t['new1']:.0f} s then {t['new2']:.0f} s: "
       f"{t['new2'] / t['base']:.2f}x of the base (target <= 0.60x)")
 if est:
