@@ -110,9 +110,10 @@ def estimate(jobs: list[Job], root: Path | None, isolation: str = "fresh", exclu
     from bench.pipeline.suites import estimate_seconds
     hist, runs = history if history is not None else (load_history(root, exclude=exclude) if root else ({}, []))
     est = Estimate(runs=runs)
+    from bench.pipeline.pool import REUSABLE
     for j in jobs:
-        key = history_key(j.job_id)
-        walls = hist.get((key, isolation)) or hist.get((key, "fresh")) or hist.get((key, "reused"))
+        key, mine = history_key(j.job_id), isolation if j.kind in REUSABLE else "fresh"  # how the job will run
+        walls = hist.get((key, mine)) or hist.get((key, "fresh")) or hist.get((key, "reused"))
         if walls:
             est.seconds[j.job_id], est.source[j.job_id] = statistics.median(walls[-3:]), "measured"
         else:
