@@ -67,8 +67,12 @@ def dump(path: Path) -> None:
 
 
 def path_for(out: Path, job_id: str) -> Path:
-    """Where a job's worker leaves its phase times for the parent (``bench.pipeline.jobs.record_job``)."""
-    return Path(out) / "logs" / (job_id.replace("/", "_") + ".phases.json")
+    """Where a job's worker leaves its phase times for the parent (``bench.pipeline.jobs.record_job``, which reads
+    and removes it): the temporary folder, never the run's (a run folder holds results alone)."""
+    import hashlib
+    import tempfile
+    key = hashlib.sha1(f"{Path(out).resolve()}\0{job_id}".encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / "twinbench-phases" / f"{key}.json"
 
 
 def load(path: Path) -> dict | None:

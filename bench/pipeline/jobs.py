@@ -52,8 +52,12 @@ def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: flo
            "--job", json.dumps(job.to_dict()), "--spawned-at", repr(spawned)] + (["--data-dir", data_dir] if data_dir else [])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     before = _rows_for(out, job)
-    status, msg = _spawn(job, out, run_id, cmd, env, log_path, timeout, before)
-    record_job(job, out, run_id, status, spawned, time.time(), "fresh", 0)
+    from bench.core import phases
+    try:
+        status, msg = _spawn(job, out, run_id, cmd, env, log_path, timeout, before)
+        record_job(job, out, run_id, status, spawned, time.time(), "fresh", 0)
+    finally:
+        phases.path_for(out, job.job_id).unlink(missing_ok=True)  # read by record_job, or not (interrupted, disk full)
     return status, msg
 
 

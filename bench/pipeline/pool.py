@@ -104,6 +104,13 @@ class WorkerPool:
     def run_job(self, job: Job, timeout: float | None) -> tuple[str, str]:
         """Run a reusable job in its stack's worker (started when there is none); (status, message) as
         ``bench.pipeline.jobs.run_job`` returns them, and its ``jobs.csv`` row."""
+        from bench.core import phases
+        try:
+            return self._run_job(job, timeout)
+        finally:
+            phases.path_for(self.out, job.job_id).unlink(missing_ok=True)  # read by record_job, or not (interrupted)
+
+    def _run_job(self, job: Job, timeout: float | None) -> tuple[str, str]:
         log_path = self.out / "logs" / (job.job_id.replace("/", "_") + ".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
