@@ -59,14 +59,15 @@ def reused_order(todo: list[Job]) -> list[Job]:
 class Worker:
     """One long-lived worker process of one stack; ``jobs`` it has run so far."""
 
-    def __init__(self, first: Job, out: Path, run_id: str, data_dir: str | None, spawned: float) -> None:
+    def __init__(self, first: Job, out: Path, run_id: str, data_dir: str | None, spawned: float, log_path: Path) -> None:
         cmd = [sys.executable, "-m", "bench.pipeline.worker", "--serve", "--out", str(out), "--run-id", run_id,
                "--job", json.dumps(first.to_dict()), "--spawned-at", repr(spawned)] + (
             ["--data-dir", data_dir] if data_dir else [])
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.key, self.jobs = stack_key(first), 0
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env, cwd=ROOT, start_new_session=True)
+        with open(log_path, "a") as log:  # what the worker says before its first job (imports) goes to that job's log
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         env=env, cwd=ROOT, start_new_session=True)
 
     def run(self, job: Job, t0: float, log_path: Path, timeout: float | None) -> int | None:
         """Hand ``job`` over; its exit status, None when the worker died, or raise TimeoutError."""
@@ -117,7 +118,7 @@ class WorkerPool:
         if self.worker is not None and self.worker.key != stack_key(job):
             self.close()
         if self.worker is None:
-            self.worker = Worker(job, self.out, self.run_id, self.data_dir, t0)
+            self.worker = Worker(job, self.out, self.run_id, self.data_dir, t0, log_path)
         before, ran_before = rows_for(self.out, job), self.worker.jobs
         try:
             rc = self.worker.run(job, t0, log_path, timeout)
