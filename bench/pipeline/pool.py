@@ -114,6 +114,7 @@ class WorkerPool:
     def _run_job(self, job: Job, timeout: float | None) -> tuple[str, str]:
         log_path = self.out / "logs" / (job.job_id.replace("/", "_") + ".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")  # a job run again (--resume) starts its log afresh, as a fresh worker's does
         t0 = time.time()
         if self.worker is not None and self.worker.key != stack_key(job):
             self.close()
