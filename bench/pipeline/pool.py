@@ -71,8 +71,11 @@ class Worker:
 
     def run(self, job: Job, t0: float, log_path: Path, timeout: float | None) -> int | None:
         """Hand ``job`` over; its exit status, None when the worker died, or raise TimeoutError."""
-        self.proc.stdin.write((json.dumps({"job": job.to_dict(), "t0": t0, "log": str(log_path)}) + "\n").encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write((json.dumps({"job": job.to_dict(), "t0": t0, "log": str(log_path)}) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:  # BrokenPipeError: it died before it read the job
+            return None
         deadline = None if timeout is None else time.monotonic() + timeout
         line = b""
         while not line.endswith(b"\n"):
@@ -116,6 +119,8 @@ class WorkerPool:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")  # a job run again (--resume) starts its log afresh, as a fresh worker's does
         t0 = time.time()
+        if self.worker is not None and self.worker.proc.poll() is not None:
+            self.worker = None  # it ended between jobs: this job gets a new one
         if self.worker is not None and self.worker.key != stack_key(job):
             self.close()
         if self.worker is None:
