@@ -178,3 +178,14 @@ def test_where_the_runs_time_went_section(tmp_path):
         "keras/tensorflow nojit": 3.0, "torch eager": 0.5}
     assert (tmp_path / "harness_phases.png").exists()
     assert "No jobs.csv" in section_harness({"dir": tmp_path / "none"}).text[0]
+
+
+def test_every_suite_is_a_table_of_known_measures_and_model_sets():
+    from bench.pipeline.suites import MODEL_SETS, SUITE_TABLE, SUITES, Options, _part_jobs
+    assert set(SUITE_TABLE) == set(SUITES)
+    for suite, parts in SUITE_TABLE.items():
+        for part in parts:
+            assert part.models in MODEL_SETS, (suite, part)
+            _part_jobs(part, Options(gpu=False, keras_backends=("tensorflow",)), ["resnet20_v1", "densenet40_k12_memeff"])
+    smoke = SUITE_TABLE["smoke"]
+    assert [p.measure for p in smoke] == ["throughput", "memory", "memory", "epochs", "profile"]
