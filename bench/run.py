@@ -1,4 +1,5 @@
-"""``python -m bench.run --suite NAME``: expand a suite into jobs, run each in a fresh process, keep every row.
+"""``python -m bench.run --suite NAME``: expand a suite into jobs, run them (each in a fresh process, or with
+``--isolation reused`` a stack's throughput jobs in one long-lived worker), keep every row.
 
 Results land in ``results/<run_id>/`` (``throughput.csv``, ``memory.csv``, ``epochs.csv``,
 ``nvml.csv``, ``run_meta.json``, ``logs/``); the report is rendered into ``reports/<run_id>/`` at the
@@ -29,10 +30,11 @@ from bench.core.env import gpu_available, run_meta
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
-from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, make_executor
+from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
+from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
-from bench.pipeline.suites import SUITES, Options, describe_jobs, estimate_seconds, expand, installed_keras_backends
+from bench.pipeline.suites import SUITES, Options, describe_jobs, expand, installed_keras_backends
 from bench.results.read import Unreadable, check_run, read_meta, repair
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
 from bench.results.schema import FILES
@@ -45,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run a TwinBench suite: every job in its own process, every figure in results/<run_id>/*.csv.",
+        description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the throughput and "
+                    "throughput jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
+                    "every job's wall time and phases in results/<run_id>/jobs.csv.",
         epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
                "  python -m bench.run --suite cifar10-full --keras-backend jax\n"
                "  python -m bench.run --suite memory --models 'densenet*' --dry-run\n"
@@ -198,17 +202,56 @@ def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:
     return {"keras_backends": used, "keras_backend": ",".join(used) or None, "keras_backend_arg": args.keras_backend}
 
 
-def print_plan(jobs: list[Job], done: set[str], file=None) -> None:
+def print_plan(jobs: list[Job], done: set[str], file=None, est: Estimate | None = None) -> float:
+    """The plan, one line per job with its estimate (measured on this machine, else the FLOP model: said which);
+    returns the estimated seconds of the jobs still to do."""
     file = file or sys.stdout  # read now, not at import: a caller may have replaced sys.stdout since
-    total = 0.0
+    est = est or estimate(jobs, None)
     for j in jobs:
-        est = estimate_seconds(j)
-        mark = "done" if j.job_id in done else f"~{est:6.0f} s"
-        if j.job_id not in done:
-            total += est
-        print(f"  {mark:>10}  {j.job_id}", file=file)
-    print(f"{len(jobs)} jobs ({len([j for j in jobs if j.job_id in done])} done); estimated time for the rest: "
-          f"{total / 60:.1f} min (rough: FLOPs at an assumed device speed + process start)", file=file)
+        s = est.seconds[j.job_id]
+        mark = "done" if j.job_id in done else f"~{s:6.0f} s" + ("" if est.source[j.job_id] == "measured" else "*")
+        print(f"  {mark:>11}  {j.job_id}", file=file)
+    rest = [j.job_id for j in jobs if j.job_id not in done]
+    total = est.total(rest)
+    print(f"{len(jobs)} jobs ({len(jobs) - len(rest)} done); estimated time for the rest: {total / 60:.1f} min "
+          f"({est.says(rest) if rest else 'nothing left'}{'; * = FLOP model' if any(est.source[j] == 'flops' for j in rest) else ''})",
+          file=file)
+    return total
+
+
+def fitting_suites(args: argparse.Namespace, gpu: bool, hist) -> list[tuple[str, float]]:
+    """(suite, estimated seconds) of the suites that fit the device (under ``FITS_S``), shortest first."""
+    from bench.pipeline.estimate import FITS_S
+    fits = []
+    for name in SUITES:
+        if name == args.suite:
+            continue
+        try:
+            jobs = expand(name, options_from(args, gpu))
+        except (ValueError, KeyError):
+            continue
+        total = estimate(jobs, None, history=hist).total([j.job_id for j in jobs]) if jobs else 0.0
+        if jobs and total < FITS_S:
+            fits.append((name, total))
+    return sorted(fits, key=lambda x: x[1])
+
+
+def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
+    import statistics
+
+    from bench.pipeline.estimate import load_history, run_overheads, too_long
+    print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
+    hist = load_history(Path(args.out), exclude=plan.run_id if plan.resumed else None)
+    total = print_plan(plan.jobs, plan.done, est=estimate(plan.jobs, None, isolation(args, plan.gpu), history=hist))
+    own = run_overheads(Path(args.out)).get(args.suite)
+    if own and not plan.done:
+        total += statistics.median(own[-3:])
+        print(f"with the run's own time outside its jobs (plan, checks, summary, report: {statistics.median(own[-3:]):.0f} s "
+              f"measured by earlier {args.suite} runs here): {total / 60:.1f} min")
+    sentence = too_long(total, plan.gpu, args.suite, fitting_suites(args, plan.gpu, hist) if total > TOO_LONG_S else [])
+    if sentence:
+        print(sentence)
+    return 0
 
 
 def summary_table(out: Path) -> str:
@@ -290,6 +333,8 @@ class Session:
     the run ended). ``main`` releases it however ``_main`` ends."""
 
     def __init__(self) -> None:
+        import time
+        self.t0 = time.time()  # the run's own wall time (run_meta.json's run_wall_s: the estimates' run overhead)
         self.lock: RunLock | None = None
         self.out: Path | None = None
         self.started = False
@@ -438,12 +483,23 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
     todo = [j for j in plan.jobs if j.job_id not in plan.done]
     print(f"run {plan.run_id}: {len(todo)} of {len(plan.jobs)} jobs to run -> {plan.out}", file=sys.stderr)
     counts: dict[str, int] = {}
-    bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True)
-    ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout)
+    ctx = RunContext(plan.out, plan.run_id, args.data_dir, args.job_timeout, isolation(args, plan.gpu))
+    from bench.pipeline.estimate import Remaining, load_history
+    left = Remaining(estimate(todo, None, ctx.isolation, history=load_history(Path(args.out), exclude=plan.run_id)))
+    # the bar's remaining time: each job's measured (else FLOP-model) estimate, scaled by how this run is going
+    bar = tqdm(total=len(todo), unit="job", desc=args.suite, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} jobs [{elapsed}{postfix}")
+
+    bar.set_postfix_str(f"{left.describe()}]")
+
+    def on_start(job: Job) -> None:
+        left.start(job.job_id)
+        bar.set_postfix_str(f"{left.describe()}] {job.job_id[-60:]}")
     try:  # the job loop lives in bench.pipeline.executors (local: one after another here; ray: on a cluster)
-        with closing(plan.executor.run(todo, ctx, on_start=lambda job: bar.set_postfix_str(job.job_id[-60:]))) as finished:
-            for _job, status in finished:
+        with closing(plan.executor.run(todo, ctx, on_start=on_start)) as finished:
+            for job, status in finished:
                 counts[status] = counts.get(status, 0) + 1
+                left.done(job.job_id)
                 bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
@@ -472,10 +528,24 @@ def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int], sessio
         except OSError as e:
             print(f"error: report not rendered ({e}); free space, then: python -m bench.report {plan.out}", file=sys.stderr)
             status = status or preflight.EXIT_WRITE_FAILED
+    if not plan.resumed:
+        _record_wall(plan.out, session)
     if status == preflight.EXIT_JOBS_FAILED:
         print(f"exit status 1: {counts.get('error', 0) + counts.get('timeout', 0)} job(s) ended in error or timeout "
               f"(see above); {preflight.resume_command(plan.out)} runs them again", file=sys.stderr)
     return status
+
+
+def _record_wall(out: Path, session: Session) -> None:
+    """run_meta.json's ``run_wall_s``: this command's wall time, its report included (a later --dry-run adds the
+    part outside the jobs to its estimate: ``bench.pipeline.estimate.run_overheads``)."""
+    import time
+    try:
+        meta = read_meta(out)
+        meta["run_wall_s"] = round(time.time() - session.t0, 2)
+        write_json_atomic(out / "run_meta.json", meta)
+    except (OSError, ValueError):  # Unreadable is a ValueError: a damaged meta keeps no wall time
+        pass
 
 
 def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Session) -> int | None:
@@ -490,7 +560,8 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
     write_json_atomic(plan.out / "run_meta.json", {
         "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu, "status": "running", "status_cause": None,
         "status_at": now(),
-        **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", **keras_meta(args, plan.jobs)})})
+        **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", "isolation": isolation(args, plan.gpu),
+                                      **keras_meta(args, plan.jobs)})})
     session.started = True
     return None
 
@@ -504,9 +575,7 @@ def _main(argv: list[str] | None, session: Session) -> int:
     if isinstance(plan, int):
         return plan
     if args.dry_run:
-        print(f"suite {args.suite} on {'GPU' if plan.gpu else 'CPU'}: run id would be {plan.run_id}")
-        print_plan(plan.jobs, plan.done)
-        return 0
+        return _dry_run(args, plan)
     if preflight.check([j for j in plan.jobs if j.job_id not in plan.done], plan.out, args.data_dir,
                        None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
                        here=plan.executor.runs_here):

@@ -75,6 +75,9 @@ ROWS = [
     ("run", ["--suite", "smoke", "--executor", "ray", "--ray-retries", "-1"], "--ray-retries must be >= 0"),
     ("run", ["--suite", "smoke", "--executor", "ray", "--ray-retries", "x"], "invalid int value"),
     ("run", ["--suite", "smoke", "--executor", "ray", "--ray-jobs-per-device", "0"], "--ray-jobs-per-device must be >= 1"),
+    ("run", ["--suite", "smoke", "--isolation", "shared"], "argument --isolation: invalid choice: 'shared'"),
+    ("run", ["--suite", "smoke", "--executor", "ray", "--isolation", "reused"],
+     "--isolation reused only applies to --executor local"),
     # ---- bench.report
     ("report", ["no-such-run", "--results", "{tmp}"], "no results directory"),
     ("report", ["{tmp}"], "is not a TwinBench results directory"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.stacks.base import UNATTRIBUTED
+from bench.stacks.base import UNATTRIBUTED, ProfileSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_RESNET = dict(depth=8, input_size=16)
@@ -50,8 +50,8 @@ def _slow_torch_build(monkeypatch, seconds=0.25):
 def test_torch_expensive_layer_is_on_top_and_rows_sum_to_the_step(monkeypatch, tmp_path):
     from bench.stacks import get_stack
     _slow_torch_build(monkeypatch)
-    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", steps=2, trace_dir=str(tmp_path),
-                                   model_options=SMALL_RESNET)
+    p = get_stack("torch").profile(ProfileSpec("resnet20_v1", 2, device="cpu", steps=2, trace_dir=str(tmp_path),
+                                   model_options=SMALL_RESNET))
     top = max(_named(p.rows), key=lambda r: r.ms_per_step)
     assert (top.layer, top.kind, top.phase) == ("stage1_block0_conv2", "conv", "forward")
     total = sum(r.ms_per_step for r in p.rows)
@@ -64,7 +64,7 @@ def test_torch_every_conv_has_backward_time_and_twin_names():
     from bench.stacks import get_stack
     from bench.zoo import build
     from bench.zoo.specs import keras_name
-    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", steps=2, model_options=SMALL_RESNET)
+    p = get_stack("torch").profile(ProfileSpec("resnet20_v1", 2, device="cpu", steps=2, model_options=SMALL_RESNET))
     convs = {keras_name(n) for n, m in build("resnet20_v1", "torch", **SMALL_RESNET).named_modules()
              if type(m).__name__ == "Conv2d"}
     backward = {r.layer for r in p.rows if r.kind == "conv" and r.phase == "backward" and r.ms_per_step > 0}
@@ -81,8 +81,8 @@ def test_torch_every_conv_has_backward_time_and_twin_names():
 
 def test_torch_memory_efficient_densenet_has_recompute_rows():
     from bench.stacks import get_stack
-    naive = get_stack("torch").profile("densenet40_k12", 2, device="cpu", steps=2, model_options=SMALL_DENSENET)
-    memeff = get_stack("torch").profile("densenet40_k12_memeff", 2, device="cpu", steps=2, model_options=SMALL_DENSENET)
+    naive = get_stack("torch").profile(ProfileSpec("densenet40_k12", 2, device="cpu", steps=2, model_options=SMALL_DENSENET))
+    memeff = get_stack("torch").profile(ProfileSpec("densenet40_k12_memeff", 2, device="cpu", steps=2, model_options=SMALL_DENSENET))
     rec = [r for r in memeff.rows if r.phase == "recompute"]
     assert not [r for r in naive.rows if r.phase == "recompute"]
     assert {"concat", "batchnorm", "conv"} <= {r.kind for r in rec}
@@ -91,7 +91,7 @@ def test_torch_memory_efficient_densenet_has_recompute_rows():
 
 def test_torch_compiled_modes_say_why_they_are_not_attributed():
     from bench.stacks import get_stack
-    p = get_stack("torch").profile("resnet20_v1", 2, device="cpu", exec_mode="compile", model_options=SMALL_RESNET)
+    p = get_stack("torch").profile(ProfileSpec("resnet20_v1", 2, device="cpu", exec_mode="compile", model_options=SMALL_RESNET))
     assert p.coverage is None and not p.rows and "eager" in p.null_reason
 
 
@@ -140,6 +140,7 @@ _CHILD = r"""
 import json, sys, time
 import bench.zoo
 from bench.stacks import get_stack
+from bench.stacks.base import ProfileSpec
 backend, model, slow = sys.argv[1], sys.argv[2], sys.argv[3]
 real = bench.zoo.build
 def build(name, framework, **options):
@@ -156,7 +157,7 @@ def build(name, framework, **options):
     return net
 bench.zoo.build = build
 opts = json.loads(sys.argv[4])
-p = get_stack("keras", backend).profile(model, 2, device="cpu", steps=2, model_options=opts)
+p = get_stack("keras", backend).profile(ProfileSpec(model, 2, device="cpu", steps=2, model_options=opts))
 print("RESULT " + json.dumps({"rows": [r.__dict__ for r in p.rows], "step": p.profiled_step_ms, "coverage": p.coverage,
                               "fused": p.fused_share, "reason": p.null_reason}))
 """
@@ -290,7 +291,8 @@ def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(t
 def test_profile_jobs_in_the_suites_and_the_cli_plan(capsys):
     from bench.pipeline.suites import Options, expand
     smoke = [j for j in expand("smoke", Options(gpu=False)) if j.kind == "profile"]
-    assert [(j.model, j.framework, j.batch_size, j.steps) for j in smoke] == [("resnet20_v1", "torch", 8, 3)]
+    assert [(j.model, j.framework, j.batch_size, j.steps) for j in smoke] == [("resnet20_v1", "torch", 8, 3),
+                                                                               ("resnet20_v1", "keras", 8, 3)]
     quick = [j for j in expand("cifar10-quick", Options(models=("resnet20_v1", "densenet40_k12"), gpu=False,
                                                         keras_backends=("tensorflow", "jax"))) if j.kind == "profile"]
     assert {(j.model, j.framework, j.keras_backend) for j in quick} == {

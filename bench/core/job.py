@@ -1,4 +1,5 @@
-"""The unit of a run: one measurement of one implementation, run in a fresh process.
+"""The unit of a run: one measurement of one implementation, run in a fresh process (or, under ``--isolation
+reused``, a throughput job in its stack's long-lived worker: ``bench.pipeline.pool``).
 
 The plan (``bench.pipeline.suites``) makes jobs, the executors run them, the worker hands each to its
 measure (``bench.measures``), and every row a job writes starts from ``Job.base_row``.
@@ -17,7 +18,7 @@ KIND_COLUMNS = {"throughput": ("measurement", "input"), "memory": ("measurement"
 
 @dataclass(frozen=True)
 class Job:
-    """One measurement, run in a fresh process.
+    """One measurement, run in a fresh process or its stack's reused worker (``jobs.csv`` says which).
 
     Attributes:
         kind: throughput | memory | epochs | profile (the CSV it writes to).

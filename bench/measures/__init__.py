@@ -6,19 +6,26 @@ layer by layer: ``Stack.profile``), plus ``overhead`` (the harness against
 each stack's plain script) and ``timing`` (warm-up, samples, statistics). A driver takes a job, the
 run's folder, the job's first columns and the data location, and appends its rows.
 
-Adding a measure: its driver here, registered in ``DRIVERS`` under its CSV kind, and, where the stacks
+Adding a measure: its driver here, one branch in ``driver`` under its CSV kind, and, where the stacks
 differ, one method on ``Stack`` with one implementation per stack.
 """
 from __future__ import annotations
 
-from importlib import import_module
-
-# CSV kind -> "module:function" of its driver (imported in the job's process only)
-DRIVERS = {"throughput": "bench.measures.throughput:run_throughput", "memory": "bench.measures.memory:run_memory",
-           "epochs": "bench.measures.training:run_epochs", "profile": "bench.measures.profile:run_profile"}
+DRIVER_KINDS = ("throughput", "memory", "epochs", "profile")
 
 
 def driver(kind: str):
-    """The driver function of a CSV kind."""
-    module, fn = DRIVERS[kind].split(":")
-    return getattr(import_module(module), fn)
+    """The driver function of a CSV kind, imported here (in the job's process only; a reader can follow the route)."""
+    if kind == "throughput":
+        from bench.measures.throughput import run_throughput
+        return run_throughput
+    if kind == "memory":
+        from bench.measures.memory import run_memory
+        return run_memory
+    if kind == "epochs":
+        from bench.measures.training import run_epochs
+        return run_epochs
+    if kind == "profile":
+        from bench.measures.profile import run_profile
+        return run_profile
+    raise KeyError(f"no measure for CSV kind {kind!r}; kinds: {', '.join(DRIVER_KINDS)}")

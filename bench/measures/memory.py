@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.job import Job
 from bench.core.nvml import Sampler
 from bench.measures.timing import summarize, timed
@@ -22,6 +23,7 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     options = {"depth": job.depth} if job.depth is not None else {}
     row.update(oom=False, depth=get_spec(job.model, **options).depth)
     reasons, peak, sampler = [], None, None
+    phases.enter("build")
     try:
         if job.device == "cuda" and not options:
             peak, sampler = _allocator_peak(job, row, stack, mem, reasons)
@@ -33,17 +35,20 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
         if job.device == "cuda" and not mem.measure_on_gpu:
             sm = StepMemory(reasons=[f"{mem.name}: step memory is measured by CPU memory runs, not on a GPU"])
         else:
+            phases.enter("timed")  # a fresh model and one measured step (its build inside)
             sm = mem.step_memory(job.model, job.batch_size, job.precision, job.device, **options)
     except Exception as e:
         if not is_oom(e):
             raise
         row.update(oom=True, status="oom", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}",
                    null_reason="out of memory at this batch size")
+        phases.enter("write")
         append_row(out / FILES["memory"], "memory", row)
         return
     if row.get("params_trainable") is None:
         row["params_trainable"] = sm.trainable_count
     row.update(sm.columns(peak), null_reason="; ".join(reasons + sm.reasons) or None, status="ok")
+    phases.enter("write")
     append_row(out / FILES["memory"], "memory", row)
     for smp in sampler.samples if sampler else ():
         append_row(out / FILES["nvml"], "nvml", {**job.base_row(row["run_id"]), **{k: row[k] for k in (
@@ -52,14 +57,18 @@ def run_memory(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
 
 def _allocator_peak(job: Job, row: dict, stack, mem, reasons: list[str]):
     """Timed steps on the GPU with the allocator peak read over them; returns (peak bytes or None, sampler)."""
-    r = stack.make_step(job.model, job.measurement, job.batch_size, job.precision, "synthetic", job.device,
-                        job.exec_mode)
+    from bench.stacks.base import StepSpec
+    r = stack.make_step(StepSpec(job.model, job.measurement, job.batch_size, job.precision, "synthetic", job.device,
+                                 job.exec_mode))
     row.update(r.env, exec_mode=r.exec_mode, params_trainable=r.params[0])
+    phases.enter("first_step")
     r.step()  # compile / autotune outside the measured steps
     r.sync()
     mem.reset_peak()
     with Sampler() as sampler:
+        phases.enter("timed")
         times = [timed(r.step, r.sync) for _ in range(job.steps)]
+    phases.enter(None)
     peak, source = mem.peak_bytes()
     if peak is None:
         reasons.append(source)

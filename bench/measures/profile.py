@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.job import Job
 from bench.results.schema import FILES, PROFILE_STEP_ROW, append_row
 
@@ -22,11 +23,14 @@ def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     traces = out / "traces"
     traces.mkdir(parents=True, exist_ok=True)
     options = {"depth": job.depth} if job.depth is not None else None
-    p = get_stack(job.framework, job.keras_backend).profile(
-        job.model, job.batch_size, job.precision, job.device, job.exec_mode, job.steps, str(traces), options)
+    phases.enter("build")  # the stack enters data, first_step and timed (the profiler's steps) itself
+    from bench.stacks.base import ProfileSpec
+    p = get_stack(job.framework, job.keras_backend).profile(ProfileSpec(
+        job.model, job.batch_size, job.precision, job.device, job.exec_mode, job.steps, str(traces), options))
     row.update(p.env, exec_mode=p.exec_mode, measurement="train", profile_steps=job.steps, profile_source=p.source,
                depth=get_spec(job.model, **(options or {})).depth)
     step = p.profiled_step_ms
+    phases.enter("write")
     for r in p.rows:
         append_row(out / FILES["profile"], "profile", {
             **row, "layer": r.layer, "kind": r.kind, "phase": r.phase, "ms_per_step": r.ms_per_step, "calls": r.calls,

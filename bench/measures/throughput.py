@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.hygiene import CpuWindow, GpuWindow, flag, malloc_setting
 from bench.core.job import Job
 from bench.measures.timing import MIN_TIMED_S, Slowed, injected_slowdown, measure, summarize
@@ -11,7 +12,12 @@ from bench.results.schema import FILES, append_row
 
 
 def _mflops(model: str) -> float | None:
-    """Forward MFLOPs per image, counted on the torch twin (None where torch is not installed)."""
+    """Forward MFLOPs per image: the table counted on the torch twin (``bench.zoo.count_table``), else counted now
+    on the torch twin (None where torch is not installed). A Keras job no longer imports torch for it."""
+    from bench.zoo.counts import counted
+    known = counted(model)
+    if known is not None:
+        return known[2] / 1e6
     try:
         from bench.zoo import build
         from bench.zoo.counts import flops_per_image
@@ -52,9 +58,11 @@ def hygiene(times: list[float], cpu: CpuWindow, nv: GpuWindow | None, threads: i
 def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     """Time ``job``'s step: first step, warm-up until stable, ``job.steps`` samples; one throughput row."""
     from bench.stacks import get_stack
-    r = get_stack(job.framework, job.keras_backend).make_step(
+    phases.enter("build")  # the stack enters data and build itself
+    from bench.stacks.base import StepSpec
+    r = get_stack(job.framework, job.keras_backend).make_step(StepSpec(
         job.model, job.measurement, job.batch_size, job.precision, job.input, job.device, job.exec_mode,
-        data_dir=data_dir)
+        data_dir=data_dir))
     row.update(r.env, exec_mode=r.exec_mode, channels_last=r.channels_last,
                params_trainable=r.params[0], params_total=sum(r.params))
     from bench.core.stack_registry import stack_name
@@ -68,4 +76,5 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
     row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))
     row.update(hygiene(times, cpu, nv, stack.threads(), job.batch_size * len(times) * m["steps_per_sample"]))
+    phases.enter("write")
     append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})

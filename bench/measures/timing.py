@@ -7,6 +7,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+from bench.core import phases
+
 MIN_WARMUP = 10
 # a throughput job times at least this long (and at least its steps): 10 samples of a 10 ms CPU step are 0.1 s, where
 # a burst or a drift of the machine decides the median; pytest-benchmark, timeit and asv time for a minimum too
@@ -56,19 +58,23 @@ def measure(runner, steps: int, max_warmup: int = 100, around_timed=None, min_ti
     n = max(1, int(getattr(runner, "steps_per_sample", 1) or 1))
     window = getattr(runner, "window", None)
     sample = (lambda: window(n)) if window is not None and n > 1 else runner.step
+    phases.enter("first_step")
     t0 = time.perf_counter()
     runner.sync()
     runner.step()
     runner.sync()
     first = time.perf_counter() - t0
+    phases.enter("warmup")
     n_warm, _, converged = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
     with around_timed if around_timed is not None else contextlib.nullcontext():  # e.g. the hygiene windows
+        phases.enter("timed")
         times: list[float] = []
         spent = 0.0  # seconds the samples took, kept as they come (not re-summed between samples)
         while len(times) < steps or (spent < min_time_s and len(times) < max_samples):
             t = timed(sample, runner.sync)
             spent += t
             times.append(t / n)
+        phases.enter(None)
     return {"first_step_s": first, "warmup_steps": n_warm * n + 1, "warmup_converged": converged,
             "timed_steps": len(times), "steps_per_sample": n, "times": times}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.job import Job
 from bench.results.schema import FILES, append_row
 
@@ -23,6 +24,7 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     stack = get_stack(job.framework, job.keras_backend)
     recipe = recipe_for(job.recipe, get_spec(job.model).family, epochs=job.epochs, batch_size=job.batch_size)
     row.update(stack.env(job.device), recipe=recipe.name)
+    phases.enter("data")
     data = load_cifar10(data_dir)
     row["data_source"] = data.kind
     ckdir = out / "checkpoints"
@@ -37,7 +39,9 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     def on_epoch(r: dict) -> None:
         if r["epoch"] not in written:  # else: its row went in, then a kill or a full disk cut the checkpoint
             append_row(out / FILES["epochs"], "epochs", {**row, **r, "status": "ok"})
+    phases.enter("timed")  # the training run: build, compile and every epoch (its rows written as they come)
     stack.train(cfg, data, on_epoch)
+    phases.enter("write")
 
 
 def _epochs_written(path: Path, job_id: str) -> set[int]:

@@ -41,7 +41,12 @@ from bench.results.schema import FILES, KINDS, append_row
 ROOT = Path(__file__).resolve().parents[2]
 EXECUTORS = ("local", "ray")
 INSTALL_HINT = 'pip install -e ".[ray]"'
-DEFAULTS = {"executor": "local", "ray_address": None, "ray_retries": 1, "ray_jobs_per_device": 1}
+DEFAULTS = {"executor": "local", "ray_address": None, "ray_retries": 1, "ray_jobs_per_device": 1, "isolation": None}
+ISOLATIONS = ("fresh", "reused")
+# The default isolation per device, until the A/A (scripts/isolation_aa.sh) has measured it: reused on a CPU (expected
+# to give the same figures: the same step, the same warm-up until stable, the allocator thresholds fixed per process),
+# fresh on a GPU (a CUDA context and caching allocator that persist can change a step: not measured yet).
+DEFAULT_ISOLATION = {"cpu": "reused", "cuda": "fresh"}
 # not sent to a remote cluster with the code (runtime_env working_dir)
 UPLOAD_EXCLUDES = [".git", "results", "reports", "data", "**/__pycache__", ".pytest_cache", "*.pt", "*.npz"]
 
@@ -58,6 +63,7 @@ class RunContext:
     run_id: str
     data_dir: str | None
     job_timeout: float | None
+    isolation: str = "fresh"  # fresh | reused (bench.pipeline.pool; the local executor alone)
 
 
 def add_args(ap: argparse.ArgumentParser) -> None:
@@ -65,6 +71,11 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("where jobs run")
     g.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="local (default): one job after another here; ray: every job a task on a Ray cluster")
+    g.add_argument("--isolation", choices=ISOLATIONS, default=None,
+                   help="fresh: every job in a process of its own; reused: the throughput jobs of one stack "
+                        "(framework, backend, device) share a long-lived worker (imports and data paid once; its first "
+                        "job is the cold start); memory, training and profile jobs stay fresh (default: reused on a "
+                        "CPU, fresh on a GPU; --executor local only)")
     g.add_argument("--ray-address", metavar="auto|HOST:PORT", default=None,
                    help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001); default: a local Ray instance")
     g.add_argument("--ray-retries", type=int, default=None, metavar="N",
@@ -77,6 +88,17 @@ def option(args: argparse.Namespace, name: str):
     """An executor option's value, its default when not given."""
     v = getattr(args, name, None)
     return DEFAULTS[name] if v is None else v
+
+
+def isolation(args: argparse.Namespace, gpu: bool | None = None) -> str:
+    """``--isolation``, else the device's default (``DEFAULT_ISOLATION``); fresh on Ray (every job its own task)."""
+    if option(args, "executor") == "ray":
+        return "fresh"
+    given = getattr(args, "isolation", None)
+    if given:
+        return given
+    dev = getattr(args, "device", "auto")
+    return DEFAULT_ISOLATION["cuda" if (gpu if gpu is not None else dev == "cuda") else "cpu"]
 
 
 def carry_over(given: argparse.Namespace, resumed: argparse.Namespace) -> None:
@@ -116,7 +138,9 @@ def make_executor(args: argparse.Namespace) -> Executor:
     if name == "local":
         if ray_opts:
             raise ExecutorError(f"{', '.join(ray_opts)} only apply to --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(getattr(args, "isolation", None))
+    if getattr(args, "isolation", None) == "reused":
+        raise ExecutorError("--isolation reused only applies to --executor local (on Ray every job is a task of its own)")
     problem = check_options(args)
     if problem:
         raise ExecutorError(problem)
@@ -165,19 +189,35 @@ class LocalExecutor(Executor):
 
     name = "local"
 
+    def __init__(self, isolation: str | None = None) -> None:
+        self.isolation = isolation
+
     def gpu_available(self) -> bool:
         from bench.core.env import gpu_available
         return gpu_available()
 
     def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
+        """Every job in a fresh process; with ``ctx.isolation`` reused, the throughput jobs of one stack in one
+        long-lived worker (``bench.pipeline.pool``), run together."""
         from bench.pipeline.jobs import run_job
-        for job in todo:
-            on_start(job)
-            if _oom_swept(job, ctx):
-                status = record_skipped(job, ctx)
-            else:
-                status, _msg = run_job(job, ctx.out, ctx.run_id, ctx.data_dir, job_timeout(job, ctx))
-            yield job, status
+        from bench.pipeline.pool import REUSABLE, WorkerPool, reused_order
+        reused = ctx.isolation == "reused"
+        pool = WorkerPool(ctx.out, ctx.run_id, ctx.data_dir) if reused else None
+        try:
+            for job in reused_order(todo) if reused else todo:
+                on_start(job)
+                if _oom_swept(job, ctx):
+                    status = record_skipped(job, ctx)
+                elif pool is not None and job.kind in REUSABLE:
+                    status, _msg = pool.run_job(job, job_timeout(job, ctx))
+                else:
+                    if pool is not None:
+                        pool.close()  # a fresh job never shares the machine with an idle worker
+                    status, _msg = run_job(job, ctx.out, ctx.run_id, ctx.data_dir, job_timeout(job, ctx))
+                yield job, status
+        finally:
+            if pool is not None:
+                pool.close()
 
 
 # ---------------------------------------------------------------------------------------------- Ray

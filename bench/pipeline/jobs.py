@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.core.job import Job
@@ -21,7 +22,7 @@ def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
     done, oom_sweeps = set(), set()
     for kind in KINDS:
         path = out / FILES[kind]
-        if kind == "nvml" or not path.exists():
+        if kind in ("nvml", "jobs") or not path.exists():
             continue
         for row in read_rows(path, kind):
             if row["status"] in ("ok", "oom", "skipped"):
@@ -45,10 +46,22 @@ def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: flo
     """Run one job in a child process; returns (status, message). Records crashes and timeouts itself."""
     log_path = out / "logs" / (job.job_id.replace("/", "_") + ".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    spawned = time.time()
     cmd = [sys.executable, "-m", "bench.pipeline.worker", "--out", str(out), "--run-id", run_id,
-           "--job", json.dumps(job.to_dict())] + (["--data-dir", data_dir] if data_dir else [])
+           "--job", json.dumps(job.to_dict()), "--spawned-at", repr(spawned)] + (["--data-dir", data_dir] if data_dir else [])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     before = _rows_for(out, job)
+    from bench.core import phases
+    try:
+        status, msg = _spawn(job, out, run_id, cmd, env, log_path, timeout, before)
+        record_job(job, out, run_id, status, spawned, time.time(), "fresh", 0)
+    finally:
+        phases.path_for(out, job.job_id).unlink(missing_ok=True)  # read by record_job, or not (interrupted, disk full)
+    return status, msg
+
+
+def _spawn(job: Job, out: Path, run_id: str, cmd: list[str], env: dict, log_path: Path, timeout: float | None,
+           before: int) -> tuple[str, str]:
     with open(log_path, "w") as log:
         # training jobs show their per-epoch progress bars on the terminal; other jobs log to a file
         stderr = None if (job.kind == "epochs" and sys.stderr.isatty()) else log
@@ -62,6 +75,11 @@ def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: flo
         except KeyboardInterrupt:
             _kill(proc)
             raise
+    return conclude(job, out, run_id, rc, before, log_path)
+
+
+def conclude(job: Job, out: Path, run_id: str, rc: int, before: int, log_path: Path) -> tuple[str, str]:
+    """(status, message) of a job whose worker returned ``rc`` (or died: negative); records a death without a row."""
     last = _last_status(out, job) if _rows_for(out, job) > before else None
     if rc == 0 and last is not None:
         return last, "exit 0"
@@ -72,6 +90,11 @@ def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: flo
     msg = f"worker died with exit code {rc} and wrote no error row; log {log_path.name}: {tail}"
     record_failure(job, out, run_id, "error", msg)
     return "error", msg
+
+
+def rows_for(out: Path, job: Job) -> int:
+    """Rows of ``job`` in its CSV so far (a worker's outcome is read from the rows it added)."""
+    return _rows_for(out, job)
 
 
 def _rows_for(out: Path, job: Job) -> int:
@@ -104,3 +127,31 @@ def _kill(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def record_job(job: Job, out: Path, run_id: str, status: str, t0: float, t1: float, isolation: str,
+               worker_jobs: int) -> None:
+    """The job's ``jobs.csv`` row: wall time from ``t0`` (spawn, or hand-over to a reused worker) to ``t1`` (its rows
+    written and, fresh, its process gone), and each phase its worker measured (``bench.core.phases``); the time
+    between the worker's last phase and ``t1`` (the process's exit) counts as write. A worker that left no phases
+    (killed, crashed before the measure) gives the wall time alone."""
+    from bench.core import phases
+    path = phases.path_for(out, job.job_id)
+    got = phases.load(path)
+    from bench.results.schema import columns
+    row = {k: v for k, v in job.base_row(run_id).items() if k in columns("jobs")}
+    row["exec_mode"] = job.exec_mode or job.stack.default_modes.get(job.device)
+    row.update({"job_kind": job.kind, "isolation": isolation, "worker_jobs": worker_jobs,
+           "wall_s": t1 - t0, "status": status})
+    if got is not None and abs(got["t0"] - t0) < 1e-3:
+        spent = dict(got["phases"])
+        spent["write"] = spent.get("write", 0.0) + max(0.0, t1 - got["t_end"])
+        row.update({f"{p}_s": spent.get(p, 0.0) for p in phases.PHASES})
+        row["other_s"] = row["wall_s"] - sum(spent.get(p, 0.0) for p in phases.PHASES)
+    else:
+        row["null_reason"] = "the worker left no phase times (it died or was killed first): wall time alone"
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+    append_row(out / FILES["jobs"], "jobs", row)

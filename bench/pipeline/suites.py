@@ -1,12 +1,13 @@
 """Named suites: each expands into jobs (model x framework x precision x batch x measurement).
 
-Suites are code, with a comment on each value. A job is frozen data and runs in its own process
+Suites are data (``SUITE_TABLE``: measure x models x implementations x settings per device), with a comment on each
+value. A job is frozen data and runs in its own process
 (``bench.pipeline.worker``). Sizes adapt to the device: a CPU gets small batches and few steps.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.core.job import Job
 from bench.core.stack_registry import KERAS_BACKENDS, stacks_of  # noqa: F401  (KERAS_BACKENDS: for callers)
@@ -52,7 +53,7 @@ DEGRADATION_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe=
 DEGRADATION_BATCH = {False: 32, True: 128}  # one-batch throughput and memory jobs (CPU, GPU)
 # suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
 ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory", "profile")
-# profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in PyTorch alone (~20 s of CPU).
+# profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in every implementation it runs.
 # CPU batch 32, not 8: at 8 a Keras/TensorFlow step of ResNet-20 (25 ms, 1,456 ops) spends 13% in the graph
 # executor between ops and in Python's dispatch, which no layer owns: a profile of the framework more than the net
 PROFILE_SIZES = {"cuda": (64, 10), "cpu": (32, 5)}
@@ -189,14 +190,6 @@ def _profile_depths(opts: Options, models) -> list[Job]:
     return [dataclasses.replace(j, depth=d) for m in paired for d in PROFILE_DEPTHS[m] for j in _profile(opts, [m])]
 
 
-def _smoke_profile(opts: Options, models) -> list[Job]:
-    """Smoke's one profile job: resnet20_v1 (else the first model), PyTorch (else the first framework asked for)."""
-    model = SMOKE_PROFILE["model"] if SMOKE_PROFILE["model"] in models else models[0]
-    fws = ("torch",) if "torch" in opts.frameworks else opts.frameworks[:1]
-    one = dataclasses.replace(opts, frameworks=fws, keras_backends=(opts.keras_backends or ())[:1] or None)
-    return _profile(one, [model], SMOKE_PROFILE["batch"], SMOKE_PROFILE["steps"])[:1]
-
-
 def smoke_memory_models(models: list[str]) -> list[str]:
     """The naive twin of each memory-efficient smoke model (not already in ``models``): smoke measures it too
     (PyTorch only, ~6 s of CPU), so that a CPU smoke report shows what the memory-efficient variant saves."""
@@ -228,19 +221,6 @@ def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_
     return jobs
 
 
-def _degradation(opts: Options) -> list[Job]:
-    """The degradation suite: the four nets trained on one plan (the report's Degradation section draws the
-    paper's figure from it), and each one's one-batch throughput (train) and memory: the price of depth."""
-    gpu = opts.gpu
-    models = _models(opts, DEGRADATION_MODELS)
-    f = dict(DEGRADATION_GPU if gpu else DEGRADATION_CPU)
-    b = DEGRADATION_BATCH[gpu]
-    return ([j for j in _throughput(opts, models, ("bf16",) if gpu else ("fp32",), (b,), 40 if gpu else 10, b,
-                                    max_warmup=100 if gpu else 15, real_models=()) if j.measurement == "train"]
-            + _memory(opts, models, (b,), 5 if gpu else 1)
-            + _epochs(opts, models, f.pop("recipe"), **f))
-
-
 def expand(suite: str, opts: Options) -> list[Job]:
     """The jobs of ``suite`` under ``opts``; with ``opts.repeats`` N > 1, each throughput job N times
     (``/r1`` .. ``/rN``), in rounds: every job's first repeat, then every job's second, ... so that a slow
@@ -256,6 +236,138 @@ def expand(suite: str, opts: Options) -> list[Job]:
             for i in range(1, opts.repeats + 1) for j in jobs if j.kind == "throughput" or i == 1]
 
 
+# ---------------------------------------------------------------------------------------------- the suites, as data
+
+
+@dataclass(frozen=True)
+class Part:
+    """One row of a suite's table: a measure over a set of models, every implementation asked for, with the
+    measure's settings on a CPU and on a GPU.
+
+    Attributes:
+        measure: throughput | memory | depth (the memory depth sweep) | epochs | profile | profile_depths.
+        models: a model set of ``MODEL_SETS`` (over the suite's models, after ``--models``).
+        cpu: the measure's settings on a CPU (keyword arguments of its builder: batches, steps, ...).
+        gpu: its settings on a GPU (None: those of the CPU).
+        frameworks: the part runs these frameworks alone (of those asked for; None: every one asked for).
+    """
+
+    measure: str
+    models: str = "all"
+    cpu: dict = field(default_factory=dict)
+    gpu: dict | None = None
+    frameworks: tuple[str, ...] | None = None
+
+    def settings(self, gpu: bool) -> dict:
+        return dict(self.gpu if gpu and self.gpu is not None else self.cpu)
+
+
+def _resnets_or_first(ms: list[str]) -> list[str]:
+    return [m for m in ms if m.startswith("resnet")] or ms[:1]
+
+
+# the model sets a part names: each a function of the suite's models (after --models)
+MODEL_SETS = {
+    "all": lambda ms: list(ms),
+    "first": lambda ms: ms[:1],
+    "resnets": _resnets_or_first,  # smoke trains its ResNet (else its first model)
+    "smoke_naive": smoke_memory_models,  # the naive twin of each memory-efficient smoke model
+    "smoke_profile": lambda ms: [SMOKE_PROFILE["model"]] if SMOKE_PROFILE["model"] in ms else ms[:1],
+    "quick_trained": lambda ms: [m for m in QUICK_TRAIN_MODELS if m in ms] or ms[:1],
+    "quick_swept": lambda ms: [m for m in ms if m in QUICK_MEMORY_SWEEP_MODELS],
+    "quick_unswept": lambda ms: [m for m in ms if m not in QUICK_MEMORY_SWEEP_MODELS],
+    "none": lambda ms: [],
+}
+# each suite's models before --models (None: every registered model)
+SUITE_MODELS = {"smoke": SMOKE_MODELS, "fidelity": FIDELITY_MODELS, "degradation": DEGRADATION_MODELS}
+_DEG_B = DEGRADATION_BATCH
+_FID_CPU, _FID_GPU = ({k: v for k, v in f.items()} for f in (FIDELITY_CPU, FIDELITY_GPU))
+_DEG_CPU, _DEG_GPU = dict(DEGRADATION_CPU), dict(DEGRADATION_GPU)
+
+# The suites: measure x models x implementations x settings per device. A throughput part's settings: precisions,
+# batches, steps (timed), real_batch, max_warmup, real (the model set whose real-input job runs; default all),
+# train_only. A memory part's: sweep, steps. An epochs part's: recipe, epochs, train_subset, test_subset, seeds,
+# batch. A profile part's: batch, steps (default PROFILE_SIZES).
+SUITE_TABLE: dict[str, tuple[Part, ...]] = {
+    "smoke": (
+        Part("throughput", "all", dict(precisions=("fp32",), batches=(8,), steps=10, real_batch=8, max_warmup=15,
+                                       real="first")),
+        Part("memory", "all", dict(sweep=(8,), steps=3)),
+        Part("memory", "smoke_naive", dict(sweep=(8,), steps=3), frameworks=("torch",)),
+        Part("epochs", "resnets", dict(recipe=SMOKE_TRAIN["recipe"], train_subset=SMOKE_TRAIN["train_subset"],
+                                       test_subset=SMOKE_TRAIN["test_subset"])),
+        Part("profile", "smoke_profile", dict(batch=SMOKE_PROFILE["batch"], steps=SMOKE_PROFILE["steps"])),
+    ),
+    "profile": (Part("profile"), Part("profile_depths")),
+    "throughput": (
+        Part("throughput", cpu=dict(precisions=("fp32",), batches=(32,), steps=10, real_batch=32),
+             gpu=dict(precisions=("fp32", "bf16"), batches=(128, 512), steps=40, real_batch=128)),
+    ),
+    "memory": (  # the depth sweep measures saved activations alone, the same on any device: CPU runs only
+        Part("memory", cpu=dict(sweep=CPU_MEMORY_SWEEP, steps=1), gpu=dict(sweep=MEMORY_SWEEP, steps=5)),
+        Part("depth", cpu=dict(batch=DEPTH_SWEEP_BATCH), gpu=dict(skip=True)),
+    ),
+    "train": (Part("epochs", cpu=dict(recipe="paper")),),
+    # the same plan for both twins and every seed; the report sets the gap between frameworks beside the spread
+    # between seeds of one framework (bench.report.sections.fidelity.section_fidelity)
+    "fidelity": (Part("epochs", cpu=_FID_CPU, gpu=_FID_GPU),),
+    # the four nets trained on one plan (the report's Degradation section draws the paper's figure from it), and each
+    # one's one-batch throughput (train) and memory: the price of depth
+    "degradation": (
+        Part("throughput", cpu=dict(precisions=("fp32",), batches=(_DEG_B[False],), steps=10, real_batch=_DEG_B[False],
+                                    max_warmup=15, real="none", train_only=True),
+             gpu=dict(precisions=("bf16",), batches=(_DEG_B[True],), steps=40, real_batch=_DEG_B[True], max_warmup=100,
+                      real="none", train_only=True)),
+        Part("memory", cpu=dict(sweep=(_DEG_B[False],), steps=1), gpu=dict(sweep=(_DEG_B[True],), steps=5)),
+        Part("epochs", cpu=_DEG_CPU, gpu=_DEG_GPU),
+    ),
+    # one process per job makes job count the cost: one batch and precision for throughput, the real pipeline and
+    # training only for the quick-train models, a short memory sweep where it tells
+    "cifar10-quick": (
+        Part("throughput", cpu=dict(precisions=("fp32",), batches=(32,), steps=10, real_batch=32, real="quick_trained"),
+             gpu=dict(precisions=("bf16",), batches=(512,), steps=40, real_batch=512, real="quick_trained")),
+        Part("memory", "quick_swept", dict(sweep=(32,), steps=2), gpu=dict(sweep=QUICK_MEMORY_SWEEP, steps=5)),
+        Part("memory", "quick_unswept", dict(sweep=(32,), steps=2), gpu=dict(sweep=(512,), steps=5)),
+        Part("epochs", "quick_trained", dict(recipe="fast", epochs=QUICK_TRAIN_EPOCHS)),
+        Part("profile"),
+    ),
+    "cifar10-full": (
+        Part("throughput", cpu=dict(precisions=("fp32",), batches=(32,), steps=10, real_batch=32),
+             gpu=dict(precisions=("fp32", "bf16"), batches=(128, 512), steps=40, real_batch=128)),
+        Part("memory", cpu=dict(sweep=(32,), steps=2), gpu=dict(sweep=MEMORY_SWEEP, steps=5)),
+        Part("epochs", cpu=dict(recipe="paper")),
+    ),
+}
+
+
+def _part_jobs(part: Part, opts: Options, models: list[str]) -> list[Job]:
+    """The jobs of one row of a suite's table."""
+    st = part.settings(opts.gpu)
+    if part.frameworks is not None:
+        mine = tuple(f for f in opts.frameworks if f in part.frameworks)
+        opts = dataclasses.replace(opts, frameworks=mine) if mine else opts
+    ms = MODEL_SETS[part.models](models)
+    if st.pop("skip", False) or not ms:
+        return []
+    if part.measure == "throughput":
+        real = MODEL_SETS[st.pop("real", "all")](models)
+        train_only = st.pop("train_only", False)
+        jobs = _throughput(opts, ms, st.pop("precisions"), st.pop("batches"), st.pop("steps"), st.pop("real_batch"),
+                           real_models=real, **st)
+        return [j for j in jobs if j.measurement == "train"] if train_only else jobs
+    if part.measure == "memory":
+        return _memory(opts, ms, st["sweep"], st["steps"])
+    if part.measure == "depth":
+        return _depth_sweep(opts, ms, st["batch"])
+    if part.measure == "epochs":
+        return _epochs(opts, ms, st.pop("recipe"), **st)
+    if part.measure == "profile":
+        return _profile(opts, ms, st.get("batch"), st.get("steps"))
+    if part.measure == "profile_depths":
+        return _profile_depths(opts, ms)
+    raise KeyError(f"unknown measure {part.measure!r} in a suite's table")
+
+
 def _expand(suite: str, opts: Options) -> list[Job]:
     if suite not in SUITES:
         import difflib
@@ -267,56 +379,9 @@ def _expand(suite: str, opts: Options) -> list[Job]:
             if not list_models(pattern):
                 from bench.zoo import get_entry
                 get_entry(pattern)  # raises KeyError with close matches
-    every = list_models()
-    gpu = opts.gpu
     opts = dataclasses.replace(opts, keras_backends=keras_backends_for(suite, opts))
-    if suite == "smoke":
-        models = _models(opts, SMOKE_MODELS)
-        return (_throughput(opts, models, ("fp32",), (8,), 10, 8, max_warmup=15, real_models=models[:1])
-                + _memory(opts, models, (8,), 3)
-                + _memory(dataclasses.replace(opts, frameworks=("torch",)) if "torch" in opts.frameworks else opts,
-                          smoke_memory_models(models), (8,), 3)
-                + _epochs(opts, [m for m in models if m.startswith("resnet")] or models[:1], SMOKE_TRAIN["recipe"],
-                          train_subset=SMOKE_TRAIN["train_subset"], test_subset=SMOKE_TRAIN["test_subset"])
-                + _smoke_profile(opts, models))
-    if suite == "profile":
-        models = _models(opts, every)
-        return _profile(opts, models) + _profile_depths(opts, models)
-    if suite == "throughput":
-        return _throughput(opts, _models(opts, every), ("fp32", "bf16") if gpu else ("fp32",),
-                           (128, 512) if gpu else (32,), 40 if gpu else 10, 128 if gpu else 32)
-    if suite == "memory":
-        models = _models(opts, every)
-        # the depth sweep measures saved activations alone, the same on any device: CPU runs only
-        return _unique(_memory(opts, models, MEMORY_SWEEP if gpu else CPU_MEMORY_SWEEP, 5 if gpu else 1)
-                       + ([] if gpu else _depth_sweep(opts, models, DEPTH_SWEEP_BATCH)))
-    if suite == "train":
-        return _epochs(opts, _models(opts, every), "paper")
-    if suite == "fidelity":
-        # the same plan for both twins and every seed; the report sets the gap between frameworks beside
-        # the spread between seeds of one framework (bench.report.sections.fidelity.section_fidelity)
-        f = dict(FIDELITY_GPU if gpu else FIDELITY_CPU)
-        return _epochs(opts, _models(opts, FIDELITY_MODELS), f.pop("recipe"), **f)
-    if suite == "degradation":
-        return _degradation(opts)
-    if suite == "cifar10-quick":
-        # one process per job makes job count the cost: one batch and precision for throughput, the real
-        # pipeline and training only for the quick-train models, a short memory sweep where it tells
-        models = _models(opts, every)
-        trained = [m for m in QUICK_TRAIN_MODELS if m in models] or models[:1]
-        swept = [m for m in models if m in QUICK_MEMORY_SWEEP_MODELS]
-        return (_throughput(opts, models, ("bf16",) if gpu else ("fp32",), (512,) if gpu else (32,), 40 if gpu else 10,
-                            512 if gpu else 32, real_models=trained)
-                + _memory(opts, swept, QUICK_MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
-                + _memory(opts, [m for m in models if m not in swept], (512,) if gpu else (32,), 5 if gpu else 2)
-                + _epochs(opts, trained, "fast", epochs=opts.epochs or QUICK_TRAIN_EPOCHS)
-                + _profile(opts, models))
-    # cifar10-full
-    models = _models(opts, every)
-    return (_throughput(opts, models, ("fp32", "bf16") if gpu else ("fp32",), (128, 512) if gpu else (32,),
-                        40 if gpu else 10, 128 if gpu else 32)
-            + _memory(opts, models, MEMORY_SWEEP if gpu else (32,), 5 if gpu else 2)
-            + _epochs(opts, models, "paper"))
+    models = _models(opts, SUITE_MODELS.get(suite) or list_models())
+    return _unique([j for part in SUITE_TABLE[suite] for j in _part_jobs(part, opts, models)])
 
 
 def describe_jobs(jobs: list[Job]) -> str:

@@ -3,7 +3,10 @@
 ``python -m bench.pipeline.worker --out DIR --run-id ID --job JSON``. The stack's process environment
 (``StackInfo.process_env``: KERAS_BACKEND; ``StackInfo.job_env``: what one kind of job alone gets, e.g.
 TensorFlow's BFC CPU allocator for CPU memory jobs), preallocation off and CPU-only when asked are set here
-*before* any framework import, which is why each job gets its own process (as timm's bulk_runner does).
+*before* any framework import, which is why each job gets its own process (as timm's bulk_runner does), or, with
+``--serve`` (``--isolation reused``, ``bench.pipeline.pool``), one process runs the throughput jobs of one stack
+and environment one after another. Each phase of a job's time is named (``bench.core.phases``) and left
+for the parent's ``jobs.csv`` row.
 The measure is ``bench.measures.driver(job.kind)``. A Python exception becomes a row with
 ``status=error`` (or ``oom``); a crash that leaves no row is recorded by the parent.
 """
@@ -17,6 +20,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from bench.core import phases
 from bench.core.job import Job
 from bench.core.stack_registry import PREALLOC_OFF
 from bench.results.schema import FILES, append_row
@@ -39,6 +43,22 @@ def configure_env(job: Job) -> None:
     os.environ.update(env)
     for module in job.stack.preimport:  # e.g. Keras wants torch imported first on its torch backend
         importlib.import_module(module)
+
+
+def preload(job: Job) -> None:
+    """The stack's framework and the job's measure imported now, in the ``start`` phase (process start and imports),
+    so that ``build`` is the build alone; a reused worker pays them once. A missing package is left to the
+    measure, which records it in the job's row."""
+    import importlib
+    for module in job.stack.packages:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return
+    from bench.measures import driver
+    from bench.stacks import get_stack
+    driver(job.kind)
+    get_stack(job.framework, job.keras_backend)
 
 
 def _die_with_parent() -> None:
@@ -76,21 +96,83 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-id", required=True)
     ap.add_argument("--job", required=True, help="the job as JSON (bench.core.job.Job fields)")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--spawned-at", type=float, default=None, help="the parent's wall clock at spawn (phase times)")
+    ap.add_argument("--serve", action="store_true",
+                    help="reused isolation: configured for --job's stack, run jobs read from stdin (bench.pipeline.pool)")
     args = ap.parse_args(argv)
+    phases.CLOCK.reset(args.spawned_at)  # "start": from the spawn, interpreter start and imports included
     job = Job(**json.loads(args.job))
     out = Path(args.out)
     _die_with_parent()
     configure_env(job)
-    row = job.base_row(args.run_id)
+    preload(job)
+    if args.serve:
+        return serve(out, args.run_id, args.data_dir)
+    return run_one(job, out, args.run_id, args.data_dir)
+
+
+def _load_data_once() -> None:
+    """Reused isolation: CIFAR-10 is read once per worker, not once per real-input job (``bench.data.load_cifar10``
+    memoised in this process by its arguments; its consumers copy what they change: ``normalize``, ``pad_images``)."""
+    import functools
+
+    import bench.data
+    bench.data.load_cifar10 = functools.lru_cache(maxsize=2)(bench.data.load_cifar10)
+
+
+def _between_jobs(job: Job) -> None:
+    """After a job in a reused worker: the stack drops the job's global state (``Stack.between_jobs``), then the
+    garbage is collected, so the next job starts from what a fresh process would hold (imports aside)."""
+    import gc
+    try:
+        from bench.stacks import get_stack
+        get_stack(job.framework, job.keras_backend).between_jobs()
+    except ImportError:
+        pass
+    gc.collect()
+
+
+def serve(out: Path, run_id: str, data_dir: str | None) -> int:
+    """Reused isolation: one request per stdin line ({"job", "t0", "log"}), each job run as a fresh worker runs it
+    with stdout and stderr in its log, then ``done <exit status>`` on the parent's pipe. Ends at end of input."""
+    answer = os.fdopen(os.dup(1), "w", buffering=1)
+    _load_data_once()
+    for line in sys.stdin:
+        req = json.loads(line)
+        job = Job(**req["job"])
+        phases.CLOCK.reset(req["t0"])  # "start": from the hand-over (the first job: from the worker's spawn)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(req["log"], "a") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        rc = run_one(job, out, run_id, data_dir)
+        _between_jobs(job)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        answer.write(f"done {rc}\n")
+        if rc == 3:  # the results could not be written: the parent stops the suite
+            return rc
+    return 0
+
+
+def run_one(job: Job, out: Path, run_id: str, data_dir: str | None) -> int:
+    """Run one job in this (configured) process: its rows, then its phase times for the parent."""
+    row = job.base_row(run_id)
     # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
     # (enospc:<file>: bench.results.writes)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.results.writes import ResultsWriteError
     try:
-        return _run(job, out, row, args.data_dir, faults)
+        return _run(job, out, row, data_dir, faults)
     except ResultsWriteError as e:  # disk full / not writable: say so (the parent stops the suite), no traceback
         print(f"error: {e}", file=sys.stderr)
         return 3
+    finally:
+        try:
+            phases.dump(phases.path_for(out, job.job_id))
+        except OSError:
+            pass  # no phase times: the parent's jobs.csv row says so
 
 
 def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> int:
@@ -118,6 +200,7 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
         if not isinstance(e, DataError):
             traceback.print_exc()
         extra = {"oom": True} if job.kind == "memory" else {}
+        phases.enter("write")
         append_row(out / FILES[job.kind], job.kind, {**row, **extra, "status": status, "error": msg,
                                                      "null_reason": "job failed" if status == "error" else
                                                      "out of memory at this batch size"})

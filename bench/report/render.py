@@ -14,6 +14,7 @@ from bench.report.sections.degradation import section_degradation
 from bench.report.sections.environment import section_environment
 from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
+from bench.report.sections.harness import section_harness
 from bench.report.sections.howto import section_howto
 from bench.report.sections.memory import section_memory
 from bench.report.sections.profile import section_profile
@@ -26,7 +27,7 @@ from bench.results.stats import MIN_EFFECT
 # report compares two runs. The scoreboard opens every report: it is drawn last (it answers from the rows the
 # sections read, and the compared run once that is read) and placed first.
 SECTIONS = [section_environment, section_throughput, section_profile, section_memory, section_accuracy,
-            section_degradation, section_fidelity, section_errors, section_compare, section_howto]
+            section_degradation, section_fidelity, section_harness, section_errors, section_compare, section_howto]
 
 
 EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)

@@ -193,6 +193,30 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("trace_path", "the kept trace, relative to results/<run_id>/ (Perfetto / chrome://tracing; TensorFlow also "
          "keeps the .xplane.pb for TensorBoard's profile plugin)", "bench.measures.profile.run_profile"),
     ),
+    "jobs": (
+        ("job_kind", "throughput | memory | epochs | profile: the CSV the job's figures are in", "bench.pipeline.jobs.record_job"),
+        ("isolation", "fresh (the job had a process of its own) | reused (it ran in a long-lived worker of its stack, "
+         "after other jobs: bench.run --isolation)", "bench.pipeline.executors.LocalExecutor.run"),
+        ("worker_jobs", "jobs the job's process had run before this one (0: a fresh process, or a reused worker's first)",
+         "bench.pipeline.jobs.record_job"),
+        ("wall_s", "seconds from the job's spawn (fresh) or hand-over to its worker (reused) to its rows written and, "
+         "fresh, its process gone", "bench.pipeline.jobs.record_job"),
+        ("start_s", "process start and imports, until the measure began (reused: the hand-over alone)",
+         "bench.core.phases.PhaseClock"),
+        ("data_s", "the input made: a synthetic batch, or CIFAR-10 loaded and placed", "bench.core.phases.PhaseClock"),
+        ("build_s", "the twin built with its optimizer (epochs and CPU memory jobs: inside timed_s)",
+         "bench.core.phases.PhaseClock"),
+        ("first_step_s", "the first step: compile, trace, autotune (the cold start / compile figure; throughput and GPU "
+         "memory jobs)", "bench.core.phases.PhaseClock"),
+        ("warmup_s", "untimed steps until the step time was stable (throughput: at least 10, at most the job's "
+         "max_warmup)", "bench.core.phases.PhaseClock"),
+        ("timed_s", "the timed work: timed samples (throughput), measured steps (memory), the training run (epochs), "
+         "the profiler's steps (profile)", "bench.core.phases.PhaseClock"),
+        ("write_s", "rows written, then (fresh) the process's exit or (reused) the worker's clean-up between jobs "
+         "(Stack.between_jobs, garbage collection), until the parent saw it", "bench.pipeline.jobs.record_job"),
+        ("other_s", "wall_s minus every phase above: time in no phase (hygiene windows, counts); large only when a "
+         "phase is missing", "bench.pipeline.jobs.record_job"),
+    ),
     "nvml": (
         ("t_s", "seconds since the sampler started", "bench.core.nvml.Sampler"),
         ("mem_used_mib", "device memory used", "bench.core.nvml.Sampler"),

@@ -56,6 +56,7 @@ def _loaded_keras_backend() -> str | None:
 
 
 def make_step(model: str, framework: str, *args, **kwargs) -> StepRunner:
-    """``get_stack(framework).make_step(model, ...)``: the step of ``model`` in this process's stack of
-    ``framework`` (see :meth:`bench.stacks.base.Stack.make_step` for the arguments)."""
-    return get_stack(framework).make_step(model, *args, **kwargs)
+    """``get_stack(framework).make_step(StepSpec(model, ...))``: the step of ``model`` in this process's stack of
+    ``framework`` (the arguments: :class:`bench.stacks.base.StepSpec`'s fields after ``model``, in order)."""
+    from bench.stacks.base import StepSpec
+    return get_stack(framework).make_step(StepSpec(model, *args, **kwargs))

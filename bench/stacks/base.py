@@ -67,6 +67,69 @@ def check_step_args(measurement: str, input: str, precision: str) -> None:
             raise ValueError(f"{name} must be one of {known}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class StepSpec:
+    """What ``Stack.make_step`` builds: one frozen object, as ``TrainConfig`` is for training.
+
+    Attributes:
+        model: registry name.
+        measurement: train (forward + backward + SGD momentum 0.9, lr 0.1) | infer.
+        batch_size: examples per step.
+        precision: fp32 | bf16 | fp16.
+        input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
+        device: cuda | cpu | None (GPU when there is one).
+        exec_mode: one of the stack's modes (None: ``default_exec_mode``).
+        channels_last: torch memory format (None: on for a GPU). A Keras twin is always NHWC: a Keras stack refuses
+            True or False instead of dropping it.
+        data_dir: CIFAR-10 location for input=real.
+        seed: init and input seed.
+        model_options: spec overrides for ``bench.zoo.build`` (tests: a shallow, small-input twin).
+    """
+
+    model: str
+    measurement: str = "train"
+    batch_size: int = 32
+    precision: str = "fp32"
+    input: str = "synthetic"
+    device: str | None = None
+    exec_mode: str | None = None
+    channels_last: bool | None = None
+    data_dir: str | None = None
+    seed: int = 0
+    model_options: dict | None = None
+
+    def __post_init__(self) -> None:
+        check_step_args(self.measurement, self.input, self.precision)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """What ``Stack.profile`` profiles (a train step on synthetic input).
+
+    Attributes:
+        model: registry name.
+        batch_size: examples per step.
+        precision: fp32 | bf16 | fp16.
+        device: cuda | cpu | None (GPU when there is one).
+        exec_mode: one of the stack's modes (None: ``default_exec_mode``).
+        steps: profiled steps (plus one discarded profiler warm-up step) and unprofiled timed steps.
+        trace_dir: folder for the trace (None: no trace kept).
+        model_options: spec overrides for ``bench.zoo.build`` (tests).
+    """
+
+    model: str
+    batch_size: int = 8
+    precision: str = "fp32"
+    device: str | None = None
+    exec_mode: str | None = None
+    steps: int = 5
+    trace_dir: str | None = None
+    model_options: dict | None = None
+
+    def __post_init__(self) -> None:
+        check_step_args("train", "synthetic", self.precision)
+
+
 @dataclass
 class TrainConfig:
     """Attributes:
@@ -292,25 +355,12 @@ class Stack:
             return int(env)
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-    def make_step(self, model: str, measurement: str = "train", batch_size: int = 32, precision: str = "fp32",
-                  input: str = "synthetic", device: str | None = None, exec_mode: str | None = None,
-                  channels_last: bool | None = None, data_dir: str | None = None, seed: int = 0,
-                  model_options: dict | None = None) -> StepRunner:
-        """Build this stack's twin of ``model`` and return its step, ready to time.
+    def between_jobs(self) -> None:
+        """A reused worker (``bench.pipeline.pool``) calls this after each job: drop what the job left in the
+        framework's global state, so the next job starts as in a fresh process. Default: nothing."""
 
-        Args:
-            model: registry name.
-            measurement: train (forward + backward + SGD momentum 0.9, lr 0.1) | infer.
-            batch_size: examples per step.
-            precision: fp32 | bf16 | fp16.
-            input: synthetic (random batch on the device) | real (CIFAR-10 + augmentation per step).
-            device: cuda | cpu | None (GPU when there is one).
-            exec_mode: one of the stack's modes (None: ``default_exec_mode``).
-            channels_last: torch memory format (default: on for GPU; ignored by Keras).
-            data_dir: CIFAR-10 location for input=real.
-            seed: init and input seed.
-            model_options: spec overrides for ``bench.zoo.build`` (tests: a shallow, small-input twin).
-        """
+    def make_step(self, spec: StepSpec) -> StepRunner:
+        """Build this stack's twin of ``spec.model`` and return its step, ready to time (``StepSpec``)."""
         raise NotImplementedError
 
     def train(self, cfg: TrainConfig, data, on_epoch: Callable[[dict], None]) -> list[dict]:
@@ -325,21 +375,8 @@ class Stack:
         """images/s of the plain script a careful user of this stack writes (``bench.overhead``)."""
         raise NotImplementedError
 
-    def profile(self, model: str, batch_size: int = 8, precision: str = "fp32", device: str | None = None,
-                exec_mode: str | None = None, steps: int = 5, trace_dir: str | None = None,
-                model_options: dict | None = None) -> StepProfile:
-        """Profile ``steps`` training steps of ``model`` (synthetic input): each layer's forward, backward and
-        recompute time, the optimizer's, and what could not be attributed. Never spreads or guesses a time:
-        a stack without a sound attribution returns ``StepProfile(coverage=None, null_reason=...)``.
-
-        Args:
-            model: registry name.
-            batch_size: examples per step.
-            precision: fp32 | bf16 | fp16.
-            device: cuda | cpu | None (GPU when there is one).
-            exec_mode: one of the stack's modes (None: ``default_exec_mode``).
-            steps: profiled steps (plus one discarded profiler warm-up step) and unprofiled timed steps.
-            trace_dir: folder for the trace (None: no trace kept).
-            model_options: spec overrides for ``bench.zoo.build`` (tests).
-        """
+    def profile(self, spec: ProfileSpec) -> StepProfile:
+        """Profile ``spec.steps`` training steps of ``spec.model`` (synthetic input; ``ProfileSpec``): each layer's
+        forward, backward and recompute time, the optimizer's, and what could not be attributed. Never spreads or
+        guesses a time: a stack without a sound attribution returns ``StepProfile(coverage=None, null_reason=...)``."""
         return StepProfile(null_reason=f"{self.name}: no profiler implemented")

@@ -51,11 +51,14 @@ class KerasStack(Stack):
         """Run ``n`` train steps as this backend's ``fit`` calls ``train_function``; return the last logs."""
         raise NotImplementedError
 
-    def make_step(self, model, measurement="train", batch_size=32, precision="fp32", input="synthetic", device=None,
-                  exec_mode=None, channels_last=None, data_dir=None, seed=0, model_options=None):
+    def between_jobs(self):
+        import keras
+        keras.backend.clear_session()  # the last job's graphs, layer-name counters and global policy dropped
+        keras.config.set_dtype_policy("float32")
+
+    def make_step(self, spec):
         from bench.stacks.keras.step import make_keras_step
-        return make_keras_step(self, model, measurement, batch_size, precision, input, device, exec_mode, data_dir,
-                               seed, model_options)
+        return make_keras_step(self, spec)
 
     def train(self, cfg, data, on_epoch):
         from bench.stacks.keras.train import train_keras

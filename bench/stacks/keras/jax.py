@@ -60,10 +60,10 @@ class KerasJaxStack(KerasStack):
     def memory(self):
         return KerasJaxMemory()
 
-    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
-                model_options=None):
+    def profile(self, spec):
         from bench.stacks.keras.jax_trace import profile_jax
-        return profile_jax(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+        return profile_jax(self, spec.model, spec.batch_size, spec.precision, spec.device, spec.exec_mode, spec.steps,
+                           spec.trace_dir, spec.model_options)
 
 
 class KerasJaxMemory(KerasMemory):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from bench.core import phases
+
 # Keras layer class (or a base class of it) -> kind
 KERAS_KIND = {"Conv2D": "conv", "BatchNormalization": "batchnorm", "ReLU": "relu", "Activation": "relu",
               "Concatenate": "concat", "AveragePooling2D": "pool", "GlobalAveragePooling2D": "pool",
@@ -39,14 +41,19 @@ def build_compiled(model: str, precision: str, batch: int, jit: bool, options: d
     from bench.stacks.keras.inject import slow_layers
     from bench.stacks.keras.step import build_twin
     options = options or {}
+    phases.enter("build")
     net = slow_layers(build_twin(model, precision, options))  # test hook: unset, net as built
     size = options.get("input_size", 32)
+    phases.enter("data")
     rng = np.random.default_rng(0)
     x = keras.ops.convert_to_tensor(rng.standard_normal((batch, size, size, 3)).astype("float32"))
     y = keras.ops.convert_to_tensor(rng.integers(0, 10, batch))
+    phases.enter("build")
     net.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
+    phases.enter("first_step")
     net.train_on_batch(x, y)
+    phases.enter("timed")  # the profiler's work: its warm-up, unprofiled and profiled steps
     return net, x, y
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.stacks.base import StepRunner, check_step_args
+from bench.core import phases
+from bench.stacks.base import StepRunner, StepSpec
 from bench.stacks.keras.inject import slow_layers
 
 KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -36,22 +37,27 @@ def build_twin(model: str, precision: str, options: dict | None = None):
         keras.config.set_dtype_policy("float32")
 
 
-def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
-                    input: str = "synthetic", device: str | None = None, mode: str | None = None,
-                    data_dir: str | None = None, seed: int = 0, options: dict | None = None) -> StepRunner:
-    """``KerasStack.make_step`` (see ``bench.stacks.base.Stack.make_step`` for the arguments)."""
+def make_keras_step(stack, spec: StepSpec) -> StepRunner:
+    """``KerasStack.make_step`` (``bench.stacks.base.StepSpec`` says what it builds). A Keras twin is always NHWC:
+    a ``channels_last`` given is refused, not dropped."""
     import keras
 
     from bench.zoo import build
 
-    check_step_args(measurement, input, precision)
-    options = options or {}
+    if spec.channels_last is not None:
+        raise ValueError(f"channels_last={spec.channels_last} is a torch memory format; a Keras twin is always NHWC "
+                         "(leave it None)")
+    model, measurement, batch, precision, input = spec.model, spec.measurement, spec.batch_size, spec.precision, spec.input
+    device, mode, data_dir, seed = spec.device, spec.exec_mode, spec.data_dir, spec.seed
+    options = spec.model_options or {}
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(KERAS_POLICY[precision])
+    phases.enter("build")
     net = slow_layers(build(model, "keras", **options))  # test hook: unset, net as built
     params = stack.param_counts(net)
+    phases.enter("data")
     rng = np.random.default_rng(seed)
     size = options.get("input_size", 32)
     x_host = rng.standard_normal((batch, size, size, 3)).astype("float32")
@@ -74,6 +80,7 @@ def make_keras_step(stack, model: str, measurement: str = "train", batch: int = 
         def next_batch():
             pass
 
+    phases.enter("build")
     run.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=mode == "jit")
     window = None

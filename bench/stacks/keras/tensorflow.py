@@ -28,10 +28,10 @@ class KerasTensorFlowStack(KerasStack):
     def memory(self):
         return KerasTensorFlowMemory()
 
-    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
-                model_options=None):
+    def profile(self, spec):
         from bench.stacks.keras.tf_trace import profile_tf
-        return profile_tf(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+        return profile_tf(self, spec.model, spec.batch_size, spec.precision, spec.device, spec.exec_mode, spec.steps,
+                          spec.trace_dir, spec.model_options)
 
 
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # set for CPU memory jobs alone (the registry's StackInfo.job_env)

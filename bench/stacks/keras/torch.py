@@ -34,8 +34,7 @@ class KerasTorchStack(KerasStack):
     def memory(self):
         return KerasTorchMemory()
 
-    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
-                model_options=None):
+    def profile(self, spec):
         """The shared torch-autograd profiler (``bench.stacks.common.torch_profile``) on Keras' own
         train step (called as ``fit`` calls it): each Keras layer is a module call, named by its layer name, whose
         range opens when Keras' ``Layer.__call__`` is entered (Keras' own per-call work, before torch's module
@@ -45,8 +44,10 @@ class KerasTorchStack(KerasStack):
 
         from bench.stacks.common.torch_profile import LOSS, OPT, profile_torch_steps
         from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, trace_file, wrap_in
-        env = self.env(device)
-        mode = self.check_exec_mode(exec_mode or self.default_exec_mode(env["device"]))
+        model, batch_size, precision, steps, trace_dir = spec.model, spec.batch_size, spec.precision, spec.steps, spec.trace_dir
+        model_options = spec.model_options
+        env = self.env(spec.device)
+        mode = self.check_exec_mode(spec.exec_mode or self.default_exec_mode(env["device"]))
         if mode == "jit":
             return StepProfile(env=env, exec_mode=mode, null_reason="keras/torch jit (torch.compile): per-layer "
                                "attribution is implemented for nojit only (Inductor fuses across layers)")

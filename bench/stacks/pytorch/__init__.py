@@ -28,11 +28,9 @@ class PyTorchStack(Stack):
         from bench.zoo.counts import torch_param_counts
         return torch_param_counts(net)
 
-    def make_step(self, model, measurement="train", batch_size=32, precision="fp32", input="synthetic", device=None,
-                  exec_mode=None, channels_last=None, data_dir=None, seed=0, model_options=None):
+    def make_step(self, spec):
         from bench.stacks.pytorch.step import make_torch_step
-        return make_torch_step(self, model, measurement, batch_size, precision, input, device, exec_mode, channels_last,
-                               data_dir, seed, model_options)
+        return make_torch_step(self, spec)
 
     def train(self, cfg, data, on_epoch):
         from bench.stacks.pytorch.train import train_torch
@@ -46,7 +44,6 @@ class PyTorchStack(Stack):
         from bench.stacks.pytorch.baseline import bare_loop
         return bare_loop(model, batch, precision, device, steps)
 
-    def profile(self, model, batch_size=8, precision="fp32", device=None, exec_mode=None, steps=5, trace_dir=None,
-                model_options=None):
+    def profile(self, spec):
         from bench.stacks.pytorch.profile import profile_torch
-        return profile_torch(self, model, batch_size, precision, device, exec_mode, steps, trace_dir, model_options)
+        return profile_torch(self, spec)

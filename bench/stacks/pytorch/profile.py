@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.stacks.base import StepProfile, check_step_args
+from bench.core import phases
+from bench.stacks.base import ProfileSpec, StepProfile
 from bench.stacks.pytorch.inject import slow_layers
 
 SOURCE_NOTE = "; PyTorch module paths as keras_name (stage1.block0.conv1 -> stage1_block0_conv1)"
@@ -19,9 +20,7 @@ def module_names(net) -> dict[int, tuple[str, str | None]]:
     return {id(m): (keras_name(path), module_kind(m)) for path, m in net.named_modules() if path}
 
 
-def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", device: str | None = None,
-                  mode: str | None = None, steps: int = 5, trace_dir: str | None = None,
-                  options: dict | None = None) -> StepProfile:
+def profile_torch(stack, spec: ProfileSpec) -> StepProfile:
     """``PyTorchStack.profile`` (see ``bench.stacks.base.Stack.profile``). Eager only: under ``torch.compile``
     the layers' modules no longer run as calls, so the profile says so (coverage None) instead."""
     import torch
@@ -31,21 +30,25 @@ def profile_torch(stack, model: str, batch: int = 8, precision: str = "fp32", de
     from bench.stacks.pytorch.step import torch_amp_dtype
     from bench.zoo import build
 
-    check_step_args("train", "synthetic", precision)
-    mode, options = mode or "eager", options or {}
+    model, batch, precision, device, steps, trace_dir = (spec.model, spec.batch_size, spec.precision, spec.device,
+                                                         spec.steps, spec.trace_dir)
+    mode, options = spec.exec_mode or "eager", spec.model_options or {}
     env = stack.env(device)
     if mode != "eager":
         return StepProfile(env=env, exec_mode=mode, null_reason=f"torch {mode}: per-layer attribution is implemented "
                            "for eager only (Inductor fuses across layers; not attributed)")
     dev = env["device"]
     torch.manual_seed(0)
+    phases.enter("build")
     net = slow_layers(build(model, "torch", **options)).to(dev)  # test hook: unset, net as built
     net.train()
     size = options.get("input_size", 32)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    phases.enter("data")
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=g).to(dev)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    phases.enter("timed")  # the profiler's work: its warm-up, unprofiled and profiled steps
     amp = torch_amp_dtype(precision)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
     rf = torch.autograd.profiler.record_function

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.stacks.base import StepRunner, check_step_args
+from bench.core import phases
+from bench.stacks.base import StepRunner, StepSpec
 from bench.stacks.pytorch.inject import slow_layers
 
 TORCH_MODES = ("eager", "compile", "step-compile")
@@ -78,18 +79,16 @@ def _real_input(state: dict, data_dir: str | None, batch: int, seed: int, dev: s
     return next_batch
 
 
-def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 32, precision: str = "fp32",
-                    input: str = "synthetic", device: str | None = None, mode: str | None = None,
-                    channels_last: bool | None = None, data_dir: str | None = None, seed: int = 0,
-                    options: dict | None = None) -> StepRunner:
-    """``PyTorchStack.make_step`` (see ``bench.stacks.base.Stack.make_step`` for the arguments)."""
+def make_torch_step(stack, spec: StepSpec) -> StepRunner:
+    """``PyTorchStack.make_step`` (``bench.stacks.base.StepSpec`` says what it builds)."""
     import torch
     import torch.nn.functional as F
 
     from bench.zoo import build
 
-    check_step_args(measurement, input, precision)
-    mode, options = mode or "eager", options or {}
+    model, measurement, batch, precision, input = spec.model, spec.measurement, spec.batch_size, spec.precision, spec.input
+    device, channels_last, data_dir, seed = spec.device, spec.channels_last, spec.data_dir, spec.seed
+    mode, options = spec.exec_mode or "eager", spec.model_options or {}
     if mode not in TORCH_MODES:
         raise ValueError(f"torch exec_mode must be one of {TORCH_MODES}, got {mode!r}")
     env = stack.env(device)
@@ -99,6 +98,7 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     torch.manual_seed(seed)
     cl = (dev == "cuda") if channels_last is None else channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
+    phases.enter("build")
     net = slow_layers(build(model, "torch", **options)).to(dev).to(memory_format=fmt)  # test hook: unset, net as built
     size = options.get("input_size", 32)
     params = stack.param_counts(net)
@@ -106,11 +106,13 @@ def make_torch_step(stack, model: str, measurement: str = "train", batch: int = 
     amp = torch_amp_dtype(precision)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(dev, enabled=precision == "fp16")
+    phases.enter("data")
     g = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=g).to(dev).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
     state = {"x": x, "y": y}
     next_batch = _real_input(state, data_dir, batch, seed, dev, fmt) if input == "real" else (lambda: None)
+    phases.enter("build")
 
     ctx = lambda: torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None)  # noqa: E731
     if measurement == "train":
