@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
     ap.add_argument("--steps", type=int, metavar="N", help="profiled steps of profile jobs (default: the suite's)")
-    ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast")
+    ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast, smoke (default: the suite's)")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
                          "optimizer compiled together; CUDA graphs on a GPU); keras jit, nojit (default: torch eager; "
@@ -75,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "jobs, training (train/epochs) included")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                     help="where jobs run (default: auto = the GPU if there is one)")
-    ap.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 location (default: $TWINBENCH_DATA_DIR, ./data)")
-    ap.add_argument("--out", default=str(ROOT / "results"), metavar="DIR", help="results root (default: results/)")
+    ap.add_argument("--data-dir", metavar="DIR",
+                    help="CIFAR-10 location (default: the first of $TWINBENCH_DATA_DIR, ./data, ~/.cache/twinbench holding "
+                    "cifar-10-batches-py/; if none does, it is downloaded into --data-dir, else $TWINBENCH_DATA_DIR, else ./data)")
+    ap.add_argument("--out", default=str(ROOT / "results"), metavar="DIR",
+                    help="results root (default: the checkout's results/); the report goes to --reports, not beside the results")
     ap.add_argument("--reports", default=str(ROOT / "reports"), metavar="DIR", help="reports root (default: reports/)")
     ap.add_argument("--resume", metavar="RUN_ID", help="continue a run: skip the jobs it already finished")
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",

@@ -419,31 +419,26 @@ def test_measured_figures_carry_their_commit():
 # ---------------------------------------------------------------- help texts the docs disagree with (files of other issues)
 # Each is fixed by a one-line change listed in issue #37's report; strict xfail, so the fix and the removal of
 # its marker land together.
-_OTHERS = pytest.mark.xfail(strict=True, reason="help text in a file another issue owns; fix listed in issue #37's report")
 
 
 def _run_help(dest: str) -> str:
     return next(a.help for a in gen.parser_of("bench.run")._actions if a.dest == dest)
 
 
-@_OTHERS
 def test_run_data_dir_help_names_every_place_the_loader_looks():
     h = _run_help("data_dir")
     assert all(p in h for p in ("$TWINBENCH_DATA_DIR", "./data", "~/.cache/twinbench", "download")), h
 
 
-@_OTHERS
 def test_run_out_help_says_where_the_report_goes():
     assert "--reports" in _run_help("out")
 
 
-@_OTHERS
 def test_run_recipe_help_names_every_recipe():
     from bench.zoo.recipes import RECIPES
     assert not missing_from(list(RECIPES), _run_help("recipe"))
 
 
-@_OTHERS
 def test_suite_descriptions_quote_no_undated_duration():
     """`--list` said '~12-15 min per framework' for degradation while it was measured at 6.5 / 10.6 min: a
     duration belongs in --dry-run's estimate or in the findings page with its date, not in a description."""

@@ -28,7 +28,7 @@ SUITES = {
                 "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
     "degradation": "the ResNet paper's figure: plain20, plain56, resnet20_v1, resnet56_v1 trained on one plan, training "
                    "and test error per epoch, plus one-batch throughput and memory (the price of depth); CPU: 6,144 "
-                   "images x 5 epochs, seed 0 (~12-15 min per framework on an idle 2-core CPU); GPU: the paper recipe, 3 seeds",
+                   "images x 5 epochs, seed 0; GPU: the paper recipe, 3 seeds",
 }
 KINDS = ("throughput", "memory", "epochs", "profile")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
