@@ -1,0 +1,77 @@
+"""Keras 3 data parallelism, each backend with its own standard API (``jax_dp``, ``tensorflow_dp``).
+
+``keras_dp_train`` builds the Keras twin inside the backend's data-parallel scope over ``replicas``
+devices, lets the caller set its weights, sets the BatchNorm mode, and trains ``len(batches)`` steps
+with Keras' own ``fit`` (no shuffling: the batches in order), so the backend splits every global
+batch over the replicas as it does for any user.
+
+What each backend offers (the module of the backend says why):
+
+- JAX, ``keras.distribution.DataParallel``: one jitted program over a device mesh; the batch axis is
+  sharded and every reduction over it (the loss mean, BatchNorm's moments) is a reduction over the
+  *global* batch, inserted by XLA. BatchNorm is therefore always synchronised; there is no local mode.
+- TensorFlow, ``tf.distribute.MirroredStrategy``: one replica per device, gradients all-reduced;
+  BatchNorm is local unless the layer has ``synchronized=True`` (Keras then all-reduces the moments).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+
+def _backend():
+    import keras
+    return importlib.import_module(f"bench.stacks.keras.{keras.backend.backend()}_dp")
+
+
+def prepare_process(backend: str, replicas: int) -> None:
+    """Before Keras is imported: what the backend needs to see ``replicas`` host devices (env flags)."""
+    importlib.import_module(f"bench.stacks.keras.{backend}_dp").prepare_process(replicas)
+
+
+def bn_modes() -> tuple[str, ...]:
+    """The BatchNorm modes this backend's data-parallel path has (``local``, ``sync``)."""
+    return _backend().BN_MODES
+
+
+def collective_backend() -> str:
+    return _backend().COLLECTIVE
+
+
+def device_count() -> int:
+    """Devices the backend's data-parallel API can place replicas on in this process."""
+    return _backend().device_count()
+
+
+def keras_dp_train(model: str, options: dict, set_weights, batches: list, replicas: int, bn: str, recipe,
+                   precision: str = "fp64"):
+    """Train the Keras twin of ``model`` data-parallel; returns the trained Keras model.
+
+    Args:
+        set_weights: called with the built model (inside the scope) to give it its starting weights.
+        batches: ``[(x NCHW float32, y int64)]`` global batches in order (transposed to NHWC here).
+        bn: a mode of :func:`bn_modes`.
+    """
+    import keras
+    import numpy as np
+
+    from bench.stacks.keras.optimizers import compile_keras, keras_optimizer
+    from bench.zoo import build
+
+    be = _backend()
+    if bn not in be.BN_MODES:
+        raise ValueError(f"BatchNorm mode {bn!r} does not exist under {be.API} (modes: {be.BN_MODES})")
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64" if precision == "fp64" else "float32")
+    try:
+        with be.scope(replicas):
+            km = build(model, "keras", **options)
+            set_weights(km)
+            be.set_bn_mode(km, bn)
+            compile_keras(km, keras_optimizer(recipe, len(batches)), jit=be.JIT)
+            x = np.concatenate([b[0] for b in batches]).transpose(0, 2, 3, 1).astype(km.compute_dtype)
+            y = np.concatenate([b[1] for b in batches])
+            km.fit(x, y, batch_size=len(batches[0][0]), epochs=1, shuffle=False, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    return km
