@@ -110,10 +110,12 @@ def _diff(a: dict, b: dict) -> dict:
 
 
 def _bound(stacks: tuple[str, ...], bn: str, precision: str) -> float | None:
-    """Synchronised BN in float64: 1e-7; a twin row with Keras on JAX (float32 BN moments): float32's floor.
-    A stack against itself at 1 replica has the same float32 BN on both sides, so 1e-7 holds there too."""
-    if bn != "sync" or precision != "fp64":
-        return None  # local BN (and float32): reported, not bounded
+    """float64: a stack against itself at 1 replica with synchronised BN, and two twins under the same
+    mode (local included: both split the batch into the same contiguous slices), within 1e-7; a twin row
+    with Keras on JAX (BN moments in float32) within float32's floor. Local BN against 1 replica, and
+    float32, are reported, not bounded."""
+    if precision != "fp64" or (len(stacks) == 1 and bn != "sync"):
+        return None
     return FLOOR_FP32_BN if len(stacks) > 1 and "keras-jax" in stacks else FLOOR_FP64
 
 

@@ -38,5 +38,9 @@ def scope(replicas: int):
         yield
 
 
+def adapt_optimizer(optimizer, replicas: int) -> None:
+    """Nothing to adapt: one program over the global batch, the optimizer runs once."""
+
+
 def set_bn_mode(model, bn: str) -> None:
     """Nothing to set: under ``DataParallel`` BatchNorm already sees the global batch."""
