@@ -77,3 +77,44 @@ def keras_dp_train(model: str, options: dict, set_weights, batches: list, replic
     finally:
         keras.config.set_dtype_policy(policy)
     return km
+
+
+def keras_dp_step_times(model: str, options: dict, replicas: int, per_replica_batch: int, steps: int,
+                        warmup: int = 3) -> list[float]:
+    """Seconds of each of ``steps`` data-parallel training steps of ``model.fit`` (global batch
+    ``replicas x per_replica_batch``: weak scaling), after ``warmup`` steps. Each step ends when its loss
+    is read back on the host (a callback), so an asynchronous backend cannot run ahead of the clock."""
+    import time
+
+    import keras
+    import numpy as np
+
+    from bench.stacks.keras.optimizers import compile_keras, keras_optimizer
+    from bench.zoo import build, get_spec
+    from bench.zoo.recipes import recipe_for
+
+    be = _backend()
+    spec = get_spec(model, **options)
+    batch = replicas * per_replica_batch
+    n = warmup + steps
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(logs["loss"])  # the step is done when its loss is on the host
+            times.append(time.perf_counter() - self.t0)
+
+    keras.utils.set_random_seed(0)
+    with be.scope(replicas):
+        km = build(model, "keras", **options)
+        opt = keras_optimizer(recipe_for("paper", spec.family, batch_size=batch), n)
+        be.adapt_optimizer(opt, replicas)
+        compile_keras(km, opt, jit=be.JIT)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n * batch, spec.input_size, spec.input_size, spec.input_channels)).astype("float32")
+        y = rng.integers(0, spec.num_classes, n * batch)
+        km.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
+    return times[warmup:]

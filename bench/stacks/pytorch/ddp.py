@@ -106,3 +106,56 @@ def ddp_train(model: str, options: dict, state: dict[str, np.ndarray], batches: 
         out = os.path.join(d, "state.pt")
         mp.spawn(_worker, args=(cfg, out), nprocs=replicas, join=True)
         return {k: v.numpy() for k, v in torch.load(out).items()}
+
+
+def _timing_worker(rank: int, cfg: dict, out: str) -> None:
+    import time
+
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from bench.stacks.pytorch.train import torch_optimizer
+    from bench.zoo import build, get_spec
+    from bench.zoo.recipes import recipe_for
+
+    torch.set_num_threads(cfg["threads"])
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank,
+                            world_size=cfg["replicas"])
+    try:
+        torch.manual_seed(0)
+        spec = get_spec(cfg["model"], **cfg["options"])
+        ddp = DDP(build(cfg["model"], "torch", **cfg["options"]))
+        opt = torch_optimizer(recipe_for("paper", spec.family, batch_size=cfg["batch"]), ddp)
+        x = torch.randn(cfg["batch"], spec.input_channels, spec.input_size, spec.input_size)
+        y = torch.randint(0, spec.num_classes, (cfg["batch"],))
+        times = []
+        for i in range(cfg["warmup"] + cfg["steps"]):
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(ddp(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # DDP all-reduces the gradients here: every replica leaves the step together
+            opt.step()
+            if i >= cfg["warmup"]:
+                times.append(time.perf_counter() - t0)
+        if rank == 0:
+            torch.save(times, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_step_times(model: str, options: dict, replicas: int, per_replica_batch: int, steps: int,
+                   warmup: int = 3) -> list[float]:
+    """Seconds of each of ``steps`` DDP training steps (rank 0's clock) on ``replicas`` CPU processes (gloo),
+    each replica at ``per_replica_batch`` (weak scaling), after ``warmup`` steps; one thread per replica share
+    of the cores."""
+    import torch
+    import torch.multiprocessing as mp
+
+    cfg = dict(model=model, options=options, replicas=replicas, batch=per_replica_batch, steps=steps,
+               warmup=warmup, port=_free_port(), threads=max(1, (os.cpu_count() or 1) // replicas))
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "times.pt")
+        mp.spawn(_timing_worker, args=(cfg, out), nprocs=replicas, join=True)
+        return list(torch.load(out))
