@@ -16,13 +16,14 @@ from bench.report.sections.errors import section_errors
 from bench.report.sections.fidelity import section_fidelity
 from bench.report.sections.memory import section_memory
 from bench.report.sections.profile import section_profile
+from bench.report.sections.scaling import section_scaling
 from bench.report.sections.throughput import section_throughput
 from bench.results.stats import MIN_EFFECT
 
 # The sections a report has, in this order: the one place that says so. Each is called as section(run, out_dir)
 # and returns a Section; section_compare, (run, other run, out_dir), only when the report compares two runs.
 SECTIONS = (section_environment, section_throughput, section_profile, section_memory, section_accuracy,
-            section_degradation, section_fidelity, section_errors, section_compare)
+            section_degradation, section_fidelity, section_scaling, section_errors, section_compare)
 
 
 EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)

@@ -80,7 +80,7 @@ def keras_dp_train(model: str, options: dict, set_weights, batches: list, replic
 
 
 def keras_dp_step_times(model: str, options: dict, replicas: int, per_replica_batch: int, steps: int,
-                        warmup: int = 3) -> list[float]:
+                        warmup: int = 3, bn: str = "sync") -> list[float]:
     """Seconds of each of ``steps`` data-parallel training steps of ``model.fit`` (global batch
     ``replicas x per_replica_batch``: weak scaling), after ``warmup`` steps. Each step ends when its loss
     is read back on the host (a callback), so an asynchronous backend cannot run ahead of the clock."""
@@ -110,6 +110,7 @@ def keras_dp_step_times(model: str, options: dict, replicas: int, per_replica_ba
     keras.utils.set_random_seed(0)
     with be.scope(replicas):
         km = build(model, "keras", **options)
+        be.set_bn_mode(km, bn)
         opt = keras_optimizer(recipe_for("paper", spec.family, batch_size=batch), n)
         be.adapt_optimizer(opt, replicas)
         compile_keras(km, opt, jit=be.JIT)
