@@ -3,9 +3,10 @@
 On a CPU the replicas are logical CPU devices (``tf.config.set_logical_device_configuration``), set
 before TensorFlow initialises its devices. BatchNorm is local (each replica's own slice) unless the
 layer's ``synchronized`` is true: Keras' ``ops.moments(synchronized=True)`` then all-reduces sum, sum of
-squares and count across the replicas. Note: the twin's unbiased moving-variance correction
-(``TwinBatchNormalization``) counts the *local* elements, n/R, not n; the moving variance so differs
-from PyTorch's ``SyncBatchNorm`` by a factor (n/R)/(n/R-1) against n/(n-1) of the batch variance.
+squares and count across the replicas. The twin's unbiased moving-variance correction
+(``TwinBatchNormalization``) counts the elements of its input, the replica's n/R, not the n the
+synchronised moments were taken over (measured: moving statistics 2.4e-2 from 1 replica after 3 steps,
+resnet8 8x8, global batch 8), so ``set_bn_mode`` gives it the global count.
 """
 from __future__ import annotations
 
@@ -56,7 +57,20 @@ def adapt_optimizer(optimizer, replicas: int) -> None:
 
 
 def set_bn_mode(model, bn: str) -> None:
+    """``sync``: Keras' ``synchronized`` moments, and the twin's unbiased moving-variance correction over the
+    global count (R x the replica's elements; the replicas' slices are equal), as ``SyncBatchNorm`` does."""
     from keras import layers
     for lyr in model._flatten_layers():
         if isinstance(lyr, layers.BatchNormalization):
             lyr.synchronized = bn == "sync"
+            if bn == "sync" and hasattr(lyr, "update_moving_statistics"):
+                lyr.update_moving_statistics = _global_count(lyr.update_moving_statistics)
+
+
+def _global_count(update):
+    import tensorflow as tf
+
+    def update_moving_statistics(mean, variance, count):
+        ctx = tf.distribute.get_replica_context()
+        return update(mean, variance, count * (ctx.num_replicas_in_sync if ctx else 1))
+    return update_moving_statistics
