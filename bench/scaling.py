@@ -27,7 +27,11 @@ import numpy as np
 from bench.results.schema import FILES, append_row
 from bench.results.stats import bootstrap_ratio
 
-DP_STACKS = ("pytorch", "keras-jax", "keras-tensorflow")
+# stack -> (framework, backend, its data-parallel step timer "module:function" in bench.stacks)
+DP = {"pytorch": ("torch", "torch", "bench.stacks.pytorch.ddp:step_times_job"),
+      "keras-jax": ("keras", "jax", "bench.stacks.keras.data_parallel:step_times_job"),
+      "keras-tensorflow": ("keras", "tensorflow", "bench.stacks.keras.data_parallel:step_times_job")}
+DP_STACKS = tuple(DP)
 NO_DP_PATH = {"keras-torch": "Keras on torch has no data-parallel path in TwinBench yet (Keras' guide wraps it in "
                              "DistributedDataParallel by hand)"}
 COLLECTIVE = {"pytorch": {"cpu": "gloo", "cuda": "nccl"}, "keras-jax": "XLA",
@@ -67,15 +71,11 @@ def check(stacks: list[str], replicas: list[int], device: str) -> str | None:
 
 
 def run_job(stack: str, replicas: int, model: str, options: dict, per_replica_batch: int, steps: int) -> list[float]:
-    """In this process: the step times (s) of one (stack, replica count)."""
-    framework, _, backend = stack.partition("-")
-    if not backend:
-        from bench.stacks.pytorch.ddp import ddp_step_times
-        return ddp_step_times(model, options, replicas, per_replica_batch, steps)
-    os.environ["KERAS_BACKEND"] = backend
-    from bench.stacks.keras.data_parallel import keras_dp_step_times, prepare_process
-    prepare_process(backend, replicas)
-    return keras_dp_step_times(model, options, replicas, per_replica_batch, steps)
+    """In this process: the step times (s) of one (stack, replica count), by the stack's own timer."""
+    import importlib
+    _, backend, target = DP[stack]
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)(backend, replicas, model, options, per_replica_batch, steps)
 
 
 def _spawn(stack, replicas, cfg, device) -> tuple[list[float] | None, str | None]:
@@ -93,12 +93,11 @@ def _spawn(stack, replicas, cfg, device) -> tuple[list[float] | None, str | None
 def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per_replica_batch: int,
              device: str) -> list[dict]:
     """Rows of one stack: images/s and the efficiency against its 1-replica times, with the 95% interval."""
-    framework, _, backend = stack.partition("-")
+    framework, backend, _ = DP[stack]
     base = times.get(1)
     rows = []
     for r, t in times.items():
-        row = dict(stack=stack, framework="torch" if framework == "pytorch" else "keras",
-                   backend=backend or "torch", device=device, precision="fp32", scaling="weak", replicas=r,
+        row = dict(stack=stack, framework=framework, backend=backend, device=device, precision="fp32", scaling="weak", replicas=r,
                    per_replica_batch=per_replica_batch, batch_size=r * per_replica_batch,
                    collective=_per_device(COLLECTIVE, stack, device), bn_mode=_per_device(BN_MODE, stack, device),
                    job_id=f"{stack}/scaling/r{r}", status="ok" if t else "error", error=errors.get(r))
@@ -141,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    import datetime
+
     from bench.results.run_state import new_run_dir
     from bench.results.writes import write_json_atomic
-    import datetime
     stem = "scaling-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_id, run_dir = new_run_dir(Path(args.results_dir), stem)
     options = {} if args.input_size is None else {"input_size": args.input_size}

@@ -119,3 +119,11 @@ def keras_dp_step_times(model: str, options: dict, replicas: int, per_replica_ba
         y = rng.integers(0, spec.num_classes, n * batch)
         km.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[Clock()])
     return times[warmup:]
+
+
+def step_times_job(backend: str, replicas: int, model: str, options: dict, per_replica_batch: int,
+                   steps: int) -> list[float]:
+    """``bench.scaling``'s job for Keras on ``backend``, in a fresh process: device flags, then the timer."""
+    os.environ["KERAS_BACKEND"] = backend
+    prepare_process(backend, replicas)
+    return keras_dp_step_times(model, options, replicas, per_replica_batch, steps)

@@ -159,3 +159,9 @@ def ddp_step_times(model: str, options: dict, replicas: int, per_replica_batch: 
         out = os.path.join(d, "times.pt")
         mp.spawn(_timing_worker, args=(cfg, out), nprocs=replicas, join=True)
         return list(torch.load(out))
+
+
+def step_times_job(backend: str, replicas: int, model: str, options: dict, per_replica_batch: int,
+                   steps: int) -> list[float]:
+    """``bench.scaling``'s job for PyTorch (``backend`` is torch): :func:`ddp_step_times`."""
+    return ddp_step_times(model, options, replicas, per_replica_batch, steps)
