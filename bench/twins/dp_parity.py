@@ -30,7 +30,6 @@ import numpy as np
 from bench.stacks.pytorch.ddp import NO_SYNC_BN_CPU
 from bench.twins.train_parity import FLOOR_FP64
 
-STACKS = ("pytorch", "keras-jax", "keras-tensorflow")
 FLOOR_FP32_BN = 1e-5  # Keras on JAX: BN moments in float32 (train_parity's FLOOR_BN)
 # (stack, BN mode) a stack's data-parallel path lacks on a CPU, and why (the stacks say)
 MISSING = {("keras-jax", "local"): "keras.distribution.DataParallel shards one jitted program: BatchNorm moments are "
@@ -45,18 +44,44 @@ def _batches(spec, steps: int, batch: int, seed: int) -> list:
              rng.integers(0, spec.num_classes, batch).astype("int64")) for _ in range(steps)]
 
 
+def _torch_case(t, backend, model, options, batches, replicas, bn, recipe, precision):
+    """DDP from the twin's initial state; rank 0's state back into ``t``, read as the Keras twin's arrays."""
+    import torch
+
+    from bench.stacks.pytorch.ddp import ddp_train
+    from bench.twins.train_parity import _torch_arrays
+    state = {k: v.detach().numpy().copy() for k, v in t.state_dict().items()}
+    out = ddp_train(model, options, state, batches, replicas, bn, recipe, precision)
+    t.load_state_dict({k: torch.from_numpy(v).to(t.state_dict()[k].dtype) for k, v in out.items()})
+    return _torch_arrays(t)
+
+
+def _keras_case(t, backend, model, options, batches, replicas, bn, recipe, precision):
+    """The Keras twin on ``backend``, given ``t``'s initial weights (``torch_to_keras``), data-parallel."""
+    from bench.stacks.keras.data_parallel import device_count, keras_dp_train
+    from bench.twins.train_parity import _keras_arrays
+    from bench.twins.transfer import torch_to_keras
+    if replicas > device_count():
+        raise ValueError(f"{replicas} replicas, {device_count()} devices")
+    km = keras_dp_train(model, options, lambda k: torch_to_keras(t, k), batches, replicas, bn, recipe, precision)
+    return _keras_arrays(km)
+
+
+# stack -> (Keras backend to set up before import, or None; the case)
+CASES = {"pytorch": (None, _torch_case), "keras-jax": ("jax", _keras_case),
+         "keras-tensorflow": ("tensorflow", _keras_case)}
+
+
 def run_case(stack: str, replicas: int, bn: str, model: str, options: dict, steps: int, batch: int, seed: int,
              precision: str) -> dict[str, list[np.ndarray]]:
     """One case in this process: {keras layer name: float64 arrays in Keras layout} after training."""
-    framework, _, backend = stack.partition("-")
+    backend, case = CASES[stack]
     if backend:
         os.environ["KERAS_BACKEND"] = backend
         from bench.stacks.keras.data_parallel import prepare_process
         prepare_process(backend, replicas)
     import torch
 
-    from bench.twins.train_parity import _keras_arrays, _torch_arrays
-    from bench.twins.transfer import torch_to_keras
     from bench.zoo import build, get_spec
     from bench.zoo.recipes import recipe_for
 
@@ -64,18 +89,7 @@ def run_case(stack: str, replicas: int, bn: str, model: str, options: dict, step
     recipe = recipe_for("smoke", spec.family, batch_size=batch)
     torch.manual_seed(seed)
     t = build(model, "torch", **options)
-    batches = _batches(spec, steps, batch, seed)
-    if not backend:
-        from bench.stacks.pytorch.ddp import ddp_train
-        state = {k: v.detach().numpy().copy() for k, v in t.state_dict().items()}
-        out = ddp_train(model, options, state, batches, replicas, bn, recipe, precision)
-        t.load_state_dict({k: torch.from_numpy(v).to(t.state_dict()[k].dtype) for k, v in out.items()})
-        return _torch_arrays(t)
-    from bench.stacks.keras.data_parallel import device_count, keras_dp_train
-    if replicas > device_count():
-        raise ValueError(f"{replicas} replicas, {device_count()} devices")
-    km = keras_dp_train(model, options, lambda k: torch_to_keras(t, k), batches, replicas, bn, recipe, precision)
-    return _keras_arrays(km)
+    return case(t, backend, model, options, _batches(spec, steps, batch, seed), replicas, bn, recipe, precision)
 
 
 def _spawn_case(stack, replicas, bn, cfg) -> dict | str:
@@ -121,7 +135,7 @@ def _bound(stacks: tuple[str, ...], bn: str, precision: str) -> float | None:
 
 def dp_parity(model: str = "resnet20_v1", options: dict | None = None, replicas: int = 2, steps: int = 3,
               batch: int = 8, seed: int = 0, precision: str = "fp64", bn_modes=("sync", "local"),
-              stacks=STACKS) -> list[dict]:
+              stacks=("pytorch", "keras-jax", "keras-tensorflow")) -> list[dict]:
     """The parity table: rows ``{kind, stacks, bn, replicas, weights_diff, bn_stats_diff, bound, ok, reason}``."""
     options = dict(depth=8, input_size=8) if options is None else options
     cfg = dict(model=model, options=options, steps=steps, batch=batch, seed=seed, precision=precision)
