@@ -114,7 +114,9 @@ def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.scaling",
+                                 description="Data-parallel scaling rows per stack (weak scaling: 1..R replicas at a "
+                                             "fixed per-replica batch), and the parity across replicas (--parity).")
     ap.add_argument("--job", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--models", default="resnet20_v1")
     ap.add_argument("--stacks", default=",".join(DP_STACKS))

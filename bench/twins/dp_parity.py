@@ -165,7 +165,9 @@ def dp_parity(model: str = "resnet20_v1", options: dict | None = None, replicas:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.twins.dp_parity", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.twins.dp_parity",
+                                 description="Parity across replicas: k steps on R replicas against 1, per stack "
+                                             "and BatchNorm mode.")
     ap.add_argument("--case", nargs=5, metavar=("STACK", "REPLICAS", "BN", "OUT", "CFG"), help=argparse.SUPPRESS)
     ap.add_argument("--model", default="resnet20_v1")
     ap.add_argument("--replicas", type=int, default=2)
