@@ -144,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import datetime
 
-    from bench.results.run_state import new_run_dir
+    from bench.results.run_state import new_run_dir, now, set_status
     from bench.results.writes import write_json_atomic
-    stem = "scaling-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stem = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S") + "-scaling"
     run_id, run_dir = new_run_dir(Path(args.results_dir), stem)
+    write_json_atomic(run_dir / "run_meta.json", {  # a run folder bench.report renders (its Scaling section)
+        "run_id": run_id, "argv": list(sys.argv[1:] if argv is None else argv), "suite": "scaling",
+        "device": args.device, "gpu": args.device == "cuda", "status": "running", "status_cause": None,
+        "status_at": now()})
     options = {} if args.input_size is None else {"input_size": args.input_size}
     for model in args.models.split(","):
         cfg = dict(model=model, options=options, per_replica_batch=args.per_replica_batch, steps=args.steps)
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity:
         from bench.twins.dp_parity import dp_parity
         write_json_atomic(run_dir / "dp_parity.json", dp_parity(replicas=max(replicas)))
+    set_status(run_dir, "finished")
     print(f"results/{run_id}: {run_dir / FILES['scaling']}")
     return 0
 
