@@ -78,3 +78,44 @@ def test_bad_input_exits_2_before_any_job(tmp_path, args, words):
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], p.stderr
     assert not (tmp_path / "res").exists()  # no run folder: no job ran
+
+
+def test_rows_and_report_section(tmp_path):
+    """Rows of given step times: efficiency = median(1 replica) / median(R) with the bootstrap interval around
+    it; the section draws them with the CPU caveat and the parity table with its null rows' reasons."""
+    import json
+
+    from bench.report.sections.scaling import CPU_CAVEAT, section_scaling
+    from bench.results.schema import FILES, append_row
+    from bench.scaling import rows_for
+    one, two = [0.10, 0.11, 0.10, 0.12, 0.10, 0.11], [0.20, 0.21, 0.20, 0.22, 0.20, 0.19]
+    rows = rows_for("keras-jax", {1: one, 2: two, 4: None}, {4: "boom"}, 8, "cpu")
+    by = {r["replicas"]: r for r in rows}
+    assert by[2]["efficiency"] == pytest.approx(0.105 / 0.20)
+    assert by[2]["efficiency_lo"] <= by[2]["efficiency"] <= by[2]["efficiency_hi"] < 1
+    assert by[2]["batch_size"] == 16 and by[2]["collective"] == "XLA" and by[2]["bn_mode"] == "sync"
+    assert by[4]["status"] == "error" and by[4]["error"] == "boom" and "efficiency" not in by[4]
+    for r in rows:
+        append_row(tmp_path / FILES["scaling"], "scaling", dict(r, model="resnet20_v1"))
+    (tmp_path / "dp_parity.json").write_text(json.dumps([dict(
+        kind="replicas", stacks=["pytorch"], bn="sync", replicas=2, weights_diff=None, bn_stats_diff=None,
+        bound=None, ok=None, reason="no SyncBatchNorm on a CPU")]))
+    s = section_scaling({"dir": tmp_path})
+    assert CPU_CAVEAT in s.text
+    (cap, tab), (pcap, ptab) = s.tables
+    assert list(tab.replicas) == [1, 2, 4] and tab["efficiency [95% CI]"].iloc[1].startswith("0.53 [")
+    assert ptab.note.iloc[0] == "no SyncBatchNorm on a CPU"
+
+
+@pytest.mark.slow
+def test_scaling_command_writes_rows(tmp_path):
+    """The command end to end for DDP (gloo): 1 and 2 replicas, rows with efficiency and interval."""
+    from bench.results.read import read_table
+    p = _scaling("--stacks", "pytorch", "--steps", "3", "--input-size", "8", "--per-replica-batch", "4",
+                 tmp_path=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (run,) = (tmp_path / "res").iterdir()
+    df = read_table(run / "scaling.csv", "scaling").frame()
+    assert list(df.replicas) == [1, 2] and set(df.status) == {"ok"} and set(df.collective) == {"gloo"}
+    assert df.efficiency.notna().all() and (df.efficiency_lo <= df.efficiency).all()
+    assert (run / "run_meta.json").exists()
