@@ -62,8 +62,9 @@ def check(stacks: list[str], replicas: list[int], device: str) -> str | None:
             return f"{st}: {NO_DP_PATH[st]}."
         if st not in DP_STACKS:
             return f"unknown stack {st!r}; data-parallel stacks: {', '.join(DP_STACKS)}."
-    if device == "cuda" and "keras-tensorflow" in stacks or device not in ("cpu", "cuda"):
-        return f"device {device!r}: this measure runs on cpu (all stacks) or cuda (pytorch, keras-jax)."
+    if device != "cpu":
+        return (f"device {device!r}: the data-parallel jobs run on CPU replicas only so far (gloo, host devices, "
+                "logical CPUs); GPU replicas (nccl) are not built yet.")
     have = max_replicas(device)
     if max(replicas) > have or min(replicas) < 1:
         return f"{max(replicas)} replicas asked for, but this machine has {have} {device} device(s) for replicas."

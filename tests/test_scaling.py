@@ -71,6 +71,7 @@ def _scaling(*args, tmp_path):
     (["--replicas", f"1,{(os.cpu_count() or 1) + 1}"], "replicas asked for"),
     (["--stacks", "keras-torch"], "no data-parallel path"),
     (["--stacks", "pytorch", "--replicas", "1,two"], "comma-separated"),
+    (["--device", "cuda"], "CPU replicas only"),
 ])
 def test_bad_input_exits_2_before_any_job(tmp_path, args, words):
     p = _scaling(*args, tmp_path=tmp_path)
