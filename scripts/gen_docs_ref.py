@@ -26,9 +26,9 @@ if str(ROOT) not in sys.path:
 # Every `python -m X` a user runs. tests/test_docs.py fails when a module with a __main__ guard is in
 # neither this list nor INTERNAL.
 ENTRY_POINTS = ("bench.run", "bench.report", "bench.history", "bench.profile", "bench.twins", "bench.overhead",
-                "bench.models", "bench.schema")
+                "bench.models", "bench.schema", "bench.scaling")
 # Modules with a __main__ guard that users do not run: the job's process, started by the executors.
-INTERNAL = ("bench.pipeline.worker",)
+INTERNAL = ("bench.pipeline.worker", "bench.twins.dp_parity")  # dp_parity: one parity case per process
 HELP_COLUMNS = "80"  # argparse wraps at $COLUMNS: fixed so the pages do not depend on the terminal
 
 

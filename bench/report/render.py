@@ -18,6 +18,7 @@ from bench.report.sections.harness import section_harness
 from bench.report.sections.howto import section_howto
 from bench.report.sections.memory import section_memory
 from bench.report.sections.profile import section_profile
+from bench.report.sections.scaling import section_scaling
 from bench.report.sections.scoreboard import section_scoreboard
 from bench.report.sections.throughput import section_throughput
 from bench.results.stats import MIN_EFFECT
@@ -27,7 +28,7 @@ from bench.results.stats import MIN_EFFECT
 # report compares two runs. The scoreboard opens every report: it is drawn last (it answers from the rows the
 # sections read, and the compared run once that is read) and placed first.
 SECTIONS = [section_environment, section_throughput, section_profile, section_memory, section_accuracy,
-            section_degradation, section_fidelity, section_harness, section_errors, section_compare, section_howto]
+            section_degradation, section_fidelity, section_scaling, section_harness, section_errors, section_compare, section_howto]
 
 
 EXIT_REGRESSION = 4  # the same number as bench.pipeline.preflight.EXIT_REGRESSION (a test holds them equal)

@@ -217,6 +217,23 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("other_s", "wall_s minus every phase above: time in no phase (hygiene windows, counts); large only when a "
          "phase is missing", "bench.pipeline.jobs.record_job"),
     ),
+    "scaling": (
+        ("stack", "pytorch | keras-jax | keras-tensorflow", "bench.scaling.run_job"),
+        ("scaling", "weak: a fixed per-replica batch (batch_size = replicas x per_replica_batch)", "bench.scaling.main"),
+        ("replicas", "data-parallel replicas (processes or host devices on a CPU, GPUs on a GPU machine)", "bench.scaling.main"),
+        ("per_replica_batch", "examples per replica per step", "bench.scaling.main"),
+        ("collective", "backend of the gradient all-reduce: gloo | nccl (DDP), XLA (Keras DataParallel on JAX), "
+         "MirroredStrategy all-reduce (Keras on TensorFlow)", "bench.scaling.run_job"),
+        ("bn_mode", "BatchNorm under data parallelism: local (each replica's slice) | sync (the global batch)",
+         "bench.scaling.run_job"),
+        ("input_size", "image side (the model's, or the job's override)", "bench.scaling.main"),
+        ("step_times_ms", "one global step time per timed step, ';'-separated", "bench.scaling.run_job"),
+        ("images_per_s", "batch_size / median step time", "bench.scaling.main"),
+        ("efficiency", "weak-scaling efficiency: median step time at 1 replica / at this count (1 = ideal)",
+         "bench.scaling.main"),
+        ("efficiency_lo", "95% interval of the efficiency, low (bench.results.stats.bootstrap_ratio)", "bench.scaling.main"),
+        ("efficiency_hi", "95% interval of the efficiency, high", "bench.scaling.main"),
+    ),
     "nvml": (
         ("t_s", "seconds since the sampler started", "bench.core.nvml.Sampler"),
         ("mem_used_mib", "device memory used", "bench.core.nvml.Sampler"),

@@ -1,0 +1,122 @@
+"""Data parallelism (issue #36): parity across replicas per stack, and the scaling command's bad input.
+
+The parity run is one call of ``bench.twins.dp_parity`` (resnet8 at 8x8, global batch 8, 3 steps, float64,
+one process per case) shared by the checks below.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def parity():
+    from bench.twins.dp_parity import dp_parity
+    rows = dp_parity("resnet20_v1", dict(depth=8, input_size=8), replicas=2, steps=3, batch=8, precision="fp64")
+    return {(r["kind"], tuple(r["stacks"]), r["bn"]): r for r in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["keras-jax", "keras-tensorflow"])
+def test_sync_bn_two_replicas_train_as_one(parity, stack):
+    """Synchronised BN: 3 float64 steps on 2 replicas at global batch 8 give the weights of 1 replica at 8
+    within 1e-7 (TF: MirroredStrategy + synchronized=True; JAX: DataParallel, BN always global)."""
+    r = parity["replicas", (stack,), "sync"]
+    assert r["ok"] is True and r["bound"] == 1e-7, r
+    assert r["bn_stats_diff"] <= 1e-7, r  # TF: the moving variance's unbiased correction uses the global count
+
+
+@pytest.mark.slow
+def test_sync_bn_twins_agree(parity):
+    r = parity["twins", ("keras-jax", "keras-tensorflow"), "sync"]
+    assert r["ok"] is True, r
+
+
+@pytest.mark.slow
+def test_missing_modes_are_named_not_hidden(parity):
+    """PyTorch on a CPU has no SyncBatchNorm (gloo), JAX's DataParallel no local BN: rows with null and why."""
+    torch_sync = parity["replicas", ("pytorch",), "sync"]
+    jax_local = parity["replicas", ("keras-jax",), "local"]
+    assert torch_sync["weights_diff"] is None and "SyncBatchNorm" in torch_sync["reason"]
+    assert jax_local["weights_diff"] is None and "global batch" in jax_local["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["pytorch", "keras-tensorflow"])
+def test_local_bn_difference_is_reported(parity, stack):
+    """Local BN: each replica normalises its own 4 images, so 2 replicas train another network than 1;
+    the difference is reported (unbounded), and it is far from rounding."""
+    r = parity["replicas", (stack,), "local"]
+    assert r["bound"] is None and r["ok"] is None
+    assert r["weights_diff"] > 1e-3 and r["bn_stats_diff"] > 1e-3, r
+
+
+@pytest.mark.slow
+def test_local_bn_twins_agree(parity):
+    """Under the same (local) mode DDP and MirroredStrategy split the batch alike: the twins agree in float64."""
+    r = parity["twins", ("pytorch", "keras-tensorflow"), "local"]
+    assert r["ok"] is True and r["weights_diff"] <= 1e-7, r
+
+
+def _scaling(*args, tmp_path):
+    return subprocess.run([sys.executable, "-m", "bench.scaling", "--results-dir", str(tmp_path / "res"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--replicas", f"1,{(os.cpu_count() or 1) + 1}"], "replicas asked for"),
+    (["--stacks", "keras-torch"], "no data-parallel path"),
+    (["--stacks", "pytorch", "--replicas", "1,two"], "comma-separated"),
+    (["--device", "cuda"], "CPU replicas only"),
+])
+def test_bad_input_exits_2_before_any_job(tmp_path, args, words):
+    p = _scaling(*args, tmp_path=tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], p.stderr
+    assert not (tmp_path / "res").exists()  # no run folder: no job ran
+
+
+def test_rows_and_report_section(tmp_path):
+    """Rows of given step times: efficiency = median(1 replica) / median(R) with the bootstrap interval around
+    it; the section draws them with the CPU caveat and the parity table with its null rows' reasons."""
+    import json
+
+    from bench.report.sections.scaling import CPU_CAVEAT, section_scaling
+    from bench.results.schema import FILES, append_row
+    from bench.scaling import rows_for
+    one, two = [0.10, 0.11, 0.10, 0.12, 0.10, 0.11], [0.20, 0.21, 0.20, 0.22, 0.20, 0.19]
+    rows = rows_for("keras-jax", {1: one, 2: two, 4: None}, {4: "boom"}, 8, "cpu")
+    by = {r["replicas"]: r for r in rows}
+    assert by[2]["efficiency"] == pytest.approx(0.105 / 0.20)
+    assert by[2]["efficiency_lo"] <= by[2]["efficiency"] <= by[2]["efficiency_hi"] < 1
+    assert by[2]["batch_size"] == 16 and by[2]["collective"] == "XLA" and by[2]["bn_mode"] == "sync"
+    assert by[4]["status"] == "error" and by[4]["error"] == "boom" and "efficiency" not in by[4]
+    for r in rows:
+        append_row(tmp_path / FILES["scaling"], "scaling", dict(r, model="resnet20_v1"))
+    (tmp_path / "dp_parity.json").write_text(json.dumps([dict(
+        kind="replicas", stacks=["pytorch"], bn="sync", replicas=2, weights_diff=None, bn_stats_diff=None,
+        bound=None, ok=None, reason="no SyncBatchNorm on a CPU")]))
+    s = section_scaling({"dir": tmp_path})
+    assert CPU_CAVEAT in s.text
+    (cap, tab), (pcap, ptab) = s.tables
+    assert list(tab.replicas) == [1, 2, 4] and tab["efficiency [95% CI]"].iloc[1].startswith("0.53 [")
+    assert ptab.note.iloc[0] == "no SyncBatchNorm on a CPU"
+
+
+@pytest.mark.slow
+def test_scaling_command_writes_rows(tmp_path):
+    """The command end to end for DDP (gloo): 1 and 2 replicas, rows with efficiency and interval."""
+    from bench.results.read import read_table
+    p = _scaling("--stacks", "pytorch", "--steps", "3", "--input-size", "8", "--per-replica-batch", "4",
+                 tmp_path=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (run,) = (tmp_path / "res").iterdir()
+    df = read_table(run / "scaling.csv", "scaling").frame()
+    assert list(df.replicas) == [1, 2] and set(df.status) == {"ok"} and set(df.collective) == {"gloo"}
+    assert df.efficiency.notna().all() and (df.efficiency_lo <= df.efficiency).all()
+    assert (run / "run_meta.json").exists()
