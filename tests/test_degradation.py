@@ -162,12 +162,13 @@ def test_depth_cost_joins_throughput_memory_and_final_errors():
 
 def test_report_has_the_degradation_section_and_accuracy_does_not_draw_it_twice(tmp_path):
     from bench.report import render
-    from bench.results.schema import FILES
+    from bench.results.schema import FILES, SCHEMA_VERSION, columns  # the reader takes whole TwinBench rows only
     run = tmp_path / "run"
     run.mkdir()
     rows = _rows({"plain20": 30.0, "plain56": 25.0, "resnet20_v1": 15.0, "resnet56_v1": 12.0})
     rows.assign(run_id="run", job_id="j", batch_size=64, recipe="smoke", precision="fp32", test_loss=1.0,
-                epoch_s=1.0, train_images_per_s=1.0, lr=0.1).to_csv(run / FILES["epochs"], index=False)
+                epoch_s=1.0, train_images_per_s=1.0, lr=0.1, schema_version=SCHEMA_VERSION).reindex(
+        columns=columns("epochs")).to_csv(run / FILES["epochs"], index=False)
     md = (render(run, tmp_path / "out").parent / "index.md").read_text()
     assert "## Degradation" in md and "torch eager: After 3 epoch(s)" in md
     assert "this run does not show the degradation" in md

@@ -59,13 +59,13 @@ def test_fidelity_table_sets_the_gap_beside_the_seed_spread():
 
 def test_report_renders_fidelity_and_says_what_a_subset_training_is(tmp_path):
     from bench.report import render
-    from bench.results.schema import FILES
+    from bench.results.schema import FILES, SCHEMA_VERSION, columns  # the reader takes whole TwinBench rows only
     run = tmp_path / "run"
     run.mkdir()
     df = _rows({("torch", 0): [0.30, 0.50], ("torch", 1): [0.34, 0.52],
                 ("keras", 0): [0.31, 0.40], ("keras", 1): [0.33, 0.42]})
     df.assign(run_id="run", job_id="j", batch_size=64, train_acc=0.5, epoch_s=1.0, train_images_per_s=1.0,
-              lr=0.1).to_csv(run / FILES["epochs"], index=False)
+              lr=0.1, schema_version=SCHEMA_VERSION).reindex(columns=columns("epochs")).to_csv(run / FILES["epochs"], index=False)
     md = (render(run, tmp_path / "out") .parent / "index.md").read_text()
     assert "## Fidelity" in md and "gap between frameworks" in md
     assert "first 8,192 training images for 2 epoch(s)" in md and "not a result" in md

@@ -81,6 +81,7 @@ def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_torch_profile_
     import torch
 
     from bench.stacks import get_stack
+    from bench.stacks.base import ProfileSpec
     from bench.stacks.pytorch.inject import slow_layers
     from bench.zoo import build
     opts = dict(depth=8, input_size=16)
@@ -88,7 +89,7 @@ def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_torch_profile_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # shared cores: one thread, and each side's fastest of two interleaved profiles
     try:
-        stack.profile("resnet20_v1", 8, device="cpu", steps=2, model_options=opts)  # the process's first: one-time costs
+        stack.profile(ProfileSpec("resnet20_v1", 8, device="cpu", steps=2, model_options=opts))  # the process's first: one-time costs
         sides = {"before": [], "after": []}
         for _ in range(2):
             for side, hook in (("before", None), ("after", "conv:1.0:torch")):
@@ -96,7 +97,7 @@ def test_an_injected_layer_kind_slowdown_is_named_first_by_a_real_torch_profile_
                     monkeypatch.setenv("TWINBENCH_INJECT_LAYER_SLOWDOWN", hook)
                 else:
                     monkeypatch.delenv("TWINBENCH_INJECT_LAYER_SLOWDOWN", raising=False)
-                sides[side].append(stack.profile("resnet20_v1", 8, device="cpu", steps=3, model_options=opts))
+                sides[side].append(stack.profile(ProfileSpec("resnet20_v1", 8, device="cpu", steps=3, model_options=opts)))
     finally:
         torch.set_num_threads(threads)
     before, after = (min(sides[k], key=lambda p: p.profiled_step_ms) for k in ("before", "after"))
@@ -149,12 +150,13 @@ import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 from bench.stacks import get_stack
+from bench.stacks.base import ProfileSpec
 stack, opts, out = get_stack("keras", "tensorflow"), dict(depth=8, input_size=16), {"before": [], "after": []}
-stack.profile("resnet20_v1", 8, device="cpu", steps=2, model_options=opts)  # one-time costs
+stack.profile(ProfileSpec("resnet20_v1", 8, device="cpu", steps=2, model_options=opts))  # one-time costs
 for _ in range(2):
     for side, hook in (("before", ""), ("after", "conv:1.0:keras")):
         os.environ["TWINBENCH_INJECT_LAYER_SLOWDOWN"] = hook
-        p = stack.profile("resnet20_v1", 8, device="cpu", steps=3, model_options=opts)
+        p = stack.profile(ProfileSpec("resnet20_v1", 8, device="cpu", steps=3, model_options=opts))
         out[side].append({"rows": [r.__dict__ for r in p.rows], "step": p.profiled_step_ms, "coverage": p.coverage})
 print("RESULT " + json.dumps(out))
 """
