@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --replicas {args.replicas!r} is not a comma-separated list of counts", file=sys.stderr)
         return 2
-    problem = check(stacks, replicas, args.device)
+    problem = _input_problem(args, replicas) or check(stacks, replicas, args.device)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -154,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device, "gpu": args.device == "cuda", "status": "running", "status_cause": None,
         "status_at": now()})
     options = {} if args.input_size is None else {"input_size": args.input_size}
-    for model in args.models.split(","):
+    failed = False
+    for model in _models(args.models):
         cfg = dict(model=model, options=options, per_replica_batch=args.per_replica_batch, steps=args.steps)
         for st in stacks:
             times, errors = {}, {}
             for r in replicas:
                 times[r], errors[r] = _spawn(st, r, cfg, args.device)
+                failed = failed or bool(errors[r])
             for row in rows_for(st, times, errors, args.per_replica_batch, args.device):
                 append_row(run_dir / FILES["scaling"], "scaling",
                            dict(row, run_id=run_id, model=model, input_size=args.input_size))
@@ -168,7 +170,23 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(run_dir / "dp_parity.json", dp_parity(replicas=max(replicas)))
     set_status(run_dir, "finished")
     print(f"results/{run_id}: {run_dir / FILES['scaling']}")
-    return 0
+    return 1 if failed else 0  # as bench.run: a job that ended in error is a row with its error, and exit 1
+
+
+def _models(patterns: str) -> list[str]:
+    from bench.zoo import list_models
+    return [m for p in patterns.split(",") if p for m in list_models(p)]
+
+
+def _input_problem(args, replicas: list[int]) -> str | None:
+    """One sentence for a value no job could run with (checked before any run folder is made), else None."""
+    if min(replicas) < 1:
+        return f"--replicas takes counts of 1 or more, got {args.replicas!r}"
+    if args.per_replica_batch < 1 or args.steps < 1:
+        return "--per-replica-batch and --steps take 1 or more"
+    if not _models(args.models):
+        return f"--models {args.models!r} matches no model (python -m bench.models lists them)"
+    return None
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def test_fail_on_change_gates_on_a_change_point_in_the_latest_runs(tmp_path, cap
     assert main(out + ["--fail-on-change", "10"]) == 0  # run 5 of 8: an old level now, no longer the latest runs
     assert main(out + ["--fail-on-change", "10", "--change-window", "4"]) == 4
     assert main(out) == 0 and main(out + ["--fail-on-change", "0"]) == 2
+    assert main(out + ["--fail-on-change", "10", "--change-window", "0"]) == 2  # no run is no window
 
 
 def test_noisy_pairs_without_a_level_change_mark_no_change_point(tmp_path):

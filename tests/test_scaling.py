@@ -72,6 +72,9 @@ def _scaling(*args, tmp_path):
     (["--stacks", "keras-torch"], "no data-parallel path"),
     (["--stacks", "pytorch", "--replicas", "1,two"], "comma-separated"),
     (["--device", "cuda"], "CPU replicas only"),
+    (["--replicas", "0"], "counts of 1 or more"),
+    (["--models", "nosuch*"], "matches no model"),
+    (["--per-replica-batch", "0"], "take 1 or more"),
 ])
 def test_bad_input_exits_2_before_any_job(tmp_path, args, words):
     p = _scaling(*args, tmp_path=tmp_path)

@@ -358,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.change_window < 1:
+        print(f"error: --change-window must be 1 or more runs, got {args.change_window}", file=sys.stderr)
+        return 2
     if args.fail_on_change is not None and not args.fail_on_change > 0:
         print(f"error: --fail-on-change must be a positive percentage, got {args.fail_on_change:g}", file=sys.stderr)
         return 2
