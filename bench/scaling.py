@@ -119,15 +119,16 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Data-parallel scaling rows per stack (weak scaling: 1..R replicas at a "
                                              "fixed per-replica batch), and the parity across replicas (--parity).")
     ap.add_argument("--job", nargs=3, help=argparse.SUPPRESS)
-    ap.add_argument("--models", default="resnet20_v1")
-    ap.add_argument("--stacks", default=",".join(DP_STACKS))
-    ap.add_argument("--replicas", default="1,2")
-    ap.add_argument("--per-replica-batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--models", default="resnet20_v1", help="models or fnmatch patterns, comma-separated (default: resnet20_v1)")
+    ap.add_argument("--stacks", default=",".join(DP_STACKS),
+                    help=f"data-parallel stacks, comma-separated (default: {','.join(DP_STACKS)})")
+    ap.add_argument("--replicas", default="1,2", help="replica counts, comma-separated; 1 is always added (default: 1,2)")
+    ap.add_argument("--per-replica-batch", type=int, default=32, help="examples per replica per step (default: 32)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per job (default: 20)")
     ap.add_argument("--input-size", type=int, default=None, help="image side override (small: a quick check)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu (GPU replicas are not built yet; default: cpu)")
     ap.add_argument("--parity", action="store_true", help="also run bench.twins.dp_parity into dp_parity.json")
-    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--results-dir", default="results", help="results root (default: ./results)")
     args = ap.parse_args(argv)
     if args.job:
         stack, r, cfg = args.job
