@@ -348,3 +348,30 @@ def test_resume_of_a_torn_run_reruns_the_lost_job_with_no_duplicate(tmp_path):
     assert [row["job_id"] for row in rows] == JOBS  # the lost job once more, and no duplicate
     assert (run / "throughput.csv.damaged").read_bytes() == raw[: len(raw) - 25]
     assert json.loads((run / "run_meta.json").read_text())["status"] == "finished"
+
+
+def test_readers_added_with_harness_cost_and_scaling_keep_whole_rows(tmp_path, capsys):
+    """jobs.csv (the report's harness section, --dry-run's estimates) with a torn last row: the whole rows are read and
+    the damage said; a dp_parity.json that is not JSON: the Scaling section says so in one line instead of failing."""
+    from bench.pipeline.estimate import load_history, machine, run_overheads
+    from bench.report.sections.harness import load_jobs
+    from bench.report.sections.scaling import section_scaling
+    from bench.results.schema import FILES, SCHEMA_VERSION, append_row
+    run = tmp_path / "r1"
+    run.mkdir()
+    host, cpu, cores = machine()
+    (run / "run_meta.json").write_text(json.dumps({"run_id": "r1", "suite": "smoke", "run_wall_s": 100.0,
+                                                   "hostname": host, "cpu": cpu, "cpu_count": cores}))
+    for i in range(3):
+        append_row(run / FILES["jobs"], "jobs", {"schema_version": SCHEMA_VERSION, "run_id": "r1", "status": "ok",
+                                                 "job_id": f"throughput/m{i}", "job_kind": "throughput", "wall_s": 10.0})
+    with open(run / FILES["jobs"], "ab") as f:
+        f.write(b"1,r1,throughput/m9,2026")  # the last row cut short
+    assert len(load_jobs(run)) == 3
+    history, runs = load_history(tmp_path)
+    assert runs == ["r1"] and sorted(k for k, _ in history) == ["throughput/m0", "throughput/m1", "throughput/m2"]
+    assert run_overheads(tmp_path) == {"smoke": [70.0]}
+    assert "jobs.csv: 1 damaged row(s) dropped" in capsys.readouterr().err
+    (run / "dp_parity.json").write_text("{not json")
+    text = " ".join(section_scaling({"dir": run}).text)
+    assert "dp_parity.json cannot be read" in text

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.job import Job
+from bench.results.read import read_rows
 from bench.results.schema import FILES
 
 TOO_LONG_S = 24 * 3600  # a plan estimated longer than this does not fit the device: the plan says so
@@ -49,8 +50,7 @@ def run_overheads(root: Path, here: tuple | None = None) -> dict[str, list[float
             meta = json.loads(m.read_text()) if m.is_file() and p.is_file() else {}
             if not meta.get("run_wall_s") or meta.get("resumed_at") or _meta_machine(meta) != here:
                 continue
-            with open(p, newline="") as f:
-                jobs_s = sum(float(r["wall_s"]) for r in csv.DictReader(f) if r.get("wall_s"))
+            jobs_s = sum(float(r["wall_s"]) for r in read_rows(p, "jobs") if r.get("wall_s"))
         except (OSError, ValueError, csv.Error):
             continue
         found.setdefault(meta.get("suite") or "", []).append((d.name, max(0.0, float(meta["run_wall_s"]) - jobs_s)))
@@ -70,8 +70,7 @@ def load_history(root: Path, here: tuple | None = None, exclude: str | None = No
         try:
             if _meta_machine(json.loads(m.read_text())) != here:
                 continue
-            with open(p, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("status") == "ok" and r.get("wall_s")]
+            rows = [r for r in read_rows(p, "jobs") if r.get("status") == "ok" and r.get("wall_s")]
         except (OSError, ValueError, csv.Error):
             continue
         for r in rows:

@@ -15,8 +15,8 @@ PHASE_COLUMNS = ("start_s", "data_s", "build_s", "first_step_s", "warmup_s", "ti
 
 def load_jobs(run_dir: Path) -> pd.DataFrame | None:
     """The run's ``jobs.csv`` (None: a run from before it existed, or no job finished)."""
-    p = Path(run_dir) / FILES["jobs"]
-    return pd.read_csv(p) if p.exists() and p.stat().st_size else None
+    from bench.results.read import read_frame  # the one reading path: a torn row is dropped and said, never a traceback
+    return read_frame(Path(run_dir) / FILES["jobs"], "jobs")
 
 
 def section_harness(run: dict, out: Path | None = None) -> Section:

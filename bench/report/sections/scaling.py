@@ -50,6 +50,10 @@ def section_scaling(run: dict, out_dir=None) -> Section:
                 "status": g.status, "error": g.error})
             s.tables.append((f"{model}: images/s and efficiency vs replicas", tab))
     if parity and parity.exists():
-        s.tables.append(("Parity across replicas (float64, 3 steps; null rows name what a stack lacks)",
-                         _parity_table(json.loads(parity.read_text()))))
+        try:
+            table = _parity_table(json.loads(parity.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # damaged: one line, rows kept
+            s.text.append(f"{parity.name} cannot be read ({e}): run python -m bench.scaling --parity again to remake it.")
+        else:
+            s.tables.append(("Parity across replicas (float64, 3 steps; null rows name what a stack lacks)", table))
     return s
