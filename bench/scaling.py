@@ -80,15 +80,20 @@ def run_job(stack: str, replicas: int, model: str, options: dict, per_replica_ba
 
 
 def _spawn(stack, replicas, cfg, device) -> tuple[list[float] | None, str | None]:
-    cmd = [sys.executable, "-m", "bench.scaling", "--job", stack, str(replicas), json.dumps(cfg)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in p.stdout.splitlines():
-        if line.startswith("TIMES "):
-            return json.loads(line[6:]), None
-    return None, (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    """One (stack, replica count) in its own process; its times come back in a file, not on stdout (a worker's
+    warning printed without a newline would run into a stdout line and lose the times)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="twinbench-scaling-") as d:
+        out = Path(d) / "times.json"
+        cmd = [sys.executable, "-m", "bench.scaling", "--job", stack, str(replicas), json.dumps(cfg), str(out)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if p.returncode == 0 and out.exists():
+            return json.loads(out.read_text()), None
+    lines = [line.strip() for line in p.stderr.splitlines() if line.strip()]
+    return None, (lines[-1] if lines else f"the job's process exited {p.returncode} and wrote no times")
 
 
 def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per_replica_batch: int,
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.scaling",
                                  description="Data-parallel scaling rows per stack (weak scaling: 1..R replicas at a "
                                              "fixed per-replica batch), and the parity across replicas (--parity).")
-    ap.add_argument("--job", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--job", nargs=4, help=argparse.SUPPRESS)  # stack, replicas, cfg json, times file
     ap.add_argument("--models", default="resnet20_v1", help="models or fnmatch patterns, comma-separated (default: resnet20_v1)")
     ap.add_argument("--stacks", default=",".join(DP_STACKS),
                     help=f"data-parallel stacks, comma-separated (default: {','.join(DP_STACKS)})")
@@ -131,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results", help="results root (default: ./results)")
     args = ap.parse_args(argv)
     if args.job:
-        stack, r, cfg = args.job
-        print("TIMES " + json.dumps(run_job(stack, int(r), **json.loads(cfg))), flush=True)
+        stack, r, cfg, out = args.job
+        from bench.results.writes import write_json_atomic
+        write_json_atomic(Path(out), run_job(stack, int(r), **json.loads(cfg)))
         return 0
     stacks = [s for s in args.stacks.split(",") if s]
     try:
@@ -162,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             times, errors = {}, {}
             for r in replicas:
                 times[r], errors[r] = _spawn(st, r, cfg, args.device)
-                failed = failed or bool(errors[r])
+                if errors[r]:
+                    failed = True
+                    print(f"error: {model} {st} on {r} replica(s): {errors[r]}", file=sys.stderr, flush=True)
             for row in rows_for(st, times, errors, args.per_replica_batch, args.device):
                 append_row(run_dir / FILES["scaling"], "scaling",
                            dict(row, run_id=run_id, model=model, input_size=args.input_size))

@@ -117,9 +117,23 @@ def test_scaling_command_writes_rows(tmp_path):
     from bench.results.read import read_table
     p = _scaling("--stacks", "pytorch", "--steps", "3", "--input-size", "8", "--per-replica-batch", "4",
                  tmp_path=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
     (run,) = (tmp_path / "res").iterdir()
     df = read_table(run / "scaling.csv", "scaling").frame()
+    assert p.returncode == 0, (p.stdout[-1000:], p.stderr[-2000:], df.get("error"))
     assert list(df.replicas) == [1, 2] and set(df.status) == {"ok"} and set(df.collective) == {"gloo"}
     assert df.efficiency.notna().all() and (df.efficiency_lo <= df.efficiency).all()
     assert (run / "run_meta.json").exists()
+
+
+def test_a_failed_job_is_a_row_with_its_error_said_on_stderr_and_exit_1(tmp_path, monkeypatch):
+    """A job whose process dies: its row says the error, stderr names the job, the command exits 1."""
+    import bench.scaling as sc
+    from bench.results.read import read_table
+    monkeypatch.setattr(sc, "_spawn", lambda st, r, cfg, device: ([0.1, 0.1, 0.1], None) if r == 1
+                        else (None, "RuntimeError: Gloo connectFullMesh failed"))
+    rc = sc.main(["--results-dir", str(tmp_path), "--stacks", "pytorch", "--steps", "3"])
+    assert rc == 1
+    (run,) = tmp_path.iterdir()
+    df = read_table(run / "scaling.csv", "scaling").frame().set_index("replicas")
+    assert df.loc[2, "status"] == "error" and "connectFullMesh" in df.loc[2, "error"]
+    assert df.loc[1, "status"] == "ok"

@@ -10,7 +10,6 @@ the step of one replica at batch ``B`` up to the order of the sums.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 
 import numpy as np
@@ -38,10 +37,10 @@ def max_replicas(device: str) -> int:
     return os.cpu_count() or 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rendezvous(d: str) -> str:
+    """The replicas meet through a file in the job's temporary folder (a ``FileStore``), not a TCP port picked
+    free and then released: no other process can take it in between."""
+    return "file://" + os.path.join(d, "rendezvous")
 
 
 def _worker(rank: int, cfg: dict, out: str) -> None:
@@ -55,7 +54,7 @@ def _worker(rank: int, cfg: dict, out: str) -> None:
 
     torch.set_num_threads(1)
     R = cfg["replicas"]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank, world_size=R)
+    dist.init_process_group("gloo", init_method=cfg["rendezvous"], rank=rank, world_size=R)
     try:
         dtype = torch.float64 if cfg["precision"] == "fp64" else torch.float32
         model = build(cfg["model"], "torch", **cfg["options"])
@@ -101,8 +100,9 @@ def ddp_train(model: str, options: dict, state: dict[str, np.ndarray], batches: 
     if any(len(x) % replicas for x, _ in batches):
         raise ValueError(f"the global batch must divide into {replicas} replicas")
     cfg = dict(model=model, options=options, state=state, batches=batches, replicas=replicas, bn=bn,
-               recipe=recipe, precision=precision, port=_free_port())
+               recipe=recipe, precision=precision)
     with tempfile.TemporaryDirectory() as d:
+        cfg["rendezvous"] = _rendezvous(d)
         out = os.path.join(d, "state.pt")
         mp.spawn(_worker, args=(cfg, out), nprocs=replicas, join=True)
         return {k: v.numpy() for k, v in torch.load(out).items()}
@@ -121,7 +121,7 @@ def _timing_worker(rank: int, cfg: dict, out: str) -> None:
     from bench.zoo.recipes import recipe_for
 
     torch.set_num_threads(cfg["threads"])
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{cfg['port']}", rank=rank,
+    dist.init_process_group("gloo", init_method=cfg["rendezvous"], rank=rank,
                             world_size=cfg["replicas"])
     try:
         torch.manual_seed(0)
@@ -154,8 +154,9 @@ def ddp_step_times(model: str, options: dict, replicas: int, per_replica_batch: 
     import torch.multiprocessing as mp
 
     cfg = dict(model=model, options=options, replicas=replicas, batch=per_replica_batch, steps=steps,
-               warmup=warmup, port=_free_port(), threads=max(1, (os.cpu_count() or 1) // replicas))
+               warmup=warmup, threads=max(1, (os.cpu_count() or 1) // replicas))
     with tempfile.TemporaryDirectory() as d:
+        cfg["rendezvous"] = _rendezvous(d)
         out = os.path.join(d, "times.pt")
         mp.spawn(_timing_worker, args=(cfg, out), nprocs=replicas, join=True)
         return list(torch.load(out))
