@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
-    ap.add_argument("--steps", type=int, metavar="N", help="profiled steps of profile jobs (default: the suite's)")
+    ap.add_argument("--steps", type=int, metavar="N",
+                    help="profiled steps of profile jobs, timed steps of scaling jobs (default: the suite's)")
+    ap.add_argument("--replicas", metavar="R[,R]",
+                    help="data-parallel replica counts of scaling jobs, 1 always added (default: the suite's: 1,2 on a "
+                         "CPU, 1,2,4,8 on a GPU); more than the machine's devices is refused before any job")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast, smoke (default: the suite's)")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
@@ -99,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-LIST_FLAGS = ("models", "frameworks", "precision", "batch_sizes", "exec_mode", "recipe")  # --keras-backend: its own
+LIST_FLAGS = ("models", "frameworks", "precision", "batch_sizes", "exec_mode", "recipe", "replicas")  # --keras-backend: its own
 PATH_FLAGS = ("data_dir", "out", "reports", "resume")
 
 
@@ -158,6 +162,12 @@ def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         ap.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    try:
+        args.replicas_t = tuple(int(r) for r in _csv(args.replicas)) if args.replicas else None
+    except ValueError:
+        ap.error(f"--replicas takes comma-separated counts, got {args.replicas!r}")
+    if args.replicas_t and min(args.replicas_t) < 1:
+        ap.error(f"--replicas takes counts of 1 or more, got {args.replicas!r}")
     if getattr(args, "steps", None) is not None and args.steps < 1:
         ap.error(f"--steps must be >= 1, got {args.steps}")
     if args.job_timeout is not None and not (math.isfinite(args.job_timeout) and args.job_timeout > 0):
@@ -196,7 +206,8 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
                    precisions=tuple(_csv(args.precision)) if args.precision else None,
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
                    exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu,
-                   repeats=getattr(args, "repeats", 1) or 1, steps=getattr(args, "steps", None))
+                   repeats=getattr(args, "repeats", 1) or 1, steps=getattr(args, "steps", None),
+                   replicas=getattr(args, "replicas_t", None))
 
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:

@@ -129,11 +129,72 @@ def test_a_failed_job_is_a_row_with_its_error_said_on_stderr_and_exit_1(tmp_path
     """A job whose process dies: its row says the error, stderr names the job, the command exits 1."""
     import bench.scaling as sc
     from bench.results.read import read_table
-    monkeypatch.setattr(sc, "_spawn", lambda st, r, cfg, device: ([0.1, 0.1, 0.1], None) if r == 1
-                        else (None, "RuntimeError: Gloo connectFullMesh failed"))
+    monkeypatch.setattr(sc, "_spawn", lambda st, r, cfg, device: ([0.1, 0.1, 0.1], None, {}) if r == 1
+                        else (None, "RuntimeError: Gloo connectFullMesh failed", {}))
     rc = sc.main(["--results-dir", str(tmp_path), "--stacks", "pytorch", "--steps", "3"])
     assert rc == 1
     (run,) = tmp_path.iterdir()
     df = read_table(run / "scaling.csv", "scaling").frame().set_index("replicas")
     assert df.loc[2, "status"] == "error" and "connectFullMesh" in df.loc[2, "error"]
     assert df.loc[1, "status"] == "ok"
+
+
+# ------------------------------------------------------------------ the scaling suite inside bench.run (a job field)
+
+def test_the_suite_plans_one_job_per_stack_and_replica_count():
+    """The suite is data: resnet20_v1, every installed stack with a data-parallel path (Keras on torch has none),
+    1 and 2 replicas; a replica count is a field of the job, in its id and its rows' batch."""
+    import importlib.util
+
+    from bench.pipeline.suites import Options, expand
+    jobs = expand("scaling", Options(gpu=False))
+    tags = {j.stack.job_tag for j in jobs}
+    want = {"torch", "keras-tensorflow"} | ({"keras-jax"} if importlib.util.find_spec("jax") else set())
+    assert tags == want and "keras-torch" not in tags
+    assert sorted({j.replicas for j in jobs}) == [1, 2] and {j.model for j in jobs} == {"resnet20_v1"}
+    x2 = next(j for j in jobs if j.replicas == 2 and j.framework == "torch")
+    assert x2.job_id.endswith("/x2") and x2.job_id != next(j for j in jobs if j.replicas == 1).job_id
+    row = x2.base_row("r")
+    assert (row["replicas"], row["per_replica_batch"], row["batch_size"]) == (2, x2.batch_size, 2 * x2.batch_size)
+    # --replicas narrows the counts (1 always added, first: the others are measured against it)
+    jobs = expand("scaling", Options(gpu=False, frameworks=("torch",), replicas=(2,), steps=3, batch_sizes=(4,)))
+    assert [(j.replicas, j.steps, j.batch_size) for j in jobs] == [(1, 3, 4), (2, 3, 4)]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--replicas", f"1,{(os.cpu_count() or 1) + 1}"], "replicas asked for"),
+    (["--keras-backend", "torch", "--frameworks", "keras"], "no data-parallel path"),
+    (["--replicas", "1,two"], "comma-separated counts"),
+    (["--replicas", "0"], "counts of 1 or more"),
+])
+def test_bench_run_refuses_a_scaling_plan_it_cannot_run_before_any_job(tmp_path, args, words):
+    p = subprocess.run([sys.executable, "-m", "bench.run", "--suite", "scaling", "--device", "cpu", *args,
+                        "--out", str(tmp_path / "res"), "--no-report"], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [line for line in p.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and words in errors[0], p.stderr
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+@pytest.mark.slow
+def test_bench_run_scaling_suite_writes_rows_phases_and_the_report(tmp_path):
+    """bench.run --suite scaling (PyTorch DDP on gloo, 1 and 2 replicas): rows with efficiency and its interval
+    against the run's 1-replica row, each job's phases in jobs.csv (its replicas' timed steps as timed work), and
+    the report's Scaling figure with the CPU caveat."""
+    from bench.report.sections.scaling import CPU_CAVEAT
+    from bench.results.read import read_table
+    p = subprocess.run([sys.executable, "-m", "bench.run", "--suite", "scaling", "--device", "cpu", "--frameworks",
+                        "torch", "--steps", "3", "--batch-sizes", "4", "--out", str(tmp_path / "res"),
+                        "--reports", str(tmp_path / "rep")], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    (run,) = (tmp_path / "res").iterdir()
+    df = read_table(run / "scaling.csv", "scaling").frame().set_index("replicas")
+    assert p.returncode == 0, (p.stderr[-2000:], df.get("error"))
+    assert list(df.index) == [1, 2] and set(df.status) == {"ok"} and set(df.collective) == {"gloo"}
+    assert df.loc[1, "efficiency"] == 1 and df.loc[2, "batch_size"] == 8 and df.loc[2, "per_replica_batch"] == 4
+    assert df.loc[2, "efficiency_lo"] <= df.loc[2, "efficiency"] <= df.loc[2, "efficiency_hi"]
+    assert len(df.loc[2, "step_times_ms"].split(";")) == 3
+    assert df.framework_version.notna().all() and df.device_name.notna().all()  # the replicas' environment
+    jobs = read_table(run / "jobs.csv", "jobs").frame()
+    assert len(jobs) == 2 and (jobs.timed_s > 0).all() and (jobs.build_s > 0).all()
+    html = (tmp_path / "rep" / run.name / "index.html").read_text()
+    assert CPU_CAVEAT.split(":")[0] in html and "scaling-resnet20_v1.png" in html

@@ -21,7 +21,7 @@ class Job:
     """One measurement, run in a fresh process or its stack's reused worker (``jobs.csv`` says which).
 
     Attributes:
-        kind: throughput | memory | epochs | profile (the CSV it writes to).
+        kind: throughput | memory | epochs | profile | scaling (the CSV it writes to).
         model: registry name.
         framework: torch | keras.
         keras_backend: tensorflow | jax | torch for Keras jobs (the worker sets it before importing Keras),
@@ -41,6 +41,8 @@ class Job:
         seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
         repeat: which of ``--repeats N`` processes this is (1..N; 0, the default, when N is 1: the job_id
             is left as it was, else it ends in ``/r<repeat>``).
+        replicas: data-parallel replicas of a ``scaling`` job (``batch_size`` is then the per-replica batch;
+            0, the default, for every other kind).
     """
 
     kind: str
@@ -62,6 +64,7 @@ class Job:
     depth: int | None = None
     seed: int = 0
     repeat: int = 0
+    replicas: int = 0
 
     @property
     def job_id(self) -> str:
@@ -78,6 +81,8 @@ class Job:
                 parts.append(self.input)
             if self.depth is not None:
                 parts.append(f"d{self.depth}")
+            if self.replicas:
+                parts.append(f"x{self.replicas}")
         if self.repeat:
             parts.append(f"r{self.repeat}")
         return "/".join(p for p in parts if p)
@@ -96,4 +101,7 @@ class Job:
                "backend": self.stack.backend, "exec_mode": self.exec_mode, "device": self.device,
                "precision": self.precision, "batch_size": self.batch_size}
         row.update({c: getattr(self, c) for c in KIND_COLUMNS.get(self.kind, ())})
+        if self.replicas:  # weak scaling: the global batch is every replica's
+            row.update(replicas=self.replicas, per_replica_batch=self.batch_size,
+                       batch_size=self.replicas * self.batch_size)
         return row

@@ -38,6 +38,13 @@ class PhaseClock:
         self.spent[key] = self.spent.get(key, 0.0) + (now - self.since)
         self.current, self.since = phase, now
 
+    def reassign(self, seconds: float, src: str, dst: str) -> None:
+        """Move ``seconds`` a closed phase held to another: a measure whose steps ran in processes of its own learns
+        afterwards how much of the time it waited was their timed work."""
+        moved = min(seconds, self.spent.get(src, 0.0))
+        self.spent[src] = self.spent.get(src, 0.0) - moved
+        self.spent[dst] = self.spent.get(dst, 0.0) + moved
+
     def close(self) -> dict[str, float]:
         """Stop the clock (the running phase closed); the seconds per phase so far."""
         self.enter(None)

@@ -2,7 +2,7 @@
 
 ``throughput`` (timed train / inference steps), ``memory`` (allocator peak, what a step keeps),
 ``training`` (the ``epochs`` kind: a recipe, one row per epoch), ``profile`` (where a train step's time goes,
-layer by layer: ``Stack.profile``), plus ``overhead`` (the harness against
+layer by layer: ``Stack.profile``), ``scaling`` (a train step on 1..R data-parallel replicas), plus ``overhead`` (the harness against
 each stack's plain script) and ``timing`` (warm-up, samples, statistics). A driver takes a job, the
 run's folder, the job's first columns and the data location, and appends its rows.
 
@@ -11,7 +11,10 @@ differ, one method on ``Stack`` with one implementation per stack.
 """
 from __future__ import annotations
 
-DRIVER_KINDS = ("throughput", "memory", "epochs", "profile")
+DRIVER_KINDS = ("throughput", "memory", "epochs", "profile", "scaling")
+# measures that start processes of their own for the stack (the replicas of a scaling job): their job's process
+# imports no framework first
+OWN_PROCESS_KINDS = ("scaling",)
 
 
 def driver(kind: str):
@@ -28,4 +31,7 @@ def driver(kind: str):
     if kind == "profile":
         from bench.measures.profile import run_profile
         return run_profile
+    if kind == "scaling":
+        from bench.measures.scaling import run_scaling
+        return run_scaling
     raise KeyError(f"no measure for CSV kind {kind!r}; kinds: {', '.join(DRIVER_KINDS)}")

@@ -425,9 +425,12 @@ class RayExecutor(Executor):
 
     def resources(self, job: Job) -> dict:
         """What a job's task asks Ray for: a whole GPU (or 1/K of one for a shared throughput job) and a
-        core; on a CPU, all the cores of the largest node (1/K of them for a shared throughput job)."""
+        core; a scaling job, its R GPUs and R cores (one task on one node); on a CPU, all the cores of the largest
+        node (1/K of them for a shared throughput job)."""
         share = self.jobs_per_device if job.kind == "throughput" else 1
         if job.device == "cuda":
+            if job.replicas:  # a data-parallel job: all its GPUs on one node (a Ray task never spans nodes)
+                return {"num_gpus": job.replicas, "num_cpus": job.replicas}
             return {"num_gpus": 1 / share, "num_cpus": 1}
         cpus = max([int(n["Resources"].get("CPU", 0)) for n in self._alive()] or [1])
         return {"num_gpus": 0, "num_cpus": max(1, cpus // share)}

@@ -37,7 +37,7 @@ EXIT_STATUS_HELP = """exit status:
   130  interrupted by Ctrl-C (143: by SIGTERM); finished rows are kept, --resume RUN_ID goes on"""
 
 # generous sizes on disk, to refuse a run that cannot fit before it starts (measured rows are ~1-3 KiB)
-ROW_BYTES = {"throughput": 16 << 10, "memory": 8 << 10, "epochs": 4 << 10,
+ROW_BYTES = {"throughput": 16 << 10, "memory": 8 << 10, "epochs": 4 << 10, "scaling": 4 << 10,
              "profile": 24 << 20}  # a profile job: ~1 KiB per layer row plus its trace (a few MiB gzipped)
 NVML_BYTES_PER_MEMORY_JOB = 512 << 10  # NVML samples at >= 20 Hz, ~300 bytes each (GPU only)
 LOG_BYTES_PER_JOB = 256 << 10
@@ -173,6 +173,13 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
         found += [p] if p else []
     if out_problem is None:
         p = space_problem(out, expected_bytes(jobs, report=reports is not None), len(jobs))
+        found += [p] if p else []
+    scaling = [j for j in jobs if j.replicas]
+    if scaling:  # more replicas than devices, a stack without a data-parallel path: before any job
+        from bench.measures.scaling import check as dp_check
+        from bench.measures.scaling import dp_stack
+        p = dp_check(list(dict.fromkeys(dp_stack(j) for j in scaling)), sorted({j.replicas for j in scaling}),
+                     scaling[0].device)
         found += [p] if p else []
     if here and any(needs_real_data(j) for j in jobs):
         p = data_problem(data_dir)

@@ -29,8 +29,11 @@ SUITES = {
     "degradation": "the ResNet paper's figure: plain20, plain56, resnet20_v1, resnet56_v1 trained on one plan, training "
                    "and test error per epoch, plus one-batch throughput and memory (the price of depth); CPU: 6,144 "
                    "images x 5 epochs, seed 0; GPU: the paper recipe, 3 seeds",
+    "scaling": "data-parallel training of resnet20_v1 on 1 and 2 replicas (--replicas), each stack in its own API "
+               "(PyTorch DDP, Keras DataParallel on JAX, MirroredStrategy on TensorFlow): images/s and the efficiency "
+               "against 1 replica; on a CPU the replicas share its cores (the machinery, not a scaling result)",
 }
-KINDS = ("throughput", "memory", "epochs", "profile")
+KINDS = ("throughput", "memory", "epochs", "profile", "scaling")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
 SMOKE_MODELS = ("resnet20_v1", "densenet40_k12_memeff")  # the smallest ResNet and DenseNet (with remat)
 SMOKE_TRAIN = dict(train_subset=4096, test_subset=1000, recipe="smoke")  # 3 epochs of 4,096 images: a trainer that learns
@@ -53,6 +56,7 @@ DEGRADATION_GPU = dict(train_subset=None, test_subset=None, epochs=None, recipe=
 DEGRADATION_BATCH = {False: 32, True: 128}  # one-batch throughput and memory jobs (CPU, GPU)
 # suites meant for a GPU compare every installed Keras backend by default; smoke keeps one (short on a CPU)
 ALL_BACKEND_SUITES = ("cifar10-quick", "cifar10-full", "throughput", "memory", "profile")
+DATA_PARALLEL_SUITES = ("scaling",)  # their Keras jobs default to every installed backend with a data-parallel path
 # profile jobs: (batch, profiled steps) on a GPU / a CPU; smoke profiles resnet20_v1 in every implementation it runs.
 # CPU batch 32, not 8: at 8 a Keras/TensorFlow step of ResNet-20 (25 ms, 1,456 ops) spends 13% in the graph
 # executor between ops and in Python's dispatch, which no layer owns: a profile of the framework more than the net
@@ -61,6 +65,11 @@ SMOKE_PROFILE = dict(model="resnet20_v1", batch=8, steps=3)
 # the profile suite rebuilds DenseNet-40 (naive and memory-efficient) at these depths too: the concatenation's share
 # of the step against dense-block depth, and the recompute time the memory-efficient variant pays (DenseNet: 3n+4)
 PROFILE_DEPTHS = {"densenet40_k12": (16, 28), "densenet40_k12_memeff": (16, 28)}
+SCALING_MODELS = ("resnet20_v1",)
+# scaling: per-replica batch and timed steps; replica counts (1 always added). CPU: 2 cores hold 2 replicas (one
+# process or host device each); 16 a replica keeps ResNet-20's step near 50 ms on one core (the whole suite is about
+# 2 min idle: 6 jobs, each its replicas' own process start and warm-up). GPU: up to the machine's GPUs.
+SCALING = {"cpu": dict(batch=16, steps=10, replicas=(1, 2)), "cuda": dict(batch=128, steps=40, replicas=(1, 2, 4, 8))}
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
 # cifar10-quick sweeps batch size only for DenseNet (naive and memory-efficient) and the ResNets of
@@ -94,7 +103,8 @@ class Options:
     exec_modes: tuple[str, ...] | None = None
     gpu: bool = True
     repeats: int = 1  # each timed (throughput) job this many times, each in its own process
-    steps: int | None = None  # profile jobs' profiled steps (None: the suite's)
+    steps: int | None = None  # profile jobs' profiled steps, scaling jobs' timed steps (None: the suite's)
+    replicas: tuple[int, ...] | None = None  # scaling jobs' replica counts (None: the suite's; 1 is always added)
 
 
 def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
@@ -114,6 +124,9 @@ def keras_backends_for(suite: str, opts: Options) -> tuple[str, ...]:
     suites (ALL_BACKEND_SUITES), tensorflow alone for the others (``smoke`` stays short on a CPU)."""
     if opts.keras_backends:
         return tuple(opts.keras_backends)
+    if suite in DATA_PARALLEL_SUITES:  # every installed backend with a data-parallel path
+        from bench.measures.scaling import NO_DP_PATH
+        return tuple(b for b in installed_keras_backends() if f"keras-{b}" not in NO_DP_PATH)
     return installed_keras_backends() if suite in ALL_BACKEND_SUITES else ("tensorflow",)
 
 
@@ -203,6 +216,16 @@ def _unique(jobs: list[Job]) -> list[Job]:
     return [j for j in jobs if not (j.job_id in seen or seen.add(j.job_id))]
 
 
+def _scaling(opts: Options, models, batch: int, steps: int, replicas: tuple[int, ...]) -> list[Job]:
+    """One job per model, implementation and replica count (``--replicas``, 1 always among them, first: the
+    efficiency of the others is against it); ``batch`` is the per-replica batch (weak scaling)."""
+    dev = "cuda" if opts.gpu else "cpu"
+    b = (opts.batch_sizes or (batch,))[0]
+    counts = sorted(set(opts.replicas or replicas) | {1})
+    return [Job("scaling", m, fw, be, "fp32", b, "train", steps=opts.steps or steps, device=dev, replicas=r)
+            for m in models for fw, be in _fw(opts) for r in counts]
+
+
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
             batch=None, seeds=(0,)) -> list[Job]:
     from bench.zoo import get_spec
@@ -245,7 +268,7 @@ class Part:
     measure's settings on a CPU and on a GPU.
 
     Attributes:
-        measure: throughput | memory | depth (the memory depth sweep) | epochs | profile | profile_depths.
+        measure: throughput | memory | depth (the memory depth sweep) | epochs | profile | profile_depths | scaling.
         models: a model set of ``MODEL_SETS`` (over the suite's models, after ``--models``).
         cpu: the measure's settings on a CPU (keyword arguments of its builder: batches, steps, ...).
         gpu: its settings on a GPU (None: those of the CPU).
@@ -279,7 +302,8 @@ MODEL_SETS = {
     "none": lambda ms: [],
 }
 # each suite's models before --models (None: every registered model)
-SUITE_MODELS = {"smoke": SMOKE_MODELS, "fidelity": FIDELITY_MODELS, "degradation": DEGRADATION_MODELS}
+SUITE_MODELS = {"smoke": SMOKE_MODELS, "fidelity": FIDELITY_MODELS, "degradation": DEGRADATION_MODELS,
+                "scaling": SCALING_MODELS}
 _DEG_B = DEGRADATION_BATCH
 _FID_CPU, _FID_GPU = ({k: v for k, v in f.items()} for f in (FIDELITY_CPU, FIDELITY_GPU))
 _DEG_CPU, _DEG_GPU = dict(DEGRADATION_CPU), dict(DEGRADATION_GPU)
@@ -287,7 +311,7 @@ _DEG_CPU, _DEG_GPU = dict(DEGRADATION_CPU), dict(DEGRADATION_GPU)
 # The suites: measure x models x implementations x settings per device. A throughput part's settings: precisions,
 # batches, steps (timed), real_batch, max_warmup, real (the model set whose real-input job runs; default all),
 # train_only. A memory part's: sweep, steps. An epochs part's: recipe, epochs, train_subset, test_subset, seeds,
-# batch. A profile part's: batch, steps (default PROFILE_SIZES).
+# batch. A profile part's: batch, steps (default PROFILE_SIZES). A scaling part's: batch (per replica), steps, replicas.
 SUITE_TABLE: dict[str, tuple[Part, ...]] = {
     "smoke": (
         Part("throughput", "all", dict(precisions=("fp32",), batches=(8,), steps=10, real_batch=8, max_warmup=15,
@@ -299,6 +323,7 @@ SUITE_TABLE: dict[str, tuple[Part, ...]] = {
         Part("profile", "smoke_profile", dict(batch=SMOKE_PROFILE["batch"], steps=SMOKE_PROFILE["steps"])),
     ),
     "profile": (Part("profile"), Part("profile_depths")),
+    "scaling": (Part("scaling", cpu=SCALING["cpu"], gpu=SCALING["cuda"]),),
     "throughput": (
         Part("throughput", cpu=dict(precisions=("fp32",), batches=(32,), steps=10, real_batch=32),
              gpu=dict(precisions=("fp32", "bf16"), batches=(128, 512), steps=40, real_batch=128)),
@@ -365,6 +390,8 @@ def _part_jobs(part: Part, opts: Options, models: list[str]) -> list[Job]:
         return _profile(opts, ms, st.get("batch"), st.get("steps"))
     if part.measure == "profile_depths":
         return _profile_depths(opts, ms)
+    if part.measure == "scaling":
+        return _scaling(opts, ms, st["batch"], st["steps"], st["replicas"])
     raise KeyError(f"unknown measure {part.measure!r} in a suite's table")
 
 
@@ -417,6 +444,9 @@ def estimate_seconds(job: Job) -> float:
         steps = 2 * job.steps + 4  # warm-up, unprofiled, profiled (+1) steps, at about twice the cost under the profiler
     if job.kind == "memory" and (job.device == "cpu" or job.depth is not None):
         steps = 1  # one measured step, no timed ones (bench.measures.memory.run_memory)
+    if job.kind == "scaling":  # the job's process, then its replicas' own; on a CPU the replicas share its speed
+        shared = job.replicas if job.device == "cpu" else 1
+        return 2 * job.stack.startup_s + (job.steps + 3) * job.batch_size * shared * per_image / speed
     return job.stack.startup_s + steps * job.batch_size * per_image / speed
 
 

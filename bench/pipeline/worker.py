@@ -50,6 +50,10 @@ def preload(job: Job) -> None:
     so that ``build`` is the build alone; a reused worker pays them once. A missing package is left to the
     measure, which records it in the job's row."""
     import importlib
+
+    from bench.measures import OWN_PROCESS_KINDS
+    if job.kind in OWN_PROCESS_KINDS:  # its measure starts the stack's processes itself
+        return
     for module in job.stack.packages:
         try:
             importlib.import_module(module)

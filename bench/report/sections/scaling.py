@@ -1,5 +1,6 @@
-"""The Scaling section: images/s and weak-scaling efficiency against replicas per stack, and the parity
-across replicas (``scaling.csv`` and ``dp_parity.json`` of ``python -m bench.scaling``)."""
+"""The Scaling section: images/s and weak-scaling efficiency against replicas per stack (a figure and a table per
+model), and the parity across replicas (``scaling.csv`` of ``bench.run --suite scaling`` or ``python -m
+bench.scaling``; ``dp_parity.json`` of ``python -m bench.scaling --parity``)."""
 from __future__ import annotations
 
 import json
@@ -24,6 +25,35 @@ def _parity_table(rows: list[dict]) -> pd.DataFrame:
         for r in rows])
 
 
+# the data-parallel stack of a row -> its implementation label (the colour it has in every other figure)
+_IMPL = {"pytorch": "torch", "keras-jax": "keras/jax", "keras-tensorflow": "keras/tensorflow", "keras-torch": "keras/torch"}
+
+
+def draw_scaling(df: pd.DataFrame, device: str):
+    """Efficiency (with its 95% interval) and images/s against replicas, one line per stack."""
+    from bench.report.common import _plt, impl_colour
+    plt, _ = _plt()
+    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for stack, g in df.sort_values("replicas").groupby("stack"):
+        c = impl_colour(_IMPL.get(stack, stack))
+        e = g.dropna(subset=["efficiency"])
+        if len(e):
+            lo = (e.efficiency - e.efficiency_lo).clip(lower=0).fillna(0)
+            hi = (e.efficiency_hi - e.efficiency).clip(lower=0).fillna(0)
+            ax_e.errorbar(e.replicas, e.efficiency, yerr=[lo, hi], marker="o", capsize=3, color=c, label=stack)
+        t = g.dropna(subset=["images_per_s"])
+        ax_t.plot(t.replicas, t.images_per_s, marker="o", color=c, label=stack)
+    ax_e.axhline(1.0, ls="--", lw=1, color="0.4")
+    ax_e.set(xlabel="replicas", ylabel="efficiency (1 = ideal)", ylim=(0, 1.15),
+             title=f"weak-scaling efficiency, 95% interval ({device})")
+    ax_t.set(xlabel="replicas", ylabel="images/s (global batch)", title=f"training throughput ({device})")
+    reps = sorted(df.replicas.dropna().astype(int).unique())
+    for ax in (ax_e, ax_t):
+        ax.set_xticks(reps)
+    ax_t.legend(fontsize=8)
+    return fig
+
+
 def section_scaling(run: dict, out_dir=None) -> Section:
     """Scaling rows of the run, when it has any: a table per model and the parity table."""
     from bench.results.read import read_table
@@ -33,7 +63,7 @@ def section_scaling(run: dict, out_dir=None) -> Section:
     t = read_table(run_dir / FILES["scaling"], "scaling") if run_dir is not None else None
     parity = run_dir / "dp_parity.json" if run_dir is not None else None
     if t is None and not (parity and parity.exists()):
-        s.text.append("No data-parallel rows in this run (`python -m bench.scaling` writes them).")
+        s.text.append("No data-parallel rows in this run (`python -m bench.run --suite scaling` writes them).")
         return s
     if t is not None:
         df = t.frame()
@@ -42,6 +72,13 @@ def section_scaling(run: dict, out_dir=None) -> Section:
         s.text.append("Weak scaling: a fixed per-replica batch; efficiency = median step time at 1 replica / at R "
                       "(1 is ideal), with its 95% bootstrap interval.")
         for model, g in df.groupby("model"):
+            if out_dir is not None and g.efficiency.notna().any():
+                from bench.report.common import _save
+                dev = ", ".join(sorted(set(g.device.dropna())))
+                stem = _save(draw_scaling(g, dev), out_dir, f"scaling-{model}")
+                caveat = " (CPU: the replicas share its cores; not a scaling result)" if "cpu" in dev else ""
+                s.figures.append((stem, f"{model}: efficiency against 1 replica (95% interval; dashed: ideal) and "
+                                        f"images/s, per stack{caveat}"))
             tab = pd.DataFrame({
                 "stack": g["stack"], "replicas": g.replicas, "batch": g.batch_size, "collective": g.collective,
                 "BN": g.bn_mode, "images/s": g.images_per_s.round(1),
