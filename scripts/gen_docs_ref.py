@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:
 ENTRY_POINTS = ("bench.run", "bench.report", "bench.history", "bench.profile", "bench.twins", "bench.overhead",
                 "bench.models", "bench.schema", "bench.scaling")
 # Modules with a __main__ guard that users do not run: the job's process, started by the executors.
-INTERNAL = ("bench.pipeline.worker", "bench.twins.dp_parity")  # dp_parity: one parity case per process
+INTERNAL = ("bench.pipeline.worker", "bench.twins.dp_parity",  # dp_parity: one parity case per process
+            "bench.measures.scaling")  # one (stack, replica count) of a scaling job, in its own process
 HELP_COLUMNS = "80"  # argparse wraps at $COLUMNS: fixed so the pages do not depend on the terminal
 
 

@@ -63,6 +63,8 @@ ROWS = [
     ("run", ["--suite", "smoke", "--repeats", "0"], "--repeats must be >= 1"),
     ("run", ["--suite", "smoke", "--repeats", "two"], "invalid int value"),
     ("run", ["--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),
+    ("run", ["--suite", "scaling", "--replicas", "0"], "--replicas takes counts of 1 or more"),
+    ("run", ["--suite", "scaling", "--replicas", "1,x"], "--replicas takes comma-separated counts"),
     ("profile", ["nosuch", "--dry-run"], "unknown model 'nosuch'"),
     ("profile", ["resnet20_v1", "--steps", "0", "--dry-run"], "--steps must be >= 1"),
     ("profile", ["resnet20_v1", "--batch-size", "0", "--dry-run"], "--batch-sizes must be positive"),
