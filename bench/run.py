@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--replicas", metavar="R[,R]",
                     help="data-parallel replica counts of scaling jobs, 1 always added (default: the suite's: 1,2 on a "
                          "CPU, 1,2,4,8 on a GPU); more than the machine's devices is refused before any job")
+    ap.add_argument("--strong", action="store_true",
+                    help="scaling jobs at a fixed global batch split over the replicas (strong scaling; --batch-sizes "
+                         "gives the global batch, default the suite's per-replica batch x the largest count), instead "
+                         "of a fixed per-replica batch (weak scaling, the default)")
     ap.add_argument("--recipe", metavar="NAME", help="training recipe: paper, keras-example, slides, fast, smoke (default: the suite's)")
     ap.add_argument("--exec-mode", metavar="M[,M]",
                     help="execution modes: torch eager, compile (the model), step-compile (forward, backward and "
@@ -207,7 +211,7 @@ def options_from(args: argparse.Namespace, gpu: bool) -> Options:
                    batch_sizes=args.batch_sizes_t, epochs=args.epochs, recipe=args.recipe,
                    exec_modes=tuple(_csv(args.exec_mode)) if args.exec_mode else None, gpu=gpu,
                    repeats=getattr(args, "repeats", 1) or 1, steps=getattr(args, "steps", None),
-                   replicas=getattr(args, "replicas_t", None))
+                   replicas=getattr(args, "replicas_t", None), strong=getattr(args, "strong", False))
 
 
 def keras_meta(args: argparse.Namespace, jobs: list[Job]) -> dict:

@@ -65,6 +65,7 @@ ROWS = [
     ("run", ["--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),
     ("run", ["--suite", "scaling", "--replicas", "0"], "--replicas takes counts of 1 or more"),
     ("run", ["--suite", "scaling", "--replicas", "1,x"], "--replicas takes comma-separated counts"),
+    ("run", ["--suite", "scaling", "--strong", "--batch-sizes", "15", "--dry-run"], "does not split evenly over 1, 2"),
     ("profile", ["nosuch", "--dry-run"], "unknown model 'nosuch'"),
     ("profile", ["resnet20_v1", "--steps", "0", "--dry-run"], "--steps must be >= 1"),
     ("profile", ["resnet20_v1", "--batch-size", "0", "--dry-run"], "--batch-sizes must be positive"),

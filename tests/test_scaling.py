@@ -198,3 +198,21 @@ def test_bench_run_scaling_suite_writes_rows_phases_and_the_report(tmp_path):
     assert len(jobs) == 2 and (jobs.timed_s > 0).all() and (jobs.build_s > 0).all()
     html = (tmp_path / "rep" / run.name / "index.html").read_text()
     assert CPU_CAVEAT.split(":")[0] in html and "scaling-resnet20_v1.png" in html
+
+
+def test_strong_scaling_splits_one_global_batch_and_divides_the_efficiency_by_r():
+    """--strong: the global batch fixed, split over the replicas; efficiency = t1 / (R tR), 1 ideal; a batch a
+    count does not divide is refused with one sentence."""
+    from bench.measures.scaling import rows_for
+    from bench.pipeline.suites import Options, expand
+    jobs = expand("scaling", Options(gpu=False, frameworks=("torch",), strong=True, batch_sizes=(32,)))
+    assert [(j.replicas, j.per_replica_batch, j.global_batch) for j in jobs] == [(1, 32, 32), (2, 16, 32)]
+    assert jobs[1].job_id.endswith("/x2-strong") and jobs[1].base_row("r")["scaling"] == "strong"
+    with pytest.raises(ValueError, match="does not split evenly"):
+        expand("scaling", Options(gpu=False, frameworks=("torch",), strong=True, batch_sizes=(15,)))
+    one, two = [0.20, 0.21, 0.20, 0.22], [0.12, 0.11, 0.12, 0.13]  # half the batch a replica: 0.12 s, ideal 0.105
+    (r1, r2) = rows_for("pytorch", {1: one, 2: two}, {}, 32, "cpu", strong=True)
+    assert (r2["per_replica_batch"], r2["batch_size"], r2["scaling"]) == (16, 32, "strong")
+    assert r2["efficiency"] == pytest.approx(0.205 / (2 * 0.12))
+    assert r2["efficiency_lo"] <= r2["efficiency"] <= r2["efficiency_hi"]
+    assert r2["images_per_s"] == pytest.approx(32 / 0.12)

@@ -41,8 +41,9 @@ class Job:
         seed: init and sampler seed of an epochs job (0, the default, leaves the job_id as it was).
         repeat: which of ``--repeats N`` processes this is (1..N; 0, the default, when N is 1: the job_id
             is left as it was, else it ends in ``/r<repeat>``).
-        replicas: data-parallel replicas of a ``scaling`` job (``batch_size`` is then the per-replica batch;
-            0, the default, for every other kind).
+        replicas: data-parallel replicas of a ``scaling`` job (0, the default, for every other kind).
+        strong: a scaling job at a fixed global batch (``batch_size``, split over the replicas: strong scaling);
+            False: a fixed per-replica batch (``batch_size`` per replica: weak scaling).
     """
 
     kind: str
@@ -65,6 +66,7 @@ class Job:
     seed: int = 0
     repeat: int = 0
     replicas: int = 0
+    strong: bool = False
 
     @property
     def job_id(self) -> str:
@@ -82,10 +84,20 @@ class Job:
             if self.depth is not None:
                 parts.append(f"d{self.depth}")
             if self.replicas:
-                parts.append(f"x{self.replicas}")
+                parts.append(f"x{self.replicas}" + ("-strong" if self.strong else ""))
         if self.repeat:
             parts.append(f"r{self.repeat}")
         return "/".join(p for p in parts if p)
+
+    @property
+    def per_replica_batch(self) -> int:
+        """A scaling job's examples per replica per step (weak: ``batch_size``; strong: its share of it)."""
+        return self.batch_size // max(self.replicas, 1) if self.strong else self.batch_size
+
+    @property
+    def global_batch(self) -> int:
+        """A scaling job's examples per step over every replica."""
+        return self.batch_size if self.strong else self.batch_size * max(self.replicas, 1)
 
     @property
     def stack(self) -> StackInfo:
@@ -101,7 +113,7 @@ class Job:
                "backend": self.stack.backend, "exec_mode": self.exec_mode, "device": self.device,
                "precision": self.precision, "batch_size": self.batch_size}
         row.update({c: getattr(self, c) for c in KIND_COLUMNS.get(self.kind, ())})
-        if self.replicas:  # weak scaling: the global batch is every replica's
-            row.update(replicas=self.replicas, per_replica_batch=self.batch_size,
-                       batch_size=self.replicas * self.batch_size)
+        if self.replicas:
+            row.update(replicas=self.replicas, scaling="strong" if self.strong else "weak",
+                       per_replica_batch=self.per_replica_batch, batch_size=self.global_batch)
         return row

@@ -95,22 +95,30 @@ def spawn(stack, replicas, cfg, device) -> tuple[list[float] | None, str | None,
 
 
 def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per_replica_batch: int,
-             device: str) -> list[dict]:
-    """Rows of one stack: images/s and the efficiency against its 1-replica times, with the 95% interval."""
+             device: str, strong: bool = False) -> list[dict]:
+    """Rows of one stack: images/s and the efficiency against its 1-replica times, with the 95% interval.
+
+    Weak scaling (``strong`` False): ``per_replica_batch`` on every replica; efficiency = median step time at 1
+    replica / at R. Strong scaling: ``per_replica_batch`` is the global batch at 1 replica, split over R;
+    efficiency = median step time at 1 replica / (R x at R). 1 is ideal in both.
+    """
     framework, backend, _ = DP[stack]
     base = times.get(1)
     rows = []
     for r, t in times.items():
-        row = dict(stack=stack, framework=framework, backend=backend, device=device, precision="fp32", scaling="weak", replicas=r,
-                   per_replica_batch=per_replica_batch, batch_size=r * per_replica_batch,
+        per = per_replica_batch // r if strong else per_replica_batch
+        row = dict(stack=stack, framework=framework, backend=backend, device=device, precision="fp32",
+                   scaling="strong" if strong else "weak", replicas=r, per_replica_batch=per, batch_size=r * per,
                    collective=_per_device(COLLECTIVE, stack, device), bn_mode=_per_device(BN_MODE, stack, device),
                    job_id=f"{stack}/scaling/r{r}", status="ok" if t else "error", error=errors.get(r))
         if t:
             row["step_times_ms"] = ";".join(f"{1e3 * s:.4g}" for s in t)
-            row["images_per_s"] = r * per_replica_batch / float(np.median(t))
+            row["images_per_s"] = r * per / float(np.median(t))
             if base:
-                row["efficiency"] = float(np.median(base) / np.median(t))
-                row["efficiency_lo"], row["efficiency_hi"] = bootstrap_ratio(base, t)
+                k = r if strong else 1
+                row["efficiency"] = float(np.median(base) / np.median(t)) / k
+                lo, hi = bootstrap_ratio(base, t)
+                row["efficiency_lo"], row["efficiency_hi"] = lo / k, hi / k
             else:
                 row["null_reason"] = "no 1-replica times to compare with"
         rows.append(row)
@@ -138,16 +146,18 @@ def _one_replica_times(out: Path, job, stack: str) -> list[float] | None:
     df = read_table(path, "scaling").frame()
     if df.empty:
         return None
+    mode = "strong" if job.strong else "weak"  # strong: the 1-replica job ran the whole global batch
     hit = df[(df.model == job.model) & (df["stack"] == stack) & (df.replicas == 1) & (df.status == "ok")
-             & (df.per_replica_batch == job.batch_size)]
+             & (df.per_replica_batch == job.batch_size) & (df["scaling"] == mode)]
     if hit.empty or not isinstance(hit.step_times_ms.iloc[-1], str):
         return None
     return [float(v) / 1e3 for v in hit.step_times_ms.iloc[-1].split(";")]
 
 
 def run_scaling(job, out: Path, row: dict, data_dir: str | None) -> None:
-    """A ``scaling`` job of ``bench.run``: ``job.replicas`` replicas at ``job.batch_size`` examples each, ``job.steps``
-    timed steps, in a process of their own; one row, its efficiency against this run's 1-replica row.
+    """A ``scaling`` job of ``bench.run``: ``job.replicas`` replicas at ``job.per_replica_batch`` examples each (weak:
+    ``job.batch_size``; strong: its share of ``job.batch_size``), ``job.steps`` timed steps, in a process of their
+    own; one row, its efficiency against this run's 1-replica row.
 
     Raises:
         RuntimeError: the stack has no data-parallel path, or the replicas' process failed (its last error line).
@@ -160,7 +170,7 @@ def run_scaling(job, out: Path, row: dict, data_dir: str | None) -> None:
     if problem:
         raise RuntimeError(problem)
     options = {} if job.depth is None else {"depth": job.depth}
-    cfg = dict(model=job.model, options=options, per_replica_batch=job.batch_size, steps=job.steps)
+    cfg = dict(model=job.model, options=options, per_replica_batch=job.per_replica_batch, steps=job.steps)
     phases.enter("build")  # the replicas' process: its start, imports, build and warm-up steps (timed steps moved below)
     times, error, env = spawn(stack, job.replicas, cfg, job.device)
     phases.enter("write")
@@ -168,10 +178,10 @@ def run_scaling(job, out: Path, row: dict, data_dir: str | None) -> None:
         raise RuntimeError(error)
     phases.CLOCK.reassign(sum(times), "build", "timed")
     base = times if job.replicas == 1 else _one_replica_times(out, job, stack)
-    (mine,) = [r for r in rows_for(stack, {1: base, job.replicas: times}, {}, job.batch_size, job.device)
-               if r["replicas"] == job.replicas]
+    (mine,) = [r for r in rows_for(stack, {1: base, job.replicas: times}, {}, job.batch_size, job.device,
+                                   strong=job.strong) if r["replicas"] == job.replicas]
     if base is None:
-        mine["null_reason"] = "no 1-replica row of this model, stack and per-replica batch in this run to compare with"
+        mine["null_reason"] = "no 1-replica row of this model, stack, batch and scaling mode in this run to compare with"
     append_row(out / FILES["scaling"], "scaling",
                {**row, **mine, **env, "job_id": job.job_id, "input_size": get_spec(job.model, **options).input_size})
 

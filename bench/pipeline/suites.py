@@ -105,6 +105,7 @@ class Options:
     repeats: int = 1  # each timed (throughput) job this many times, each in its own process
     steps: int | None = None  # profile jobs' profiled steps, scaling jobs' timed steps (None: the suite's)
     replicas: tuple[int, ...] | None = None  # scaling jobs' replica counts (None: the suite's; 1 is always added)
+    strong: bool = False  # scaling jobs at a fixed global batch split over the replicas (strong scaling)
 
 
 def _models(opts: Options, default: tuple[str, ...] | list[str]) -> list[str]:
@@ -218,12 +219,21 @@ def _unique(jobs: list[Job]) -> list[Job]:
 
 def _scaling(opts: Options, models, batch: int, steps: int, replicas: tuple[int, ...]) -> list[Job]:
     """One job per model, implementation and replica count (``--replicas``, 1 always among them, first: the
-    efficiency of the others is against it); ``batch`` is the per-replica batch (weak scaling)."""
+    efficiency of the others is against it). Weak scaling: ``batch`` (or ``--batch-sizes``' first) per replica.
+    Strong (``--strong``): a global batch, ``--batch-sizes``' first or ``batch`` x the largest count, split over the
+    replicas (every count must divide it).
+
+    Raises:
+        ValueError: strong scaling with a global batch that a replica count does not divide.
+    """
     dev = "cuda" if opts.gpu else "cpu"
-    b = (opts.batch_sizes or (batch,))[0]
     counts = sorted(set(opts.replicas or replicas) | {1})
-    return [Job("scaling", m, fw, be, "fp32", b, "train", steps=opts.steps or steps, device=dev, replicas=r)
-            for m in models for fw, be in _fw(opts) for r in counts]
+    b = (opts.batch_sizes or (batch * max(counts) if opts.strong else batch,))[0]
+    if opts.strong and any(b % r for r in counts):
+        raise ValueError(f"--strong: the global batch {b} does not split evenly over {', '.join(map(str, counts))} "
+                         "replicas; give --batch-sizes a multiple of each count")
+    return [Job("scaling", m, fw, be, "fp32", b, "train", steps=opts.steps or steps, device=dev, replicas=r,
+                strong=opts.strong) for m in models for fw, be in _fw(opts) for r in counts]
 
 
 def _epochs(opts: Options, models, recipe, epochs=None, train_subset=None, test_subset=None,
@@ -445,8 +455,8 @@ def estimate_seconds(job: Job) -> float:
     if job.kind == "memory" and (job.device == "cpu" or job.depth is not None):
         steps = 1  # one measured step, no timed ones (bench.measures.memory.run_memory)
     if job.kind == "scaling":  # the job's process, then its replicas' own; on a CPU the replicas share its speed
-        shared = job.replicas if job.device == "cpu" else 1
-        return 2 * job.stack.startup_s + (job.steps + 3) * job.batch_size * shared * per_image / speed
+        work = job.global_batch if job.device == "cpu" else job.per_replica_batch
+        return 2 * job.stack.startup_s + (job.steps + 3) * work * per_image / speed
     return job.stack.startup_s + steps * job.batch_size * per_image / speed
 
 

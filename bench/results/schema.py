@@ -219,7 +219,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
     "scaling": (
         ("stack", "pytorch | keras-jax | keras-tensorflow", "bench.measures.scaling.run_job"),
-        ("scaling", "weak: a fixed per-replica batch (batch_size = replicas x per_replica_batch)", "bench.measures.scaling.rows_for"),
+        ("scaling", "weak: a fixed per-replica batch (batch_size = replicas x per_replica_batch) | strong: one global batch "
+         "split over the replicas", "bench.measures.scaling.rows_for"),
         ("replicas", "data-parallel replicas (processes or host devices on a CPU, GPUs on a GPU machine)", "bench.core.job.Job.base_row"),
         ("per_replica_batch", "examples per replica per step", "bench.measures.scaling.rows_for"),
         ("collective", "backend of the gradient all-reduce: gloo | nccl (DDP), XLA (Keras DataParallel on JAX), "
@@ -229,7 +230,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("input_size", "image side (the model's, or the job's override)", "bench.measures.scaling.run_scaling"),
         ("step_times_ms", "one global step time per timed step, ';'-separated", "bench.measures.scaling.run_job"),
         ("images_per_s", "batch_size / median step time", "bench.measures.scaling.rows_for"),
-        ("efficiency", "weak-scaling efficiency: median step time at 1 replica / at this count (1 = ideal)",
+        ("efficiency", "scaling efficiency, 1 = ideal: median step time at 1 replica / at this count (weak), / (count x "
+         "at this count) (strong)",
          "bench.measures.scaling.rows_for"),
         ("efficiency_lo", "95% interval of the efficiency, low (bench.results.stats.bootstrap_ratio)", "bench.measures.scaling.rows_for"),
         ("efficiency_hi", "95% interval of the efficiency, high", "bench.measures.scaling.rows_for"),

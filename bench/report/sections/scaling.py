@@ -69,13 +69,20 @@ def section_scaling(run: dict, out_dir=None) -> Section:
         df = t.frame()
         if (df.device == "cpu").any():
             s.text.append(CPU_CAVEAT)
-        s.text.append("Weak scaling: a fixed per-replica batch; efficiency = median step time at 1 replica / at R "
-                      "(1 is ideal), with its 95% bootstrap interval.")
-        for model, g in df.groupby("model"):
+        modes = set(df["scaling"].dropna()) if "scaling" in df else {"weak"}
+        if "weak" in modes:
+            s.text.append("Weak scaling: a fixed per-replica batch; efficiency = median step time at 1 replica / at R "
+                          "(1 is ideal), with its 95% bootstrap interval.")
+        if "strong" in modes:
+            s.text.append("Strong scaling: one global batch split over the replicas; efficiency = median step time at 1 "
+                          "replica / (R x at R) (1 is ideal), with its 95% bootstrap interval.")
+        df["_mode"] = df["scaling"].fillna("weak")
+        for (name, mode), g in df.groupby(["model", "_mode"]):
+            model = name if mode == "weak" else f"{name} ({mode} scaling)"
             if out_dir is not None and g.efficiency.notna().any():
                 from bench.report.common import _save
                 dev = ", ".join(sorted(set(g.device.dropna())))
-                stem = _save(draw_scaling(g, dev), out_dir, f"scaling-{model}")
+                stem = _save(draw_scaling(g, dev), out_dir, f"scaling-{name}" + ("" if mode == "weak" else f"-{mode}"))
                 caveat = " (CPU: the replicas share its cores; not a scaling result)" if "cpu" in dev else ""
                 s.figures.append((stem, f"{model}: efficiency against 1 replica (95% interval; dashed: ideal) and "
                                         f"images/s, per stack{caveat}"))
