@@ -178,8 +178,8 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
     if scaling:  # more replicas than devices, a stack without a data-parallel path: before any job
         from bench.measures.scaling import check as dp_check
         from bench.measures.scaling import dp_stack
-        p = dp_check(list(dict.fromkeys(dp_stack(j) for j in scaling)), sorted({j.replicas for j in scaling}),
-                     scaling[0].device)
+        counts = sorted({j.replicas for j in scaling}) if here else [1]  # a Ray node's devices are the node's
+        p = dp_check(list(dict.fromkeys(dp_stack(j) for j in scaling)), counts, scaling[0].device)
         found += [p] if p else []
     if here and any(needs_real_data(j) for j in jobs):
         p = data_problem(data_dir)
