@@ -168,6 +168,9 @@ def test_resources_one_gpu_per_job_whole_cpu_node_memory_never_shared():
     cpu = dict(device="cpu")
     assert ex.resources(Job("memory", "resnet20_v1", "torch", None, "fp32", 8, **cpu)) == {"num_gpus": 0, "num_cpus": 16}
     assert ex.resources(Job("throughput", "resnet20_v1", "torch", None, "fp32", 8, **cpu)) == {"num_gpus": 0, "num_cpus": 8}
+    # a data-parallel job: all its R GPUs in one task (one node), never a share of a device
+    dp = Job("scaling", "resnet20_v1", "torch", None, "fp32", 8, replicas=4)
+    assert ex.resources(dp) == {"num_gpus": 4, "num_cpus": 4}
 
 
 # ---- a real Ray head (``ray start --head``), joined with --ray-address auto ---------------------------------
