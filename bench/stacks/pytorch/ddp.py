@@ -37,6 +37,16 @@ def max_replicas(device: str) -> int:
     return os.cpu_count() or 1
 
 
+def _exit_now() -> None:
+    """A replica that finished its work leaves without running C++ static destructors: torch's gloo process group
+    sometimes aborts in them at interpreter exit ("terminate called without an active exception", SIGABRT: 4 of 30
+    two-replica jobs here), which would turn a finished job into a failed one."""
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _rendezvous(d: str) -> str:
     """The replicas meet through a file in the job's temporary folder (a ``FileStore``), not a TCP port picked
     free and then released: no other process can take it in between."""
@@ -78,8 +88,10 @@ def _worker(rank: int, cfg: dict, out: str) -> None:
             opt.step()
         if rank == 0:
             torch.save({k: v.detach().double().cpu() for k, v in model.state_dict().items()}, out)
+        dist.barrier()  # no replica tears the group down while another still talks to it (gloo aborts: SIGABRT)
     finally:
         dist.destroy_process_group()
+    _exit_now()
 
 
 def ddp_train(model: str, options: dict, state: dict[str, np.ndarray], batches: list, replicas: int, bn: str,
@@ -141,8 +153,10 @@ def _timing_worker(rank: int, cfg: dict, out: str) -> None:
                 times.append(time.perf_counter() - t0)
         if rank == 0:
             torch.save(times, out)
+        dist.barrier()  # no replica tears the group down while another still talks to it (gloo aborts: SIGABRT)
     finally:
         dist.destroy_process_group()
+    _exit_now()
 
 
 def ddp_step_times(model: str, options: dict, replicas: int, per_replica_batch: int, steps: int,
