@@ -156,22 +156,14 @@ def _check_names(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    try:
-        args.batch_sizes_t = tuple(int(b) for b in _csv(args.batch_sizes)) if args.batch_sizes else None
-    except ValueError:
-        ap.error(f"--batch-sizes must be integers, got {args.batch_sizes!r}")
-    if args.batch_sizes_t and min(args.batch_sizes_t) < 1:
-        ap.error(f"--batch-sizes must be positive, got {args.batch_sizes!r}")
+    args.batch_sizes_t = _positive_ints(ap, args.batch_sizes, f"--batch-sizes must be integers, got {args.batch_sizes!r}",
+                                        f"--batch-sizes must be positive, got {args.batch_sizes!r}")
     if args.epochs is not None and args.epochs < 1:
         ap.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
-    try:
-        args.replicas_t = tuple(int(r) for r in _csv(args.replicas)) if args.replicas else None
-    except ValueError:
-        ap.error(f"--replicas takes comma-separated counts, got {args.replicas!r}")
-    if args.replicas_t and min(args.replicas_t) < 1:
-        ap.error(f"--replicas takes counts of 1 or more, got {args.replicas!r}")
+    args.replicas_t = _positive_ints(ap, args.replicas, f"--replicas takes comma-separated counts, got {args.replicas!r}",
+                                     f"--replicas takes counts of 1 or more, got {args.replicas!r}")
     if getattr(args, "steps", None) is not None and args.steps < 1:
         ap.error(f"--steps must be >= 1, got {args.steps}")
     if args.job_timeout is not None and not (math.isfinite(args.job_timeout) and args.job_timeout > 0):
@@ -180,6 +172,20 @@ def _check_numbers(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     problem = check_options(args)  # --ray-retries, --ray-jobs-per-device, --ray-address (bench.pipeline.executors)
     if problem:
         ap.error(problem)
+
+
+def _positive_ints(ap: argparse.ArgumentParser, value: str | None, not_ints: str, not_positive: str
+                   ) -> tuple[int, ...] | None:
+    """A comma-separated flag of counts as a tuple (None: not given); ``ap.error`` with the sentence that fits."""
+    if not value:
+        return None
+    try:
+        counts = tuple(int(x) for x in _csv(value))
+    except ValueError:
+        ap.error(not_ints)
+    if counts and min(counts) < 1:
+        ap.error(not_positive)
+    return counts
 
 
 def _keras_backends(ap: argparse.ArgumentParser, arg: str | None) -> tuple[str, ...] | None:
@@ -490,6 +496,9 @@ def _plan(args: argparse.Namespace, argv: list[str], session: Session) -> Plan |
         return _error(e.args[0] if e.args else str(e))
     if not jobs:
         return _error(_nothing_selected(args, gpu))
+    if (args.replicas or args.strong) and not any(j.replicas for j in jobs):  # harmless, but say so
+        print(f"note: --replicas and --strong apply to scaling jobs; suite {args.suite} has none (--suite scaling)",
+              file=sys.stderr)
     done, _ = done_jobs(out) if out.exists() and args.resume else (set(), set())
     return Plan(run_id, out, gpu, executor, jobs, done, resumed=bool(args.resume))
 

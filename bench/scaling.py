@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.measures.scaling import BN_MODE, COLLECTIVE, DP, DP_STACKS, NO_DP_PATH, check, max_replicas, rows_for, run_job  # noqa: F401  (the tables and rows_for: this command's vocabulary)
+from bench.measures.scaling import DP_STACKS, check, rows_for
 from bench.measures.scaling import spawn as _spawn
 from bench.results.schema import FILES, append_row
 

@@ -94,35 +94,39 @@ def spawn(stack, replicas, cfg, device) -> tuple[list[float] | None, str | None,
     return None, (lines[-1] if lines else f"the job's process exited {p.returncode} and wrote no times"), {}
 
 
-def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per_replica_batch: int,
-             device: str, strong: bool = False) -> list[dict]:
-    """Rows of one stack: images/s and the efficiency against its 1-replica times, with the 95% interval.
+def scaling_row(stack: str, r: int, t: list[float] | None, base: list[float] | None, per_replica_batch: int,
+                device: str, strong: bool = False, error: str | None = None) -> dict:
+    """The row of one stack at ``r`` replicas: images/s and the efficiency against ``base`` (its 1-replica step
+    times), with the 95% interval.
 
     Weak scaling (``strong`` False): ``per_replica_batch`` on every replica; efficiency = median step time at 1
     replica / at R. Strong scaling: ``per_replica_batch`` is the global batch at 1 replica, split over R;
     efficiency = median step time at 1 replica / (R x at R). 1 is ideal in both.
     """
     framework, backend, _ = DP[stack]
-    base = times.get(1)
-    rows = []
-    for r, t in times.items():
-        per = per_replica_batch // r if strong else per_replica_batch
-        row = dict(stack=stack, framework=framework, backend=backend, device=device, precision="fp32",
-                   scaling="strong" if strong else "weak", replicas=r, per_replica_batch=per, batch_size=r * per,
-                   collective=_per_device(COLLECTIVE, stack, device), bn_mode=_per_device(BN_MODE, stack, device),
-                   job_id=f"{stack}/scaling/r{r}", status="ok" if t else "error", error=errors.get(r))
-        if t:
-            row["step_times_ms"] = ";".join(f"{1e3 * s:.4g}" for s in t)
-            row["images_per_s"] = r * per / float(np.median(t))
-            if base:
-                k = r if strong else 1
-                row["efficiency"] = float(np.median(base) / np.median(t)) / k
-                lo, hi = bootstrap_ratio(base, t)
-                row["efficiency_lo"], row["efficiency_hi"] = lo / k, hi / k
-            else:
-                row["null_reason"] = "no 1-replica times to compare with"
-        rows.append(row)
-    return rows
+    per = per_replica_batch // r if strong else per_replica_batch
+    row = dict(stack=stack, framework=framework, backend=backend, device=device, precision="fp32",
+               scaling="strong" if strong else "weak", replicas=r, per_replica_batch=per, batch_size=r * per,
+               collective=_per_device(COLLECTIVE, stack, device), bn_mode=_per_device(BN_MODE, stack, device),
+               job_id=f"{stack}/scaling/r{r}", status="ok" if t else "error", error=error)
+    if t:
+        row["step_times_ms"] = ";".join(f"{1e3 * s:.4g}" for s in t)
+        row["images_per_s"] = r * per / float(np.median(t))
+        if base:
+            k = r if strong else 1
+            row["efficiency"] = float(np.median(base) / np.median(t)) / k
+            lo, hi = bootstrap_ratio(base, t)
+            row["efficiency_lo"], row["efficiency_hi"] = lo / k, hi / k
+        else:
+            row["null_reason"] = "no 1-replica times to compare with"
+    return row
+
+
+def rows_for(stack: str, times: dict[int, list[float] | None], errors: dict, per_replica_batch: int,
+             device: str, strong: bool = False) -> list[dict]:
+    """Rows of one stack, one per replica count in ``times`` (:func:`scaling_row`, against ``times[1]``)."""
+    return [scaling_row(stack, r, t, times.get(1), per_replica_batch, device, strong, errors.get(r))
+            for r, t in times.items()]
 
 
 # a job's implementation (``StackInfo.job_tag``) -> its data-parallel stack above
@@ -178,8 +182,7 @@ def run_scaling(job, out: Path, row: dict, data_dir: str | None) -> None:
         raise RuntimeError(error)
     phases.CLOCK.reassign(sum(times), "build", "timed")
     base = times if job.replicas == 1 else _one_replica_times(out, job, stack)
-    (mine,) = [r for r in rows_for(stack, {1: base, job.replicas: times}, {}, job.batch_size, job.device,
-                                   strong=job.strong) if r["replicas"] == job.replicas]
+    mine = scaling_row(stack, job.replicas, times, base, job.batch_size, job.device, strong=job.strong)
     if base is None:
         mine["null_reason"] = "no 1-replica row of this model, stack, batch and scaling mode in this run to compare with"
     append_row(out / FILES["scaling"], "scaling",
