@@ -89,9 +89,9 @@ def test_rows_and_report_section(tmp_path):
     it; the section draws them with the CPU caveat and the parity table with its null rows' reasons."""
     import json
 
+    from bench.measures.scaling import rows_for
     from bench.report.sections.scaling import CPU_CAVEAT, section_scaling
     from bench.results.schema import FILES, append_row
-    from bench.scaling import rows_for
     one, two = [0.10, 0.11, 0.10, 0.12, 0.10, 0.11], [0.20, 0.21, 0.20, 0.22, 0.20, 0.19]
     rows = rows_for("keras-jax", {1: one, 2: two, 4: None}, {4: "boom"}, 8, "cpu")
     by = {r["replicas"]: r for r in rows}
@@ -109,6 +109,11 @@ def test_rows_and_report_section(tmp_path):
     (cap, tab), (pcap, ptab) = s.tables
     assert list(tab.replicas) == [1, 2, 4] and tab["efficiency [95% CI]"].iloc[1].startswith("0.53 [")
     assert ptab.note.iloc[0] == "no SyncBatchNorm on a CPU"
+    import pandas as pd
+
+    from bench.report.sections.scaling import scaling_answers
+    (line,) = scaling_answers(pd.DataFrame(rows).assign(model="resnet20_v1"))
+    assert "keras-jax 0.53 [" in line and "at 2" in line and "not a scaling result" in line  # 4: no efficiency
 
 
 @pytest.mark.slow
@@ -198,6 +203,8 @@ def test_bench_run_scaling_suite_writes_rows_phases_and_the_report(tmp_path):
     assert len(jobs) == 2 and (jobs.timed_s > 0).all() and (jobs.build_s > 0).all()
     html = (tmp_path / "rep" / run.name / "index.html").read_text()
     assert CPU_CAVEAT.split(":")[0] in html and "scaling-resnet20_v1.png" in html
+    answer = html.index("resnet20_v1, weak scaling efficiency (1 = ideal) at the most replicas measured: pytorch")
+    assert answer < html.index("Environment")  # the answer on the first screen, the method below
 
 
 def test_strong_scaling_splits_one_global_batch_and_divides_the_efficiency_by_r():
@@ -216,3 +223,10 @@ def test_strong_scaling_splits_one_global_batch_and_divides_the_efficiency_by_r(
     assert r2["efficiency"] == pytest.approx(0.205 / (2 * 0.12))
     assert r2["efficiency_lo"] <= r2["efficiency"] <= r2["efficiency_hi"]
     assert r2["images_per_s"] == pytest.approx(32 / 0.12)
+
+
+def test_scaling_flags_on_a_plan_without_scaling_jobs_are_named_not_silently_dropped(tmp_path, capsys):
+    from bench.run import main
+    assert main(["--suite", "smoke", "--strong", "--replicas", "2", "--dry-run", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    assert "--replicas and --strong apply to scaling jobs; suite smoke has none" in capsys.readouterr().err

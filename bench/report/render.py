@@ -104,9 +104,11 @@ def _cell_html(v) -> str:
 
 
 def _code(escaped: str) -> str:
-    """`a command` (Markdown code) as <code> in escaped HTML text."""
+    """`a command` (Markdown code) as <code>, and [text](#anchor) (a Markdown link inside the report) as <a>, in
+    escaped HTML text."""
     import re
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    linked = re.sub(r"\[([^\]]+)\]\((#[A-Za-z0-9_-]+)\)", r'<a href="\2">\1</a>', escaped)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", linked)
 
 
 def _table_html(df, cls: str = "") -> str:

@@ -54,19 +54,40 @@ def draw_scaling(df: pd.DataFrame, device: str):
     return fig
 
 
+def scaling_answers(df: pd.DataFrame | None) -> list[str]:
+    """One sentence per model and scaling mode: each stack's efficiency at the largest replica count it reached,
+    best first, with its interval (the scoreboard's answer; the CPU caveat in the same sentence)."""
+    if df is None or not len(df):
+        return []
+    ok = df[(df.status == "ok") & df.efficiency.notna() & (df.replicas > 1)]
+    lines = []
+    for (model, mode), g in ok.groupby(["model", ok["scaling"].fillna("weak")]):
+        top = g.sort_values("replicas").groupby("stack").tail(1).sort_values("efficiency", ascending=False)
+        parts = [f"{r.stack} {r.efficiency:.2f} [{r.efficiency_lo:.2f}, {r.efficiency_hi:.2f}] at {r.replicas}"
+                 for r in top.itertuples()]
+        cpu = " On a CPU the replicas share its cores: the machinery, not a scaling result." if (g.device == "cpu").any() else ""
+        lines.append(f"{model}, {mode} scaling efficiency (1 = ideal) at the most replicas measured: "
+                     f"{'; '.join(parts)}.{cpu}")
+    return lines
+
+
 def section_scaling(run: dict, out_dir=None) -> Section:
     """Scaling rows of the run, when it has any: a table per model and the parity table."""
     from bench.results.read import read_table
     from bench.results.schema import FILES
     s = Section("Scaling")
     run_dir = run.get("dir")
-    t = read_table(run_dir / FILES["scaling"], "scaling") if run_dir is not None else None
+    if "scaling" in run:  # load_run read it (damaged rows dropped and said)
+        df = run["scaling"]
+    else:
+        t = read_table(run_dir / FILES["scaling"], "scaling") if run_dir is not None else None
+        df = None if t is None else t.frame()
     parity = run_dir / "dp_parity.json" if run_dir is not None else None
-    if t is None and not (parity and parity.exists()):
+    if df is None and not (parity and parity.exists()):
         s.text.append("No data-parallel rows in this run (`python -m bench.run --suite scaling` writes them).")
         return s
-    if t is not None:
-        df = t.frame()
+    if df is not None:
+        df = df.copy()
         if (df.device == "cpu").any():
             s.text.append(CPU_CAVEAT)
         modes = set(df["scaling"].dropna()) if "scaling" in df else {"weak"}

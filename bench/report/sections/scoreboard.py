@@ -180,7 +180,7 @@ def accuracy_cells(run: dict, figures: list[str]) -> dict:
 def health_line(run: dict) -> str:
     """Jobs ok, flagged and failed over every CSV of the run, and what the verdicts left out."""
     status: dict[str, str] = {}
-    for kind in ("throughput", "memory", "epochs", "profile"):
+    for kind in ("throughput", "memory", "epochs", "profile", "scaling"):
         df = run.get(kind)
         if df is None or not len(df):
             continue
@@ -261,10 +261,13 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
                          "leanest (training step)": lean.get(m, "not measured"),
                          "why (largest twin time difference)": why[m],
                          "same accuracy?": acc.get(m, "not trained in this run")})
+    from bench.report.sections.scaling import scaling_answers
+    scaling = scaling_answers(run.get("scaling"))
+    s.text += [f"{line} ([Scaling](#{anchor('Scaling')}))" for line in scaling]
     if rows:
         s.tables.insert(0 if other is None else len(s.tables),
                         ("one row per model: each answer links to its evidence", pd.DataFrame(rows)))
-    else:
+    elif not scaling:
         s.text.append("No model was measured in this run: `python -m bench.run --suite smoke` fills this board.")
     s.notes.append("fastest: the highest median images/s on synthetic input, against the runner-up: images/s ratio, its "
                    "95% interval and the verdict of the Throughput section's test (a flagged row gets no verdict). "
