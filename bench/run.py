@@ -619,7 +619,14 @@ def _main(argv: list[str] | None, session: Session) -> int:
     if failed is not None:
         return failed
     counts = _execute(args, plan, session)
-    return counts if isinstance(counts, int) else _finish(args, plan, counts, session)
+    if isinstance(counts, int):
+        return counts
+    try:
+        return _finish(args, plan, counts, session)
+    except KeyboardInterrupt as e:  # every job had finished: only the summary or the report is missing
+        print(f"\ninterrupted while writing the summary and the report: every job finished, its rows are in "
+              f"{plan.out}. Render the report with: python -m bench.report {plan.out}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:

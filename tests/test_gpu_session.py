@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_session.sh"
 
 
-def _session(args, root, out, cifar_dir, deadline, tmp_path):
-    env = {**os.environ, "GPU_SESSION_ROOT": str(root), "OUT": str(out), "GPU_SESSION_DEADLINE_S": str(deadline),
+def _session(args, root, out, cifar_dir, deadline, tmp_path, **extra):
+    env = {**os.environ, **extra, "GPU_SESSION_ROOT": str(root), "OUT": str(out), "GPU_SESSION_DEADLINE_S": str(deadline),
            "GPU_SESSION_RESULTS": str(tmp_path / "results"), "TWINBENCH_DATA_DIR": str(cifar_dir),
            "PYTHON": sys.executable,
            "GPU_SESSION_ARGS": "--device cpu --models resnet20_v1 --frameworks torch --batch-sizes 4,8"}
@@ -34,7 +34,10 @@ def _ok_rows(tgz: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_phase_stops_at_the_deadline_and_resumes_on_another_machine(cifar_dir, tmp_path):
-    first = _session(["throughput"], tmp_path / "m1", tmp_path / "out1", cifar_dir, 20, tmp_path)
+    # one job hangs (the phase runs bf16), so the deadline lands mid-run however fast the machine is
+    hang = "hang:throughput/resnet20_v1/torch/bf16/b8/infer/default/synthetic"
+    first = _session(["throughput"], tmp_path / "m1", tmp_path / "out1", cifar_dir, 20, tmp_path,
+                     TWINBENCH_INJECT_FAULT=hang)
     assert "stopped at the deadline" in first.stderr, first.stderr[-3000:]
     assert "Traceback" not in first.stderr
     done = _ok_rows(tmp_path / "out1" / "runs.tgz")  # packed even though the phase was interrupted

@@ -146,6 +146,23 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, signame):
     assert json.loads((run_dir / "run_meta.json").read_text())["status"] == "finished"
 
 
+def test_ctrl_c_after_the_last_job_says_the_rows_are_kept(tmp_path, cifar_dir, monkeypatch, capsys):
+    """A Ctrl-C (or a script's deadline) that lands in the summary, after every job: exit 130, a sentence on
+    what is kept and how to render the report, no traceback; the run stays marked finished."""
+    import bench.run as run
+
+    def interrupted(out):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run, "_execute", lambda args, plan, session: {"ok": 1})  # the jobs: already done
+    monkeypatch.setattr(run, "summary_table", interrupted)
+    rc = run.main(["--suite", "throughput", "--models", "resnet20_v1", "--frameworks", "torch", "--batch-sizes", "4",
+                   "--no-report", "--data-dir", str(cifar_dir), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    (run_dir,) = tmp_path.iterdir()
+    assert rc == 130 and "interrupted while writing the summary" in err and f"bench.report {run_dir}" in err, err
+    assert json.loads((run_dir / "run_meta.json").read_text())["status"] == "finished"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--suite", "smoek"], "unknown suite 'smoek'"),
     (["--suite", "smoke", "--models", "resnet20v1"], "resnet20_v1"),
