@@ -330,6 +330,11 @@ class Stop(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the running job is killed, finished rows are kept."""
 
 
+def _signal_exit(e: KeyboardInterrupt) -> int:
+    """The exit status of a run stopped by ``e``: 128 + the signal (143 for SIGTERM, 130 for Ctrl-C)."""
+    return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C / SIGINT and SIGTERM stop the suite cleanly, also where SIGINT was inherited as ignored
     (a process started in the background by a non-interactive shell, e.g. under ``timeout -s INT``)."""
@@ -530,11 +535,10 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
                 bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
-        term = isinstance(e, Stop)
-        session.ended("interrupted", "SIGTERM" if term else "Ctrl-C (SIGINT)")
+        session.ended("interrupted", "SIGTERM" if isinstance(e, Stop) else "Ctrl-C (SIGINT)")
         print(f"\ninterrupted: finished rows are kept in {plan.out}. Continue with: python -m bench.run --resume "
               f"{plan.run_id}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if term else signal.SIGINT)
+        return _signal_exit(e)
     bar.close()
     return counts
 
@@ -626,7 +630,7 @@ def _main(argv: list[str] | None, session: Session) -> int:
     except KeyboardInterrupt as e:  # every job had finished: only the summary or the report is missing
         print(f"\ninterrupted while writing the summary and the report: every job finished, its rows are in "
               f"{plan.out}. Render the report with: python -m bench.report {plan.out}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(e, Stop) else signal.SIGINT)
+        return _signal_exit(e)
 
 
 def main(argv: list[str] | None = None) -> int:
