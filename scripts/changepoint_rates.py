@@ -33,6 +33,10 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=300, help="series per case (default 300)")
     ap.add_argument("--csv", type=Path, required=True, help="CSV to write (one row per series)")
     a = ap.parse_args()
+    if a.seeds < 1:
+        ap.error(f"--seeds must be at least 1 (got {a.seeds})")
+    if not a.csv.parent.is_dir():
+        ap.error(f"--csv {a.csv}: no folder {a.csv.parent}")
     rows = [{"case": name, "seed": s, "marked_runs": " ".join(str(c.index + 1) for c in change_points(series(s, **kw)))}
             for name, kw in CASES.items() for s in range(a.seeds)]
     with a.csv.open("w", newline="") as f:

@@ -37,6 +37,12 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=40, help="trials (default 40)")
     ap.add_argument("--csv", type=Path, required=True, help="CSV to append to")
     a = ap.parse_args()
+    if not (a.repo / "bench" / "scaling.py").is_file():
+        ap.error(f"--repo {a.repo} is not a TwinBench checkout (no bench/scaling.py there)")
+    if a.n < 1:
+        ap.error(f"-n must be at least 1 (got {a.n})")
+    if not a.csv.parent.is_dir():
+        ap.error(f"--csv {a.csv}: no folder {a.csv.parent}")
     new = not a.csv.exists()
     with a.csv.open("a", newline="") as f:
         w = csv.DictWriter(f, ["label", "trial", "rc", "status_2_replicas", "abort_seen"])
