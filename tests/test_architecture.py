@@ -1,4 +1,5 @@
-"""The architecture, checked: import contracts (import-linter), complexity (ruff C901), dispatch on the stack.
+"""The architecture, checked: import contracts (import-linter), no file-level import circle (grimp), complexity
+(ruff C901), dispatch on the stack.
 
 The contracts live in ``pyproject.toml`` (``[tool.importlinter]``): layers from the commands down to
 ``bench.core``, stacks independent of each other, the Keras backends independent, no circle in the
@@ -136,3 +137,102 @@ def test_jax_private_saved_residuals_exists():
     pytest.importorskip("jax")
     from bench.stacks.keras.jax import saved_residuals_fn
     assert callable(saved_residuals_fn())
+
+
+# ---- no file-level import circle --------------------------------------------------------------------------------
+# A circle between two files (a imports b, b imports a, at the top or inside a function) is a design circle: neither
+# file can be read, tested or moved without the other, and a top-level one fails at import time in the wrong order.
+# grimp (import-linter's graph) reports every import statement of a file, function-level (lazy) ones included.
+# Imports under ``if TYPE_CHECKING:`` do not count: they never run, they name a type for an annotation only, and
+# they are Python's own way for a module to annotate with a class of a module that imports it.
+# A package's __init__ is a file like any other; a child is not an import of its parent (grimp's graph).
+
+CIRCLE_PACKAGES = ("bench", "models_torch", "models_tf")
+
+
+def import_circles(*packages: str) -> list[str]:
+    """One line per file-level import circle among ``packages`` (each strongly connected group of modules, shown
+    as one shortest closed chain, ``a -> b -> a``); [] when there is none. The packages are found on sys.path."""
+    import grimp
+    graph = grimp.build_graph(*packages, cache_dir=None, exclude_type_checking_imports=True)
+    adj = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in sorted(graph.modules)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in adj[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for m in adj:
+        if m not in index:
+            visit(m)
+    lines = []
+    for group in sorted(groups):
+        first = group[0]
+        back = min((graph.find_shortest_chain(importer=w, imported=first) or () for w in adj[first] if w in group),
+                   key=len)
+        lines.append(" -> ".join((first, *back)))
+    return lines
+
+
+def test_no_file_level_import_circle():
+    circles = import_circles(*CIRCLE_PACKAGES)
+    assert not circles, ("file-level import circles (move what both files need into a third, lower file):\n"
+                         + "\n".join(circles))
+
+
+CIRCLE_FIXTURE = {
+    # package file -> its text; each case names the circle the check must find (None: none)
+    "top-level": ({"a.py": "from {p} import b\n", "b.py": "from {p} import a\n"}, "{p}.a -> {p}.b -> {p}.a"),
+    "function-level": ({"a.py": "from {p}.b import g\ndef f():\n    return g()\n",
+                        "b.py": "def g():\n    from {p}.a import f\n    return f\n"}, "{p}.a -> {p}.b -> {p}.a"),
+    "three files": ({"a.py": "import {p}.b\n", "b.py": "import {p}.c\n", "c.py": "def h():\n    import {p}.a\n"},
+                    "{p}.a -> {p}.b -> {p}.c -> {p}.a"),
+    "type-checking only": ({"a.py": "from {p} import b\n",
+                            "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from {p} import a\n"},
+                           None),
+    "no circle": ({"a.py": "from {p} import b\n", "b.py": "import json\n"}, None),
+}
+
+
+@pytest.mark.parametrize("case", list(CIRCLE_FIXTURE))
+def test_the_circle_check_finds_a_circle(tmp_path, monkeypatch, case):
+    files, circle = CIRCLE_FIXTURE[case]
+    pkg = "circlefixture_" + re.sub(r"\W", "_", case)
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    for name, text in files.items():
+        (tmp_path / pkg / name).write_text(text.format(p=pkg))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_circles(pkg) == ([circle.format(p=pkg)] if circle else [])
+
+
+def test_the_circle_check_finds_a_circle_put_back_into_bench(tmp_path):
+    """The check on a copy of the code with one of the two circles #40 broke put back (a lazy import, as it was)."""
+    for item in CIRCLE_PACKAGES:
+        shutil.copytree(ROOT / item, tmp_path / item, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "bench/results/schema.py"
+    target.write_text(target.read_text() + "\n\ndef _circle():\n    from bench.results.read import read_frame  # noqa\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_architecture import import_circles; "
+            "print('\\n'.join(import_circles('bench', 'models_torch', 'models_tf')))")
+    p = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], cwd=tmp_path, capture_output=True,
+                       text=True, env={"PYTHONPATH": str(tmp_path), "PATH": str(Path(sys.executable).parent)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split("\n")[0] == "bench.results.read -> bench.results.schema -> bench.results.read", p.stdout

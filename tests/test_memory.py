@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.results.schema import KINDS, LAYER_KINDS, append_row, parse_by_kind, read_csv
+from bench.results.read import read_csv
+from bench.results.schema import KINDS, LAYER_KINDS, append_row, parse_by_kind
 from bench.stacks import get_stack
 from bench.stacks.base import MIB, StepMemory
 from bench.stacks.common.autograd import SavedBytesCounter

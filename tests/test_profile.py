@@ -257,7 +257,8 @@ def _profile_rows(run_id="r1"):
 
 def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(tmp_path):
     from bench.report import render
-    from bench.results.schema import FILES, append_row, columns, read_csv
+    from bench.results.read import read_csv
+    from bench.results.schema import FILES, append_row, columns
     run = tmp_path / "results" / "r1"
     run.mkdir(parents=True)
     (run / "run_meta.json").write_text(json.dumps({"run_id": "r1", "gpu": False}))

@@ -135,7 +135,7 @@ def test_the_hook_changes_no_number_of_either_twin(monkeypatch, kind):
     kx = np.random.default_rng(0).standard_normal((4, 16, 16, 3)).astype("float32")
     kref = keras.ops.convert_to_numpy(knet(kx, training=False))
     calls = []
-    from bench.stacks.keras.profile import keras_kind, layers_of
+    from bench.stacks.keras.layers import keras_kind, layers_of
     for layer in layers_of(knet):
         if keras_kind(layer) == kind:
             inner = layer.call

@@ -3,7 +3,8 @@ import csv
 
 import pytest
 
-from bench.results.schema import COMMON, KINDS, SCHEMA_VERSION, append_row, columns, describe, read_csv
+from bench.results.read import read_csv
+from bench.results.schema import COMMON, KINDS, SCHEMA_VERSION, append_row, columns, describe
 
 
 def test_every_kind_starts_with_the_environment_columns():

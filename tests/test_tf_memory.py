@@ -117,7 +117,7 @@ def test_cpu_peak_grows_by_the_twins_activations_and_memeff_densenet_is_below_na
 
 def test_memory_job_row_carries_the_cpu_peak(tmp_path):
     """The whole path: the worker's own process (BFC on), the measure, the CSV row."""
-    from bench.results.schema import read_csv
+    from bench.results.read import read_csv
     job = Job("memory", "resnet20_v1", "keras", "tensorflow", "fp32", 2, steps=1, device="cpu", depth=8)
     subprocess.run([sys.executable, "-m", "bench.pipeline.worker", "--out", str(tmp_path), "--run-id", "t", "--job",
                     json.dumps(job.to_dict())], cwd=ROOT, check=True, timeout=600, capture_output=True,

@@ -257,6 +257,20 @@ def read_frame(path: str | os.PathLike, kind: str | None = None):
     return t.frame()
 
 
+def read_csv(path: str | os.PathLike, kind: str):
+    """The whole rows of a results CSV of ``kind`` as a pandas DataFrame, the schema's columns and no row when the
+    file is missing or empty (the header checked against the schema).
+
+    Raises:
+        Unreadable: no valid header, or rows of another schema version (one sentence).
+    """
+    df = read_frame(path, kind)
+    if df is None:
+        import pandas as pd
+        return pd.DataFrame(columns=columns(kind))
+    return df
+
+
 def check_run(run_dir: str | os.PathLike) -> dict:
     """``run_meta.json`` and every results CSV of a run folder, read once; returns the meta.
 

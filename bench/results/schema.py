@@ -292,38 +292,6 @@ def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
     append_bytes(path, buf.getvalue().encode())  # all or nothing: a failed write leaves the file as it was
 
 
-def read_csv(path: str | os.PathLike, kind: str):
-    """Read a results CSV into a pandas DataFrame (its whole rows: ``bench.results.read``); checks the header
-    against the schema.
-
-    Raises:
-        bench.results.read.Unreadable: no valid header, or rows of another schema version (one sentence).
-    """
-    import pandas as pd
-
-    from bench.results.read import read_frame
-    df = read_frame(path, kind)
-    return pd.DataFrame(columns=columns(kind)) if df is None else df
-
-
-def version_problem(path: str | os.PathLike) -> str | None:
-    """None when the CSV ``path`` can be read by this code (its whole rows of this code's schema version), else
-    one sentence saying why not and the fix (a newer version: update the code; an older one: no reader for it;
-    no valid header, binary: a damaged or foreign CSV). Damaged rows alone are no problem: they are dropped."""
-    from bench.results.read import Unreadable, read_table
-    try:
-        read_table(path)
-    except Unreadable as e:
-        return str(e)
-    return None
-
-
-def run_version_problems(run_dir: str | os.PathLike) -> list[str]:
-    """:func:`version_problem` of every results CSV of a run folder (``bench.report`` and ``--resume``)."""
-    return [p for kind in KINDS if (Path(run_dir) / FILES[kind]).is_file()
-            for p in [version_problem(Path(run_dir) / FILES[kind])] if p]
-
-
 def parse_by_kind(text) -> dict[str, float]:
     """``"conv=1.0;relu=2.5"`` (a saved_by_kind_mib cell) -> {"conv": 1.0, "relu": 2.5}; {} for an empty cell."""
     if not isinstance(text, str) or not text:

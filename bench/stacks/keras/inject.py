@@ -11,7 +11,7 @@ def slow_layers(net):
     slow = layer_slowdowns("keras")
     if not slow:
         return net
-    from bench.stacks.keras.profile import keras_kind, layers_of
+    from bench.stacks.keras.layers import keras_kind, layers_of
     for layer in layers_of(net):
         fraction = slow.get(keras_kind(layer) or "")
         if fraction:

@@ -118,7 +118,8 @@ def profile_jax(stack, model: str, batch: int, precision: str, device, mode, ste
     """``KerasJaxStack.profile`` (see ``bench.stacks.base.Stack.profile``)."""
     import jax
 
-    from bench.stacks.keras.profile import build_compiled, keras_kind, layers_of, time_unprofiled, trace_file
+    from bench.stacks.keras.layers import keras_kind, layers_of
+    from bench.stacks.keras.profile import build_compiled, time_unprofiled, trace_file
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))
     if mode != "jit":

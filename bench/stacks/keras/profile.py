@@ -1,6 +1,6 @@
 """What every Keras backend's step profile shares: the twin built and compiled as the timed step builds it
-(``bench.stacks.keras.step``: SGD momentum 0.9, lr 0.1, sparse cross-entropy from logits), its layers'
-names and kinds, and wrapping the optimizer's update and the loss in a named range.
+(``bench.stacks.keras.step``: SGD momentum 0.9, lr 0.1, sparse cross-entropy from logits), and wrapping the
+optimizer's update and the loss in a named range. The layers' names and kinds are ``layers.py``'s.
 
 How each backend attributes time is its own module: ``torch.py`` (the shared torch-autograd profiler: Keras
 layers are ``torch.nn.Module`` calls there), ``tensorflow.py`` (TensorFlow's profiler, ops by name scope),
@@ -12,25 +12,6 @@ import functools
 from pathlib import Path
 
 from bench.core import phases
-
-# Keras layer class (or a base class of it) -> kind
-KERAS_KIND = {"Conv2D": "conv", "BatchNormalization": "batchnorm", "ReLU": "relu", "Activation": "relu",
-              "Concatenate": "concat", "AveragePooling2D": "pool", "GlobalAveragePooling2D": "pool",
-              "MaxPooling2D": "pool", "Dense": "linear", "Add": "add", "ZeroPadding2D": "other", "Flatten": "other"}
-
-
-def keras_kind(layer) -> str | None:
-    """The kind of a Keras layer from its class or a base class (None: a composite layer, e.g. the DenseNet's
-    ``ConcatBNReLUConv``: its own ops are classified one by one where the profiler sees them)."""
-    for cls in type(layer).__mro__:
-        if cls.__name__ in KERAS_KIND:
-            return KERAS_KIND[cls.__name__]
-    return None
-
-
-def layers_of(net) -> list:
-    """Every layer of a built Keras twin, nested ones included (the model itself and its input excluded)."""
-    return [la for la in net._flatten_layers(include_self=False, recursive=True) if type(la).__name__ != "InputLayer"]
 
 
 def build_compiled(model: str, precision: str, batch: int, jit: bool, options: dict | None):

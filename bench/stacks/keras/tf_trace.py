@@ -186,7 +186,8 @@ def profile_tf(stack, model: str, batch: int, precision: str, device, mode, step
     """``KerasTensorFlowStack.profile`` (see ``bench.stacks.base.Stack.profile``)."""
     import tensorflow as tf
 
-    from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, time_unprofiled, trace_file
+    from bench.stacks.keras.layers import keras_kind, layers_of
+    from bench.stacks.keras.profile import build_compiled, fit_step, time_unprofiled, trace_file
     serial = serial_ops()
     env = stack.env(device)
     mode = stack.check_exec_mode(mode or stack.default_exec_mode(env["device"]))

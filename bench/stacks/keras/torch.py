@@ -43,7 +43,8 @@ class KerasTorchStack(KerasStack):
         import torch
 
         from bench.stacks.common.torch_profile import LOSS, OPT, profile_torch_steps
-        from bench.stacks.keras.profile import build_compiled, fit_step, keras_kind, layers_of, trace_file, wrap_in
+        from bench.stacks.keras.layers import keras_kind, layers_of
+        from bench.stacks.keras.profile import build_compiled, fit_step, trace_file, wrap_in
         model, batch_size, precision, steps, trace_dir = spec.model, spec.batch_size, spec.precision, spec.steps, spec.trace_dir
         model_options = spec.model_options
         env = self.env(spec.device)
