@@ -298,6 +298,8 @@ def summary_table(out: Path) -> str:
                 "saved_activations_mib", "state_plus_activations_mib", "null_reason"]
         show = df[[c for c in cols if c in df and (c != "cpu_alloc_peak_mib" or df[c].notna().any())]].copy()
         lines += ["memory:", show.to_string(index=False, max_colwidth=50), ""]
+        from bench.measures.memory import largest_fit
+        lines += [f"  {s}" for s in largest_fit(df)] + ([""] if largest_fit(df) else [])
     ep = out / FILES["epochs"]
     df = read_frame(ep, "epochs")
     if df is not None:
@@ -320,7 +322,8 @@ def summary_table(out: Path) -> str:
         p = out / FILES[kind]
         df = read_frame(p, kind)
         if df is not None:
-            failed += [f"  {r.status:<8} {r.job_id}: {str(r.error)[:110]}" for r in df[df.status != "ok"].itertuples()]
+            failed += [f"  {r.status:<8} {r.job_id}: {str(r.error)[:110]}"
+                       for r in df[df.status.isin(["error", "timeout"])].itertuples()]  # oom, skipped: results
     if failed:
         lines += [f"{len(failed)} job(s) not ok:"] + failed
     return "\n".join(lines)
@@ -605,12 +608,13 @@ def _main(argv: list[str] | None, session: Session) -> int:
     plan = _plan(args, argv, session)
     if isinstance(plan, int):
         return plan
+    if preflight.check([j for j in plan.jobs if j.job_id not in plan.done], plan.out, args.data_dir,
+                       None if args.no_report else Path(args.reports),
+                       gpu_visible=(lambda: True) if args.dry_run else plan.executor.gpu_available,  # a GPU plan shown
+                       here=plan.executor.runs_here, dry_run=args.dry_run):
+        return preflight.EXIT_BAD_INPUT  # a dry run refuses what the real run would, with its sentences
     if args.dry_run:
         return _dry_run(args, plan)
-    if preflight.check([j for j in plan.jobs if j.job_id not in plan.done], plan.out, args.data_dir,
-                       None if args.no_report else Path(args.reports), gpu_visible=plan.executor.gpu_available,
-                       here=plan.executor.runs_here):
-        return preflight.EXIT_BAD_INPUT
     node_problems = plan.executor.check_nodes([j for j in plan.jobs if j.job_id not in plan.done], args.data_dir)
     for p in node_problems:  # a Ray cluster: every node's packages and data, before any job
         print(f"error: {p}", file=sys.stderr)

@@ -149,7 +149,7 @@ def test_keras_checkpoint_round_trip_and_wrong_model(tmp_path):
     other = build("resnet20_v1", "keras")
     opt2 = CoupledSGD(learning_rate=0.1, momentum=0.9)
     opt2.build(other.trainable_variables)
-    assert load_checkpoint(path, other, opt2) == 3
+    assert load_checkpoint(path, other, opt2) == (3, [])
     assert int(keras.ops.convert_to_numpy(opt2.iterations)) == 7
     for a, b in zip(net.weights, other.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

@@ -78,3 +78,26 @@ def _allocator_peak(job: Job, row: dict, stack, mem, reasons: list[str]):
     row.update(peak_alloc_mib=None if peak is None else peak / 2**20, peak_alloc_source=source if peak else None,
                step_ms_median=s["step_ms_median"], images_per_s=s["images_per_s"], **sampler.summary())
     return peak, sampler
+
+
+SWEEP = ("model", "framework", "backend", "exec_mode", "precision", "measurement", "depth")
+
+
+def largest_fit(df) -> list[str]:
+    """One sentence per memory sweep with an out-of-memory batch: the largest batch that fit (an ``ok`` row) and the
+    smallest that did not (an ``oom`` row), or that no batch tried fit; [] when no batch ran out of memory. ``df``:
+    memory rows (a DataFrame, its current rows)."""
+    if df is None or not len(df) or not (df.status == "oom").any():
+        return []
+    keys = [c for c in SWEEP if c in df]
+    said = []
+    for key, g in df[df.status.isin(["ok", "oom"])].groupby(keys, dropna=False, sort=True):
+        oom = g[g.status == "oom"].batch_size
+        if not len(oom):
+            continue
+        first_oom = int(oom.min())
+        fit = g[(g.status == "ok") & (g.batch_size < first_oom)].batch_size
+        name = " ".join(str(v) for v, c in zip(key, keys) if c not in ("depth", "backend") and str(v) not in ("", "nan"))
+        said.append(f"{name}: largest batch that fit {int(fit.max())} ({first_oom} out of memory)" if len(fit) else
+                    f"{name}: no batch fit (the smallest tried, {first_oom}, out of memory)")
+    return said

@@ -1,5 +1,7 @@
 """The ``epochs`` measure: a twin trained with a recipe by its stack (``Stack.train``), one row per epoch,
-checkpoints in ``results/<run_id>/checkpoints/``, resumable (an epoch whose row is in is never written twice)."""
+checkpoints in ``results/<run_id>/checkpoints/``, resumable (an epoch whose row is in is never written twice; an
+epoch whose row was lost is written again from the checkpoint, or trained again: the job always ends with every
+epoch's row)."""
 from __future__ import annotations
 
 import sys
@@ -39,8 +41,17 @@ def run_epochs(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     def on_epoch(r: dict) -> None:
         if r["epoch"] not in written:  # else: its row went in, then a kill or a full disk cut the checkpoint
             append_row(out / FILES["epochs"], "epochs", {**row, **r, "status": "ok"})
+            written.add(r["epoch"])
     phases.enter("timed")  # the training run: build, compile and every epoch (its rows written as they come)
     stack.train(cfg, data, on_epoch)
+    missing = sorted(set(range(1, recipe.epochs + 1)) - written)
+    if missing:  # a checkpoint ahead of the rows that cannot give them back (one written before it held rows)
+        print(f"note: epoch row(s) {', '.join(map(str, missing))} of {job.job_id} are missing and its checkpoint "
+              "does not hold them: training runs again from the start to write them", file=sys.stderr)
+        from bench.stacks.common.checkpoint import previous
+        for p in (Path(cfg.checkpoint), previous(cfg.checkpoint)):
+            p.unlink(missing_ok=True)
+        stack.train(cfg, data, on_epoch)
     phases.enter("write")
 
 

@@ -20,19 +20,23 @@ def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
     """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
     from bench.results.read import read_rows  # whole rows only: a damaged row's job is not done
     done, oom_sweeps = set(), set()
+    epochs: dict[str, tuple[set[str], str]] = {}  # a training job: its epochs with an ok row, its epoch count
     for kind in KINDS:
         path = out / FILES[kind]
         if kind in ("nvml", "jobs") or not path.exists():
             continue
         for row in read_rows(path, kind):
+            if kind == "epochs":
+                if row["status"] == "ok" and row["epoch"]:
+                    epochs.setdefault(row["job_id"], (set(), row["epochs_total"]))[0].add(row["epoch"])
+                continue
             if row["status"] in ("ok", "oom", "skipped"):
-                done.add(row["job_id"])
-            if kind == "epochs" and row["status"] == "ok" and row["epoch"] != row["epochs_total"]:
-                done.discard(row["job_id"])  # an unfinished training resumes from its checkpoint
-            if kind == "epochs" and row["status"] == "ok" and row["epoch"] == row["epochs_total"]:
                 done.add(row["job_id"])
             if row["status"] == "oom":
                 oom_sweeps.add(sweep_tag(row["job_id"]))
+    for job_id, (have, total) in epochs.items():  # done with every epoch's row: a missing one reruns the job
+        if total and have >= {str(e) for e in range(1, int(total) + 1)}:
+            done.add(job_id)
     return done, oom_sweeps
 
 

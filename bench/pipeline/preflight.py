@@ -144,7 +144,7 @@ def data_problem(data_dir: str | None) -> str | None:
 
 
 def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None,
-             gpu_visible: Callable[[], bool] | None = None, here: bool = True) -> list[str]:
+             gpu_visible: Callable[[], bool] | None = None, here: bool = True, dry_run: bool = False) -> list[str]:
     """Every failed precondition of running ``jobs`` into ``out``, one sentence each (empty: go).
 
     Args:
@@ -155,6 +155,8 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
         gpu_visible: returns whether an NVIDIA GPU is visible (default: NVML, ``bench.run.gpu_available``).
         here: the jobs run on this machine (False on a Ray cluster: the nodes' packages and data are
             theirs, and each node prepares CIFAR-10 before its jobs).
+        dry_run: ``--dry-run``: the same checks, none of which costs work; CIFAR-10 absent is no problem (the
+            real run downloads it, a dry run does not), present but damaged is the real run's problem.
     """
     if not jobs:
         return []
@@ -181,17 +183,27 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
         counts = sorted({j.replicas for j in scaling}) if here else [1]  # a Ray node's devices are the node's
         p = dp_check(list(dict.fromkeys(dp_stack(j) for j in scaling)), counts, scaling[0].device)
         found += [p] if p else []
-    if here and any(needs_real_data(j) for j in jobs):
+    if here and any(needs_real_data(j) for j in jobs) and not (dry_run and _absent(data_dir)):
         p = data_problem(data_dir)
         found += [p] if p else []
     return found
 
 
+def _absent(data_dir: str | None) -> bool:
+    from bench.data import find_cifar10
+    if find_cifar10(data_dir) is None:
+        print(f"note: CIFAR-10 is not in {data_dir or 'the default data folders'}: the real run downloads it "
+              "(a dry run does not)", file=sys.stderr)
+        return True
+    return False
+
+
 def check(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | None = None, file=None,
-          gpu_visible: Callable[[], bool] | None = None, here: bool = True) -> int:
+          gpu_visible: Callable[[], bool] | None = None, here: bool = True, dry_run: bool = False) -> int:
     """``bench.run``'s precondition pass: prints each problem as ``error: ...``; returns the exit status
-    (:data:`EXIT_OK` to go on, :data:`EXIT_BAD_INPUT` when anything failed)."""
-    found = problems(jobs, out, data_dir, reports, gpu_visible, here)
+    (:data:`EXIT_OK` to go on, :data:`EXIT_BAD_INPUT` when anything failed). ``--dry-run`` runs it too, and
+    refuses what the real run would refuse, with the same sentences and status."""
+    found = problems(jobs, out, data_dir, reports, gpu_visible, here, dry_run)
     file = file or sys.stderr
     for p in found:
         print(f"error: {p}", file=file)

@@ -163,7 +163,7 @@ def serve(out: Path, run_id: str, data_dir: str | None) -> int:
 def run_one(job: Job, out: Path, run_id: str, data_dir: str | None) -> int:
     """Run one job in this (configured) process: its rows, then its phase times for the parent."""
     row = job.base_row(run_id)
-    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
+    # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;cpu-oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
     # (enospc:<file>: bench.results.writes)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.results.writes import ResultsWriteError
@@ -191,6 +191,8 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
             os.kill(os.getpid(), signal.SIGKILL)  # killed mid-job (OOM killer, a lost node), the first time only: a retry runs
         if (job.job_id, "oom") in faults:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
+        if (job.job_id, "cpu-oom") in faults:
+            _cpu_allocator_failure()
         from bench.measures import driver
         driver(job.kind)(job, out, row, data_dir)
     except Exception as e:
@@ -203,13 +205,20 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
         msg = f"{type(e).__name__}: {e}" if isinstance(e, DataError) else f"{type(e).__name__}: {str(e)[:500]}"
         if not isinstance(e, DataError):
             traceback.print_exc()
-        extra = {"oom": True} if job.kind == "memory" else {}
+        extra = {"oom": status == "oom"} if job.kind == "memory" else {}
         phases.enter("write")
         append_row(out / FILES[job.kind], job.kind, {**row, **extra, "status": status, "error": msg,
                                                      "null_reason": "job failed" if status == "error" else
                                                      "out of memory at this batch size"})
         return 0 if status == "oom" else 1
     return 0
+
+
+def _cpu_allocator_failure() -> None:
+    """A real CPU allocator failure, cheaply: torch's DefaultCPUAllocator asked for 1 PiB (it raises at once, on
+    every machine, whatever its memory; ``cpu-oom:<job_id>`` of TWINBENCH_INJECT_FAULT)."""
+    import torch
+    torch.empty(2**50, dtype=torch.uint8)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ def _is_write_failure(e: BaseException) -> bool:
     return isinstance(e, OSError) or (isinstance(e, RuntimeError) and "writ" in str(e).lower())
 
 
-def atomic_write(path: str | os.PathLike, save: Callable[[str], None], tmp_suffix: str | None = None) -> None:
+def atomic_write(path: str | os.PathLike, save: Callable[[str], None], tmp_suffix: str | None = None,
+                 keep: str | os.PathLike | None = None) -> None:
     """Write a whole file through ``save(tmp_path)``, then rename it over ``path``.
 
     Args:
@@ -150,6 +151,8 @@ def atomic_write(path: str | os.PathLike, save: Callable[[str], None], tmp_suffi
         save: writes the complete file to the path it is given.
         tmp_suffix: ending of the temporary file (default: ``.tmp`` + the target's suffix; some savers,
             e.g. ``numpy.savez``, need the right ending).
+        keep: where the previous version goes once the new one is whole (None: replaced). A checkpoint keeps its
+            previous one: a kill between the two renames leaves ``keep`` and the whole temporary file, never neither.
 
     Raises:
         ResultsWriteError: the file could not be written; the previous version (if any) is untouched
@@ -165,6 +168,8 @@ def atomic_write(path: str | os.PathLike, save: Callable[[str], None], tmp_suffi
             raise _enospc()
         save(tmp)
         _fsync_file(tmp)  # the bytes are on disk before the name points at them
+        if keep is not None and path.exists():
+            os.replace(path, keep)
         os.replace(tmp, path)
     except Exception as e:
         try:

@@ -260,12 +260,21 @@ class MemoryCounter:
         raise NotImplementedError
 
 
+# What an allocator failure says, on a GPU and on a CPU alike: torch (CUDA "out of memory", the CPU's
+# DefaultCPUAllocator "can't allocate memory"), TensorFlow (ResourceExhaustedError, "OOM when allocating tensor"),
+# JAX/XLA ("RESOURCE_EXHAUSTED", "Out of memory"), numpy and Python (MemoryError), C++ (std::bad_alloc).
+OOM_NAMES = ("OutOfMemoryError", "ResourceExhaustedError", "MemoryError")
+OOM_TEXTS = ("out of memory", "resource_exhausted", "resource exhausted", "can't allocate memory",
+             "oom when allocating", "std::bad_alloc")
+
+
 def is_oom(exc: BaseException) -> bool:
-    """True for out-of-memory errors of torch, TensorFlow and JAX/XLA."""
-    name = type(exc).__name__
-    text = str(exc)
-    return (name in ("OutOfMemoryError", "ResourceExhaustedError")
-            or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text)
+    """True for out-of-memory errors of torch, TensorFlow and JAX/XLA, on every device (a CPU allocator's
+    failure is the same result as a GPU's: the batch did not fit)."""
+    if any(cls.__name__ in OOM_NAMES for cls in type(exc).__mro__):
+        return True
+    text = str(exc).lower()
+    return any(t in text for t in OOM_TEXTS)
 
 
 PHASES = ("forward", "backward", "recompute", "optimizer", "other")

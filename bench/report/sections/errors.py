@@ -18,6 +18,10 @@ def section_errors(run: dict, out: Path | None = None) -> Section:
             bad = df[df.status != "ok"]
             if len(bad):
                 frames.append(bad.assign(csv=kind)[["csv", "job_id", "status", "error", "null_reason"]])
+    from bench.measures.memory import largest_fit
+    fits = largest_fit(run.get("memory"))
+    if fits:  # an out-of-memory batch of a memory sweep is a result: the sweep's answer
+        s.text.append("Out of memory is a result of a memory sweep: " + "; ".join(fits) + ".")
     if frames:
         s.tables.append(("rows that are not ok (kept in the CSVs)", pd.concat(frames)))
     else:

@@ -184,9 +184,8 @@ def health_line(run: dict) -> str:
         df = run.get(kind)
         if df is None or not len(df):
             continue
-        for job, st in df.groupby("job_id").status:
-            bad = sorted({str(v) for v in st if v != "ok"})
-            status[job] = bad[0] if bad else status.get(job, "ok")
+        for job, st in df.groupby("job_id", sort=False).status:
+            status[job] = str(st.iloc[-1])  # rows in the order written: a job's last attempt wins
     if not status:
         return "Run health: no job rows in this run."
     tp = run.get("throughput")
@@ -194,10 +193,12 @@ def health_line(run: dict) -> str:
     if tp is not None and len(tp) and (tp.status == "ok").any():
         ok = tp[tp.status == "ok"]
         flagged = sorted(set(ok[_flagged(ok)].job_id))
-    failed = {j: s for j, s in status.items() if s != "ok"}
-    n_ok = len(status) - len(failed)
+    results = {"oom": "out of memory (a memory sweep's result)", "skipped": "skipped after an out of memory"}
+    failed = {j: s for j, s in status.items() if s not in ("ok", *results)}
+    n_ok = sum(s == "ok" for s in status.values())
     kinds = pd.Series(list(failed.values())).value_counts() if failed else pd.Series(dtype=int)
-    text = (f"Run health: {len(status)} jobs, {n_ok} ok ({len(flagged)} flagged contended or unstable), "
+    more = "".join(f", {n} {what}" for k, what in results.items() if (n := sum(s == k for s in status.values())))
+    text = (f"Run health: {len(status)} jobs, {n_ok} ok ({len(flagged)} flagged contended or unstable){more}, "
             f"{len(failed)} not ok" + (f" ({', '.join(f'{n} {k}' for k, n in kinds.items())})" if failed else "") + ".")
     short = [" ".join(p for i, p in enumerate(j.split("/")) if i in (1, 2, 5) or (i == 7 and p != "synthetic"))
              for j in flagged]  # model, stack, measurement (and a real-data input)

@@ -3,10 +3,12 @@
 Both stacks train from the same :class:`bench.data.EpochSampler` plan, the same learning-rate formula
 and the same coupled weight decay (``bench.stacks.keras.optimizers``). The whole (normalised, padded)
 training set lives on the device (``bench.stacks.keras.data.PlanModel``); ``fit`` gets the plan's
-integers. Checkpoints are one ``.npz`` (weights, optimizer variables, epoch), replaced atomically.
+integers. Checkpoints are one ``.npz`` (weights, optimizer variables, epoch, its rows so far), replaced atomically,
+the previous one kept; a damaged one is set aside (``bench.stacks.common.checkpoint``).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -15,8 +17,8 @@ import keras
 import numpy as np
 
 from bench.data import Cifar10, EpochSampler, normalize, pad_images, plan_array
-from bench.results.writes import atomic_write
 from bench.stacks.base import NO_GPU, TrainConfig, epoch_row, subset
+from bench.stacks.common import checkpoint
 from bench.stacks.keras.data import PlanModel
 from bench.stacks.keras.optimizers import compile_keras, keras_optimizer
 from bench.stacks.keras.step import KERAS_POLICY
@@ -43,11 +45,14 @@ def train_keras(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
     # in-graph from the shared plan, as the PyTorch loop does (bench.stacks.keras.data.PlanAugment)
     trainer = compile_keras(PlanModel(net, pad_images(normalize(xtr))), keras_optimizer(r, spe), jit)
     compile_keras(net, None, jit)  # evaluation on the plain test images
-    start = 0
-    if cfg.checkpoint and os.path.exists(cfg.checkpoint):
+    start, rows = 0, []
+    if cfg.checkpoint and any(os.path.exists(p) for p in (cfg.checkpoint, checkpoint.previous(cfg.checkpoint))):
         trainer.optimizer.build(trainer.trainable_variables)
-        start = load_checkpoint(cfg.checkpoint, net, trainer.optimizer)
-    rows = []
+        got = checkpoint.load(cfg.checkpoint, lambda p: load_checkpoint(p, net, trainer.optimizer))
+        if got is not None:
+            start, rows = got
+            for row in rows:  # rows lost from epochs.csv since are written again from the checkpoint (else skipped)
+                on_epoch(row)
     for epoch in range(start, r.epochs):
         mem.reset_peak()
         plans = sampler.epoch(epoch)
@@ -65,22 +70,25 @@ def train_keras(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
         rows.append(row)
         on_epoch(row)  # the row first: a checkpoint never gets ahead of the rows written
         if cfg.checkpoint:
-            save_checkpoint(cfg.checkpoint, net, trainer.optimizer, epoch + 1)
+            save_checkpoint(cfg.checkpoint, net, trainer.optimizer, epoch + 1, rows)
     return rows
 
 
-def save_checkpoint(path: str, net: keras.Model, optimizer, epoch: int) -> None:
-    """The twin's weights, the optimizer's variables and the epoch in one ``.npz``, replaced atomically."""
+def save_checkpoint(path: str, net: keras.Model, optimizer, epoch: int, rows: list[dict] | None = None) -> None:
+    """The twin's weights, the optimizer's variables, the epoch and its rows so far in one ``.npz``, replaced
+    atomically, the previous one kept (``bench.stacks.common.checkpoint``)."""
     store: dict = {}
     optimizer.save_own_variables(store)
     arrays = {f"w{i}": keras.ops.convert_to_numpy(w) for i, w in enumerate(net.weights)}
     arrays.update({f"o{k}": np.asarray(v) for k, v in store.items()})
+    arrays["rows"] = np.asarray(json.dumps(rows or []))
     # a full disk: ResultsWriteError, the previous checkpoint stays
-    atomic_write(path, lambda tmp: np.savez(tmp, epoch=np.int64(epoch), **arrays), tmp_suffix=".tmp.npz")
+    checkpoint.save(path, lambda tmp: np.savez(tmp, epoch=np.int64(epoch), **arrays), tmp_suffix=".tmp.npz")
 
 
-def load_checkpoint(path: str, net: keras.Model, optimizer) -> int:
-    """Restore what ``save_checkpoint`` wrote into a built ``net`` and an optimizer built on its variables."""
+def load_checkpoint(path: str, net: keras.Model, optimizer) -> tuple[int, list[dict]]:
+    """Restore what ``save_checkpoint`` wrote into a built ``net`` and an optimizer built on its variables; returns
+    (its epoch, its epoch rows)."""
     with np.load(path) as ck:
         stored = sorted((k for k in ck.files if k.startswith("w")), key=lambda k: int(k[1:]))
         shapes = [tuple(ck[k].shape) for k in stored]
@@ -90,10 +98,11 @@ def load_checkpoint(path: str, net: keras.Model, optimizer) -> int:
         weights = [ck[k] for k in stored]
         store = {k[1:]: ck[k] for k in ck.files if k.startswith("o")}
         epoch = int(ck["epoch"])
+        rows = json.loads(str(ck["rows"])) if "rows" in ck.files else []
     for v, w in zip(net.weights, weights, strict=True):
         v.assign(w)
     optimizer.load_own_variables(store)
-    return epoch
+    return epoch, rows
 
 
 class ProgressCallback(keras.callbacks.Callback):

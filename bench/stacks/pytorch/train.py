@@ -6,18 +6,18 @@ PyTorch keeps the whole (normalised, padded) training set on the device and augm
 (``bench.stacks.pytorch.data.augment_torch``).
 
 Each epoch's row is handed to ``on_epoch`` (the ``epochs`` measure appends it to ``epochs.csv`` in one
-write + fsync) as the epoch ends, then the checkpoint of that epoch replaces the previous one, so a
-killed run (or a full disk) loses at most the running epoch and resumes from its checkpoint.
+write + fsync) as the epoch ends, then the checkpoint of that epoch (with the rows so far) replaces the previous
+one, which is kept until the new one is whole (``bench.stacks.common.checkpoint``), so a killed run (or a full
+disk) loses at most the running epoch and resumes from its checkpoint; a damaged checkpoint is set aside.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from bench.data import Cifar10, EpochSampler, normalize, pad_images
-from bench.results.writes import atomic_write
 from bench.stacks.base import TrainConfig, epoch_row, progress_bar, subset
+from bench.stacks.common import checkpoint
 from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
 from bench.stacks.pytorch.step import TORCH_MODES, compile_torch_step, torch_amp_dtype
 from bench.zoo.recipes import Recipe
@@ -67,14 +67,19 @@ def train_torch(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
         return loss.detach(), (logits.argmax(1) == y).sum()
 
     run_step = compile_torch_step(train_step, dev) if mode == "step-compile" else train_step
-    start = 0
-    if cfg.checkpoint and os.path.exists(cfg.checkpoint):
-        ck = torch.load(cfg.checkpoint, map_location=dev, weights_only=False)
+    start, rows = 0, []
+
+    def restore(path: str) -> dict:  # the whole checkpoint read and applied, or an exception (set aside)
+        ck = torch.load(path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         scaler.load_state_dict(ck["scaler"])
-        start = ck["epoch"]
-    rows = []
+        return ck
+    ck = checkpoint.load(cfg.checkpoint, restore)
+    if ck is not None:
+        start, rows = ck["epoch"], list(ck.get("rows", []))
+        for row in rows:  # rows lost from epochs.csv since are written again from the checkpoint (else skipped)
+            on_epoch(row)
     for epoch in range(start, r.epochs):
         model.train()
         mem.reset_peak()
@@ -117,8 +122,8 @@ def train_torch(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
         on_epoch(row)  # the row first: a checkpoint never gets ahead of the rows written
         if cfg.checkpoint:
             ck = {"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
-                  "epoch": epoch + 1}
-            atomic_write(cfg.checkpoint, lambda p: torch.save(ck, p))
+                  "epoch": epoch + 1, "rows": rows}
+            checkpoint.save(cfg.checkpoint, lambda p: torch.save(ck, p))
     return rows
 
 
