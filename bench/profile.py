@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.core.helpfmt import RawWrappedFormatter
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 formatter_class=RawWrappedFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("models", nargs="+", metavar="MODEL", help="registry names or fnmatch patterns")
     ap.add_argument("--frameworks", default="torch,keras", metavar="F[,F]", help="torch, keras (default: both)")

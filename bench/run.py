@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.env import gpu_available, run_meta
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def build_parser() -> argparse.ArgumentParser:
     suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
     ap = argparse.ArgumentParser(
-        prog="python -m bench.run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m bench.run", formatter_class=RawWrappedFormatter,
         description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the throughput and "
                     "throughput jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
                     "every job's wall time and phases in results/<run_id>/jobs.csv.",

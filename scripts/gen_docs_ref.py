@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import importlib
 import inspect
 import io
@@ -95,6 +96,21 @@ def flags_of(parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
+def cell(text) -> str:
+    """A Markdown table cell: HTML-escaped (a ``<run_id>`` stays text, not a tag the browser drops), pipes escaped,
+    on one line. Code spans (between backticks) are left as they are: Markdown shows them literally."""
+    parts = str(text).split("`")
+    parts = [p if i % 2 else html.escape(p, quote=False) for i, p in enumerate(parts)]
+    return "`".join(parts).replace("|", "\\|").replace("\n", " ")
+
+
+def expanded_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """A flag's help as --help prints it: argparse's own expansion of every ``%(...)`` (``%(default)g`` too)."""
+    if not action.help:
+        return ""
+    return parser._get_formatter()._expand_help(action)
+
+
 def cli_page(entry: str) -> str:
     parser = parser_of(entry)
     text = help_text(entry)
@@ -106,8 +122,7 @@ def cli_page(entry: str) -> str:
         if a.help == argparse.SUPPRESS:
             continue
         name = ", ".join(a.option_strings) if a.option_strings else (a.metavar if isinstance(a.metavar, str) else a.dest)
-        helptxt = (a.help or "").replace("%(default)s", str(a.default)).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{name}` | {helptxt} |")
+        lines.append(f"| `{name}` | {cell(expanded_help(parser, a))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -118,11 +133,10 @@ def schema_page() -> str:
              "`python -m bench.schema` prints the same. Every CSV under `results/<run_id>/` has the common "
              "columns, then its own. A figure that could not be measured is empty and `null_reason` says why.", "",
              "## Common columns (every CSV)", "", "| column | meaning | filled by |", "|---|---|---|"]
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines += [f"| `{c}` | {esc(m)} | `{p}` |" for c, m, p in schema.COMMON]
+    lines += [f"| `{c}` | {cell(m)} | `{p}` |" for c, m, p in schema.COMMON]
     for kind, cols in schema.KINDS.items():
         lines += ["", f"## {schema.FILES.get(kind, kind + '.csv')}", "", "| column | meaning | filled by |", "|---|---|---|"]
-        lines += [f"| `{c}` | {esc(m)} | `{p}` |" for c, m, p in cols]
+        lines += [f"| `{c}` | {cell(m)} | `{p}` |" for c, m, p in cols]
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +169,7 @@ def models_page() -> str:
     for n in list_models():
         spec, entry = get_spec(n), get_entry(n)
         t, tot = (f"{counts[n][0]:,}", f"{counts[n][1]:,}") if counts else ("n/a (no torch)", "n/a (no torch)")
-        lines.append(f"| `{n}` | {t} | {tot} | {entry.paper_params or '-'} | {spec.depth} | {entry.description} |")
+        lines.append(f"| `{n}` | {t} | {tot} | {entry.paper_params or '-'} | {spec.depth} | {cell(entry.description)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,11 +283,11 @@ def gpu_session_section() -> str:
              "| phase | what it measures | bench.run flags | jobs | estimate on one GPU |", "|---|---|---|---|---|"]
     for name, desc, runs in gpu_phases():
         if not runs:
-            lines.append(f"| `{name}` | {desc} | (a script) | | |")
+            lines.append(f"| `{name}` | {cell(desc)} | (a script) | | |")
             continue
         plans = [dry_run([*argv, "--device", "cuda"]) for argv in runs]
         flags = "<br>".join("`" + " ".join(a) + "`" for a in runs)
-        lines.append(f"| `{name}` | {desc} | {flags} | {sum(p[0] for p in plans):,} | "
+        lines.append(f"| `{name}` | {cell(desc)} | {flags} | {sum(p[0] for p in plans):,} | "
                      f"{_duration(sum(p[1] for p in plans))} |")
     return "\n".join(lines) + "\n"
 

@@ -45,6 +45,12 @@ def page_text(site: Path, rel: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", raw))
 
 
+def table_text(site: Path, rel: str) -> str:
+    """The text of a built page's tables alone."""
+    raw = "".join(re.findall(r"<table>.*?</table>", (site / rel / "index.html").read_text(), re.S))
+    return html.unescape(re.sub(r"<[^>]+>", " ", raw))
+
+
 def missing_from(names, text: str) -> list[str]:
     return [n for n in names if n not in text]
 
@@ -161,6 +167,80 @@ def test_every_flag_of_the_command_is_on_its_built_page(site, entry):
     assert f"usage: python -m {entry}" in text
 
 
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@pytest.mark.parametrize("entry", gen.ENTRY_POINTS)
+def test_every_flags_help_reads_on_its_page_as_the_parser_prints_it(site, entry):
+    """Each flag's help, with argparse's own expansion of %(default)g and the like, is on the built page word for
+    word: a placeholder left raw, or a `<run_id>` the browser took for a tag, fails here."""
+    parser = gen.parser_of(entry)
+    text = _norm(table_text(site, f"reference/cli/{entry}"))  # the flags table (the --help block above has them too)
+    helps = [gen.expanded_help(parser, a) for a in parser._actions if a.help and a.help != "==SUPPRESS=="]
+    assert helps
+    assert [h for h in helps if _norm(h) not in text] == []
+
+
+def test_every_schema_meaning_reads_on_the_built_page(site):
+    from bench.results import schema
+    text = _norm(table_text(site, "reference/schema"))
+    meanings = [m for _, m, _ in schema.COMMON] + [m for cols in schema.KINDS.values() for _, m, _ in cols]
+    assert any("<" in m for m in meanings)  # the case the escaping is for
+    assert [m for m in meanings if _norm(m) not in text] == []
+
+
+# a placeholder argparse did not expand, or a gap where a <tag-like> word was dropped ("reports// at")
+_LOST = re.compile(r"%\(\w+\)[a-z]|(?<![:/])\w//(?=[\s,.;)])")
+
+
+def test_no_built_page_shows_a_raw_placeholder_or_a_dropped_word(site):
+    bad = {}
+    for p in site.rglob("index.html"):
+        rel = p.parent.relative_to(site).as_posix()
+        hits = _LOST.findall(page_text(site, rel) if rel != "." else html.unescape(re.sub(r"<[^>]+>", "", p.read_text())))
+        if hits:
+            bad[rel] = hits[:5]
+    assert not bad
+
+
+def test_the_placeholder_check_catches_the_old_faults():
+    assert _LOST.search("smallest change (default: %(default)g)")
+    assert _LOST.search("do not render reports// at the end")
+    assert not _LOST.search("open https://example.org/x or chrome://tracing; results/<run_id>/ here")
+
+
+def test_a_cell_keeps_a_tag_like_word_as_text():
+    assert gen.cell("results/<run_id>/ a | b") == "results/&lt;run_id&gt;/ a \\| b"
+    assert gen.cell("`results/<run_id>/`") == "`results/<run_id>/`"  # a code span shows it literally already
+
+
+@pytest.mark.parametrize("entry", gen.ENTRY_POINTS)
+def test_help_fits_80_columns(entry):
+    """The help block of a reference page is the --help at COLUMNS=80; a hand-laid description or epilog line
+    longer than that ran past the block's right edge at 1280 px."""
+    long = [line for line in gen.help_text(entry).splitlines() if len(line) > int(gen.HELP_COLUMNS)]
+    assert not long
+
+
+@pytest.mark.browser
+def test_help_blocks_fit_the_page_at_1280_px(site, browser):
+    srv, base = _serve(site)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    over = {}
+    try:
+        for e in gen.ENTRY_POINTS:
+            page.goto(f"{base}/reference/cli/{e}/")
+            widths = page.eval_on_selector_all("article pre code", "els => els.map(e => [e.scrollWidth, e.clientWidth])")
+            assert widths, e
+            if any(sw > cw + 1 for sw, cw in widths):
+                over[e] = widths
+    finally:
+        page.close()
+        srv.shutdown()
+    assert not over
+
+
 def test_no_page_carries_the_builders_paths(site):
     """Defaults such as --out's are absolute paths of the checkout: a page must not show the builder's."""
     leaks = [p.relative_to(site).as_posix() for p in site.rglob("index.html") if str(ROOT) in p.read_text()]
@@ -265,6 +345,28 @@ def test_readme_exit_statuses_are_the_codes():
         assert got >= codes, (f.name, codes - got)
         table |= got
     assert table == codes | {130, 143}
+
+
+def _commands_exiting(code: int) -> list[str]:
+    """The entry points whose own module (or the module its main lives in) names an EXIT_* constant of ``code``."""
+    import inspect
+    out = []
+    for e in gen.ENTRY_POINTS:
+        src = inspect.getsource(inspect.getmodule(gen._main_of(e)))
+        if re.search(rf"^EXIT_\w+ = {code}\b", src, re.M):
+            out.append(e)
+    return out
+
+
+def test_every_command_that_exits_4_is_named_where_exit_4_is_explained():
+    cmds = _commands_exiting(4)
+    assert {"bench.report", "bench.history"} <= set(cmds), cmds
+    for f in (README, DOCS / "faults.md"):
+        row = re.search(r"^\| 4 \|(.*)$", f.read_text(), re.M).group(1)
+        assert [c for c in cmds if f"python -m {c} " not in row] == [], f.name
+    from bench.pipeline.preflight import EXIT_STATUS_HELP
+    four = _norm(EXIT_STATUS_HELP.split("\n  4 ")[1].split("\n  130")[0])
+    assert [c for c in cmds if f"python -m {c} " not in four] == []
 
 
 def _readme_commands() -> list[str]:

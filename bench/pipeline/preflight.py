@@ -24,7 +24,7 @@ EXIT_OK = 0  # every job ended ok (an out-of-memory batch of a memory sweep is a
 EXIT_JOBS_FAILED = 1  # some job ended in error or timeout: its row says why; --resume reruns it
 EXIT_BAD_INPUT = 2  # bad input or a failed precondition: nothing ran
 EXIT_WRITE_FAILED = 3  # results could not be written (disk full, no permission): free space, then --resume
-EXIT_REGRESSION = 4  # python -m bench.report --compare BASE --fail-on-regression PCT found a regression (never bench.run)
+EXIT_REGRESSION = 4  # bench.report --fail-on-regression / bench.history --fail-on-change found a regression (never bench.run)
 # 130 (128 + SIGINT) / 143 (128 + SIGTERM): interrupted; finished rows are kept, --resume goes on
 
 EXIT_STATUS_HELP = """exit status:
@@ -32,8 +32,9 @@ EXIT_STATUS_HELP = """exit status:
   1    some job ended in error or timeout (listed in the summary; --resume RUN_ID runs them again)
   2    bad input or a failed precondition (GPU, packages, results directory, CIFAR-10 files): nothing ran
   3    results could not be written (disk full, no permission): free space, then --resume RUN_ID
-  4    (python -m bench.report --compare BASE --fail-on-regression PCT only) an implementation is slower (a
-       significant test) or heavier in memory than in BASE by more than PCT percent: each such row is listed
+  4    never from bench.run: python -m bench.report --compare BASE --fail-on-regression PCT found an
+       implementation slower (a significant test) or heavier in memory than in BASE by more than PCT percent,
+       or python -m bench.history --fail-on-change PCT a change point beyond PCT; each is listed
   130  interrupted by Ctrl-C (143: by SIGTERM); finished rows are kept, --resume RUN_ID goes on"""
 
 # generous sizes on disk, to refuse a run that cannot fit before it starts (measured rows are ~1-3 KiB)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.helpfmt import RawWrappedFormatter
 from bench.report.common import ROOT, Section, _plt, _save, compare_rows, impl_colour, impl_gid, impl_label, load_run
 from bench.results.changepoints import METHOD as CP_METHOD
 from bench.results.changepoints import change_points
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Every run under results/ (and the folders given) in one table, and a "
                                              "history report per machine: each figure over runs, change points and "
                                              "pairwise changes marked.",
-                                 epilog=HISTORY_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=HISTORY_EXIT_HELP, formatter_class=RawWrappedFormatter)
     ap.add_argument("dirs", nargs="*", help="results folders (a run, or a folder of runs) besides results/")
     ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "history"), help="where to write (default: reports/history/)")

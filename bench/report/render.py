@@ -7,6 +7,7 @@ import html
 import sys
 from pathlib import Path
 
+from bench.core.helpfmt import RawWrappedFormatter
 from bench.report.common import ROOT, Cell, Link, Section, _md_table, anchor, load_run
 from bench.report.sections.accuracy import section_accuracy
 from bench.report.sections.compare import regressions, section_compare
@@ -158,7 +159,7 @@ def latest_run(results: Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.report", description="Render results/<run_id>/ into reports/<run_id>/.",
-                                 epilog=REPORT_EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=REPORT_EXIT_HELP, formatter_class=RawWrappedFormatter)
     ap.add_argument("run_id", nargs="?", help="run id under --results, or a path to a results directory")
     ap.add_argument("--latest", action="store_true", help="the most recent run")
     ap.add_argument("--compare", metavar="OTHER_RUN_ID", help="a second run to compare with (ratios, side by side)")
