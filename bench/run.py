@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.env import gpu_available, run_meta
+from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.job import Job
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
