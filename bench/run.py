@@ -36,7 +36,7 @@ from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
 from bench.pipeline.suites import SUITES, Options, describe_jobs, expand, installed_keras_backends
-from bench.results.read import Unreadable, check_run, read_meta, repair
+from bench.results.read import Unreadable, check_run, read_meta, repair, supersede
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
 from bench.results.schema import FILES
 from bench.results.writes import ResultsWriteError, write_json_atomic
@@ -587,6 +587,12 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
     """Claim the run folder (a new run: a fresh id, never another run's) and hold it; mark it running."""
     if plan.resumed:
         session.started = set_status(plan.out, "running", None, resumed_at=now())
+        try:  # one row per job: the jobs run again leave their earlier attempt's rows in <file>.attempts
+            said = supersede(plan.out, {j.job_id for j in plan.jobs if j.job_id not in plan.done})
+        except Unreadable as e:
+            return _error(str(e))
+        for sentence in said:
+            print(f"note: {sentence}", file=sys.stderr)
         return None
     plan.run_id, plan.out = new_run_dir(Path(args.out), plan.run_id)
     problem = session.take(plan.out, argv)

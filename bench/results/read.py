@@ -310,3 +310,47 @@ def repair(run_dir: str | os.PathLike) -> list[str]:
         said.append(f"{t.path}: {t.dropped} damaged row(s) set aside ({why}), the original kept as {keep.name}; "
                     f"its {len(t.rows)} whole row(s) stay and the jobs of the dropped rows run again")
     return said
+
+
+# ---- one row per job: the last attempt ----------------------------------------------------------------------
+
+ATTEMPTS = ".attempts"  # beside each CSV: the rows of earlier attempts of jobs run again (<file>.attempts)
+
+
+def supersede(run_dir: str | os.PathLike, job_ids: set[str] | frozenset[str]) -> list[str]:
+    """Before ``--resume`` runs ``job_ids`` again: their earlier attempts' rows leave the run's CSVs (``jobs.csv``
+    included) for ``<file>.attempts`` beside them, so that every reader finds one attempt per job, the last one.
+    A training job's ok epoch rows stay: it resumes from them (its failed attempt's error row moves). Returns one
+    sentence per file changed.
+
+    Raises:
+        Unreadable: a CSV that cannot be read at all (nothing is changed in it).
+    """
+    from bench.results.writes import append_bytes, write_text_atomic
+    said = []
+    for kind in KINDS:
+        t = read_table(Path(run_dir) / FILES[kind], kind)
+        if t is None or "job_id" not in t.header:
+            continue
+        old = [i for i, r in enumerate(t.rows)
+               if r["job_id"] in job_ids and not (kind == "epochs" and r["status"] == "ok")]
+        if not old:
+            continue
+        aside = t.path.with_name(t.path.name + ATTEMPTS)
+        fresh = not aside.exists() or aside.stat().st_size == 0
+        append_bytes(aside, ((t.header_text if fresh else "") + "".join(t.records[i] for i in old)).encode())
+        gone = set(old)
+        write_text_atomic(t.path, t.header_text + "".join(r for i, r in enumerate(t.records) if i not in gone))
+        jobs = len({t.rows[i]["job_id"] for i in old})
+        said.append(f"{t.path.name}: the earlier attempt of {jobs} job(s) run again now ({len(old)} row(s)) moved to "
+                    f"{aside.name}")
+    return said
+
+
+def earlier_attempts(run_dir: str | os.PathLike, kind: str) -> list[dict[str, str]]:
+    """The rows :func:`supersede` moved aside from the ``kind`` CSV of a run (their whole rows; [] when none)."""
+    try:
+        t = read_table(Path(run_dir) / (FILES[kind] + ATTEMPTS), kind)
+    except Unreadable:
+        return []
+    return [] if t is None else t.rows
