@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m bench.run --resume RUN_ID\n\n" + EXIT_STATUS_HELP)
     ap.add_argument("--suite", choices=None, metavar="NAME", help="suite to run (see below)")
     ap.add_argument("--list", action="store_true", help="list suites and their jobs, then exit")
-    ap.add_argument("--dry-run", action="store_true", help="print the plan with an estimated time, run nothing")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan with an estimated time, run nothing; the checks the real run "
+                    "makes first run too, and refuse what it would refuse (same sentence, exit 2)")
     ap.add_argument("--models", metavar="M[,M...]", help="model names or fnmatch patterns (default: the suite's)")
     ap.add_argument("--frameworks", default="torch,keras", metavar="F[,F]", help="torch, keras (default: both)")
     ap.add_argument("--keras-backend", default=None, metavar="B[,B]|all",
