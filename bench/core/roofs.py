@@ -85,6 +85,17 @@ def memory_roof(roofs: dict | None) -> float | None:
         return None
 
 
+def bandwidth_at(roofs: dict | None, working_set_bytes: float) -> float | None:
+    """The bandwidth roof (GB/s) for data of ``working_set_bytes``: the best triad the sweep measured at that working
+    set or any larger one (data that fits a cache level is served at least as fast as a larger working set; an
+    envelope, so a noisy sweep point never lowers it), and never below the DRAM roof. None without roofs."""
+    dram = memory_roof(roofs)
+    if dram is None:
+        return None
+    sweep = [s["gbs"] for s in (roofs or {}).get("sweep") or [] if s["working_set_kib"] * 2**10 >= working_set_bytes]
+    return max([dram, *sweep])
+
+
 def best_rate(fn, work: float, sync=lambda: None, min_s: float = 0.5, max_reps: int = 200) -> float:
     """``work`` per second of ``fn``'s fastest call, over calls for at least ``min_s`` seconds (and 3 calls) after
     one warm-up call; ``sync`` waits for the device. The fastest call: a roof is what the machine can do."""
@@ -217,6 +228,6 @@ def measure_roofs(kernels, device: str, precisions: tuple[str, ...], quick: bool
         ws = 48 * 2**10
         while ws <= 3 * per_array:
             call, sync = kernels.triad(max(ws // 12, 1024))
-            out["sweep"].append({"working_set_kib": ws / 2**10, "gbs": best_rate(call, ws / 1e9, sync, min_s / 5)})
+            out["sweep"].append({"working_set_kib": ws / 2**10, "gbs": best_rate(call, ws / 1e9, sync, min_s)})
             ws *= 4
     return out

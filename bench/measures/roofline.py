@@ -7,7 +7,8 @@ roof), efficiency = t_min / measured time, ``limiting_roof`` (the roof the kind'
 or above the ridge point, compute roof / bandwidth roof; memory below it) and ``bound``:
 
 - ``compute``: the kind's intensity is at or above the ridge point (compute roof / bandwidth roof): FLOPs bound it;
-- ``memory``: below the ridge point: its compulsory bytes bound it;
+- ``memory``: below the ridge point: its compulsory bytes bound it (each layer's at the bandwidth of its working set:
+  the cache level it fits, from the roofs' triad sweep, never below the DRAM roof);
 - ``overhead``: the measured time is more than 1 / OVERHEAD_EFFICIENCY times t_min (far below both roofs: dispatch,
   framework work, the profiler's own cost, caches re-read), or the kind has no compulsory work at all.
 """
@@ -34,37 +35,53 @@ def dtype_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 2
 
 
-def classify(flops: float, nbytes: float, ms: float, peak_gflops: float, peak_gbs: float) -> dict:
-    """One (kind, phase)'s roofline figures; ``ms``: its measured milliseconds per step."""
-    t_compute, t_memory = flops / (peak_gflops * 1e9), nbytes / (peak_gbs * 1e9)
-    t_min = max(t_compute, t_memory)
-    eff = t_min / (ms / 1e3) if ms > 0 else None
-    side = "none" if t_min == 0 else ("compute" if t_compute >= t_memory else "memory")
+def classify(t_compute_ms: float, t_memory_ms: float, ms: float) -> dict:
+    """One (kind, phase)'s verdict from its time at the compute roof, at the memory roof and its measured time."""
+    t_min = max(t_compute_ms, t_memory_ms)
+    eff = t_min / ms if ms > 0 else None
+    side = "none" if t_min == 0 else ("compute" if t_compute_ms >= t_memory_ms else "memory")
     bound = "overhead" if side == "none" or eff is None or eff < OVERHEAD_EFFICIENCY else side
-    return {"t_min_ms": t_min * 1e3, "efficiency": eff, "limiting_roof": side, "bound": bound}
+    return {"t_min_ms": t_min, "efficiency": eff, "limiting_roof": side, "bound": bound}
 
 
-def join(times: dict[tuple[str, str], float], work: dict[tuple[str, str], tuple[float, float]],
-         peak_gflops: float | None, peak_gbs: float | None) -> list[dict]:
+def join(times: dict[tuple[str, str], float], work: dict[tuple[str, str], list[tuple[float, float]]],
+         peak_gflops: float | None, roofs: dict | None) -> list[dict]:
     """One row per (kind, phase) that has measured time and analytic work: ``times`` {(kind, phase): ms per step},
-    ``work`` {(kind, phase): (FLOPs, bytes) per step}; the roofs in GFLOP/s and GB/s (None: figures left empty)."""
+    ``work`` {(kind, phase): [(FLOPs, bytes) of each layer]} per step; ``peak_gflops`` the compute roof, ``roofs``
+    the run's. t_min = max(the kind's FLOPs / compute roof, the sum of its layers' bytes / each one's bandwidth roof);
+    a layer's bandwidth roof is the one of its working set, its compulsory bytes (``bench.core.roofs.bandwidth_at``:
+    cache levels from the triad sweep, never below DRAM's). Without roofs the figures are left empty."""
+    from bench.core.roofs import bandwidth_at, memory_roof
     rows = []
     for (kind, phase), ms in sorted(times.items()):
         if phase not in JOINED_PHASES or (kind, phase) not in work:
             continue
-        flops, nbytes = work[(kind, phase)]
+        layers = work[(kind, phase)]
+        flops, nbytes = sum(f for f, _ in layers), sum(b for _, b in layers)
         s = ms / 1e3
         r = {"layer_kind": kind, "phase": phase, "ms_per_step": ms, "gflop_per_step": flops / 1e9,
              "mbytes_per_step": nbytes / 1e6, "intensity_flop_per_byte": flops / nbytes if nbytes else None,
              "achieved_gflops": flops / 1e9 / s if s > 0 else None,
-             "achieved_gbs": nbytes / 1e9 / s if s > 0 else None,
-             "compute_roof_gflops": peak_gflops, "memory_roof_gbs": peak_gbs}
-        if peak_gflops and peak_gbs:
-            r.update(classify(flops, nbytes, ms, peak_gflops, peak_gbs))
+             "achieved_gbs": nbytes / 1e9 / s if s > 0 else None, "compute_roof_gflops": peak_gflops}
+        if peak_gflops and memory_roof(roofs):
+            tc = sum(f for f, _ in layers) / (peak_gflops * 1e6)
+            tm = sum(b / (bandwidth_at(roofs, b) * 1e6) for _, b in layers if b)
+            r["memory_roof_gbs"] = nbytes / (tm * 1e6) if tm else memory_roof(roofs)
+            r.update(classify(tc, tm, ms))
         else:
             r["null_reason"] = "no roofs recorded for this run (python -m bench.peaks, then run again)"
         rows.append(r)
     return rows
+
+
+def layer_lists(spec, batch: int, nbytes: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """{(kind, phase): [(FLOPs, bytes) of each layer of that kind]} of ``spec`` for ``batch`` (``bench.zoo.work``)."""
+    from bench.zoo.work import layer_work
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for la in layer_work(spec, batch, nbytes):
+        for ph in JOINED_PHASES:
+            out.setdefault((la.kind, ph), []).append((la.flops(ph), la.bytes(ph)))
+    return out
 
 
 def profile_times(rows) -> dict[tuple[str, str], float]:

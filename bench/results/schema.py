@@ -215,8 +215,10 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("achieved_gbs", "compulsory GB / measured seconds per step", "bench.measures.roofline.join"),
         ("compute_roof_gflops", "the run's measured GEMM roof of the job's library and precision (run_meta.json roofs)",
          "bench.core.roofs.compute_roof"),
-        ("memory_roof_gbs", "the run's measured bandwidth roof (STREAM triad, arrays far beyond the last-level cache)",
-         "bench.core.roofs.memory_roof"),
+        ("memory_roof_gbs", "the bandwidth roof the kind's bytes were held against: its layers' compulsory bytes over "
+         "their summed time at each one's roof, a layer's roof being the triad bandwidth of its working set (the "
+         "sweep's cache levels; never below the DRAM roof, the STREAM triad over arrays far beyond the last-level "
+         "cache)", "bench.measures.roofline.join"),
         ("t_min_ms", "max(FLOPs / compute roof, bytes / bandwidth roof): the kind's time at its roof",
          "bench.measures.roofline.classify"),
         ("efficiency", "t_min_ms / ms_per_step (1 = at the roof; above 1: data served from caches faster than the "
