@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.core.env import gpu_available, run_meta
 from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.job import Job
+from bench.core.roofs import for_run as roofs_for_run
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
 from bench.pipeline import preflight
 from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
@@ -603,7 +604,8 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
         "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu, "status": "running", "status_cause": None,
         "status_at": now(),
         **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", "isolation": isolation(args, plan.gpu),
-                                      **keras_meta(args, plan.jobs)})})
+                                      **keras_meta(args, plan.jobs),
+                                      "roofs": roofs_for_run("cuda" if plan.gpu else "cpu")})})
     session.started = True
     return None
 

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 # Every `python -m X` a user runs. tests/test_docs.py fails when a module with a __main__ guard is in
 # neither this list nor INTERNAL.
 ENTRY_POINTS = ("bench.run", "bench.report", "bench.history", "bench.profile", "bench.twins", "bench.overhead",
-                "bench.models", "bench.schema", "bench.scaling")
+                "bench.models", "bench.schema", "bench.scaling", "bench.peaks")
 # Modules with a __main__ guard that users do not run: the job's process, started by the executors.
 INTERNAL = ("bench.pipeline.worker", "bench.twins.dp_parity",  # dp_parity: one parity case per process
             "bench.measures.scaling")  # one (stack, replica count) of a scaling job, in its own process

@@ -121,6 +121,9 @@ ROWS = [
     # ---- bench.models, bench.schema
     ("models", ["nosuch*"], "no model matches 'nosuch*'"),
     ("models", ["--bogus"], "unrecognized arguments"),
+    # ---- bench.peaks
+    ("peaks", ["--device", "tpu"], "invalid choice"),
+    ("peaks", ["--remeasure=yes"], "ignored explicit argument"),
     ("schema", ["--bogus"], "unrecognized arguments"),
 ]
 SUBPROCESS = {  # also run as a real process: what a user sees
@@ -131,7 +134,7 @@ SUBPROCESS = {  # also run as a real process: what a user sees
 def _main(command: str):
     import importlib
     module = {"run": "bench.run", "report": "bench.report", "twins": "bench.twins.__main__", "overhead": "bench.overhead",
-              "profile": "bench.profile",
+              "profile": "bench.profile", "peaks": "bench.peaks",
               "models": "bench.models", "schema": "bench.schema"}[command]
     return importlib.import_module(module).main
 

@@ -48,6 +48,19 @@ def nvml_info() -> dict:
         close(nv)
 
 
+def machine_of(meta: dict) -> str:
+    """The machine a run ran on: host (or platform), CPU x cores, GPU (the key history and the roofs cache use)."""
+    host = meta.get("hostname") or meta.get("platform") or "unknown host"
+    gpu = f", {meta['gpu_name']}" if meta.get("gpu_name") else ""
+    return f"{host} ({meta.get('cpu') or '?'} x{meta.get('cpu_count') or '?'}{gpu})"
+
+
+def this_machine() -> str:
+    """:func:`machine_of` this machine, as a run here would record it."""
+    return machine_of({"hostname": platform.node(), "platform": platform.platform(), "cpu": cpu_name(),
+                       "cpu_count": os.cpu_count(), **nvml_info()})
+
+
 def _git(*args: str) -> str | None:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,

@@ -42,3 +42,22 @@ def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
         "share_of_step": 1.0 if step else None, "profiled_step_ms": step, "unprofiled_step_ms": p.unprofiled_step_ms,
         "profiler_overhead": overhead, "coverage": p.coverage, "fused_share": p.fused_share, "trace_path": trace,
         "null_reason": p.null_reason, "status": "ok"})
+    _roofline(job, out, row, p.rows, options)
+
+
+def _roofline(job: Job, out: Path, row: dict, rows, options: dict | None) -> None:
+    """The profile's layer kinds against the run's roofs (``bench.measures.roofline``): roofline.csv's rows."""
+    from bench.core.roofs import compute_roof
+    from bench.measures.roofline import dtype_bytes, join, layer_lists, profile_times, run_roofs
+    from bench.results.schema import COMMON
+    from bench.zoo import get_spec
+    times = profile_times(rows)
+    if not times:
+        return
+    work = layer_lists(get_spec(job.model, **(options or {})), job.batch_size, dtype_bytes(job.precision))
+    roofs = run_roofs(out)
+    base = {k: row[k] for k, _, _ in COMMON if k in row and k != "null_reason"}
+    when = f"{roofs.get('measured_at')} ({roofs.get('method')})" if roofs else None
+    for r in join(times, work, compute_roof(roofs, row.get("backend"), job.precision), roofs):
+        append_row(out / FILES["roofline"], "roofline", {**base, **r, "depth": row.get("depth"),
+                                                         "roofs_measured": when, "status": "ok"})

@@ -55,6 +55,17 @@ def hygiene(times: list[float], cpu: CpuWindow, nv: GpuWindow | None, threads: i
     return cols
 
 
+def _roof_fraction(job: Job, out: Path, row: dict) -> None:
+    """``achieved_gflops`` and ``roof_fraction`` against the roofs the run recorded (``bench.measures.roofline``)."""
+    from bench.measures.roofline import run_roofs, throughput_columns
+    cols = throughput_columns(job.model, job.measurement, row.get("images_per_s"), row.get("backend"), job.precision,
+                              run_roofs(out))
+    why = cols.pop("null_reason", None)
+    if why:
+        row["null_reason"] = "; ".join(r for r in (row.get("null_reason"), why) if r)
+    row.update(cols)
+
+
 def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
     """Time ``job``'s step: first step, warm-up until stable, ``job.steps`` samples; one throughput row."""
     from bench.stacks import get_stack
@@ -76,5 +87,6 @@ def run_throughput(job: Job, out: Path, row: dict, data_dir: str | None) -> None
     row.update(summarize(times, job.batch_size), **m, step_times_ms=" ".join(f"{t * 1e3:.4f}" for t in times),
                fwd_mflops_per_image=_mflops(job.model))
     row.update(hygiene(times, cpu, nv, stack.threads(), job.batch_size * len(times) * m["steps_per_sample"]))
+    _roof_fraction(job, out, row)
     phases.enter("write")
     append_row(out / FILES["throughput"], "throughput", {**row, "status": "ok"})

@@ -142,7 +142,7 @@ def grouped_bars(ax, data: pd.DataFrame, x: str, y: str, lo: str | None = None, 
 
 
 def load_run(run_dir: Path) -> dict:
-    """{'meta': dict, 'throughput'|'memory'|'epochs'|'profile'|'scaling': DataFrame or None, 'damage': [sentence]}: the whole
+    """{'meta': dict, 'throughput'|'memory'|'epochs'|'profile'|'scaling'|'roofline': DataFrame or None, 'damage': [sentence]}: the whole
     rows (``bench.results.read``: damaged rows dropped, each file's sentence in 'damage' and on stderr).
 
     Raises:
@@ -153,7 +153,7 @@ def load_run(run_dir: Path) -> dict:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no results directory {run_dir}")
     out = {"meta": read_meta(run_dir) if (run_dir / "run_meta.json").exists() else {}, "dir": run_dir, "damage": []}
-    for kind in ("throughput", "memory", "epochs", "profile", "scaling"):
+    for kind in ("throughput", "memory", "epochs", "profile", "scaling", "roofline"):
         t = read_table(run_dir / FILES[kind], kind)
         out[kind] = None if t is None else t.frame()
         if t is not None and t.note:  # said on stderr, and at the top of the report

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.env import machine_of
 from bench.core.helpfmt import RawWrappedFormatter
 from bench.report.common import ROOT, Section, _plt, _save, compare_rows, impl_colour, impl_gid, impl_label, load_run
 from bench.results.changepoints import METHOD as CP_METHOD
@@ -50,13 +51,6 @@ def find_runs(dirs: list[Path]) -> list[Path]:
                 if (p / "run_meta.json").is_file():
                     seen[p.resolve()] = None
     return list(seen)
-
-
-def machine_of(meta: dict) -> str:
-    """The machine a run ran on: host (or platform), CPU x cores, GPU."""
-    host = meta.get("hostname") or meta.get("platform") or "unknown host"
-    gpu = f", {meta['gpu_name']}" if meta.get("gpu_name") else ""
-    return f"{host} ({meta.get('cpu') or '?'} x{meta.get('cpu_count') or '?'}{gpu})"
 
 
 def gather(dirs: list[Path], extra: dict | None = None,

@@ -71,6 +71,13 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("params_trainable", "trainable parameters (bench.zoo.counts convention)", "bench.stacks.base.Stack.param_counts"),
         ("params_total", "trainable + BN moving statistics", "bench.stacks.base.Stack.param_counts"),
         ("fwd_mflops_per_image", "forward MFLOPs per image (torch FlopCounter on the torch twin)", "bench.zoo.counts.flops_per_image"),
+        ("achieved_gflops", "the model's analytic FLOPs per image (bench.zoo.work, every layer kind; forward for infer, "
+         "forward + backward for train) x images_per_s, in GFLOP/s", "bench.measures.roofline.throughput_columns"),
+        ("roof_gflops", "the compute roof it is held against: the GEMM GFLOP/s of the row's library (backend) in its "
+         "precision, from the roofs the run recorded in run_meta.json (python -m bench.peaks)",
+         "bench.measures.roofline.throughput_columns"),
+        ("roof_fraction", "achieved_gflops / roof_gflops (empty with null_reason where no roof was recorded)",
+         "bench.measures.roofline.throughput_columns"),
         ("step_times_ms", "every timed sample's step time, space separated", "bench.measures.throughput.run_throughput"),
         ("warmup_converged", "true when warm-up stopped because the step time was stable (false: it hit its cap)",
          "bench.measures.timing.warmup"),
@@ -192,6 +199,36 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("profile_source", "what measured and attributed the times", "bench.stacks.base.StepProfile"),
         ("trace_path", "the kept trace, relative to results/<run_id>/ (Perfetto / chrome://tracing; TensorFlow also "
          "keeps the .xplane.pb for TensorBoard's profile plugin)", "bench.measures.profile.run_profile"),
+    ),
+    "roofline": (
+        ("layer_kind", "conv | linear | batchnorm | relu | pool | add | concat: a profile's layer rows of that kind "
+         "summed", "bench.measures.roofline.join"),
+        ("phase", "forward | backward (recompute, optimizer and unattributed time have no analytic work: not joined)",
+         "bench.measures.roofline.join"),
+        ("ms_per_step", "the kind's profiled milliseconds per step in this phase (profile.csv's rows summed)",
+         "bench.measures.roofline.profile_times"),
+        ("gflop_per_step", "the kind's analytic GFLOP per step for the job's batch (bench.zoo.work)", "bench.zoo.work.work_by_kind"),
+        ("mbytes_per_step", "the kind's compulsory traffic per step, MB (each tensor read or written once: a floor on "
+         "the real traffic)", "bench.zoo.work.work_by_kind"),
+        ("intensity_flop_per_byte", "gflop_per_step / compulsory bytes (empty when no bytes)", "bench.measures.roofline.join"),
+        ("achieved_gflops", "gflop_per_step / measured seconds per step", "bench.measures.roofline.join"),
+        ("achieved_gbs", "compulsory GB / measured seconds per step", "bench.measures.roofline.join"),
+        ("compute_roof_gflops", "the run's measured GEMM roof of the job's library and precision (run_meta.json roofs)",
+         "bench.core.roofs.compute_roof"),
+        ("memory_roof_gbs", "the bandwidth roof the kind's bytes were held against: its layers' compulsory bytes over "
+         "their summed time at each one's roof, a layer's roof being the triad bandwidth of its working set (the "
+         "sweep's cache levels; never below the DRAM roof, the STREAM triad over arrays far beyond the last-level "
+         "cache)", "bench.measures.roofline.join"),
+        ("t_min_ms", "max(FLOPs / compute roof, bytes / bandwidth roof): the kind's time at its roof",
+         "bench.measures.roofline.classify"),
+        ("efficiency", "t_min_ms / ms_per_step (1 = at the roof; above 1: data served from caches faster than the "
+         "DRAM roof)", "bench.measures.roofline.classify"),
+        ("limiting_roof", "compute (the kind's intensity at or above the ridge point: compute roof / bandwidth roof) | "
+         "memory (below it) | none (no compulsory work): which roof t_min comes from", "bench.measures.roofline.classify"),
+        ("bound", "compute (intensity at or above the ridge point) | memory (below it) | overhead (efficiency below "
+         "bench.measures.roofline.OVERHEAD_EFFICIENCY, or no compulsory work)", "bench.measures.roofline.classify"),
+        ("depth", "depth of the network profiled", "bench.measures.profile.run_profile"),
+        ("roofs_measured", "when and how the roofs used were measured (run_meta.json roofs)", "bench.measures.profile.run_profile"),
     ),
     "jobs": (
         ("job_kind", "throughput | memory | epochs | profile: the CSV the job's figures are in", "bench.pipeline.jobs.record_job"),

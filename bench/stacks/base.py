@@ -384,6 +384,12 @@ class Stack:
         """images/s of the plain script a careful user of this stack writes (``bench.overhead``)."""
         raise NotImplementedError
 
+    def roof_kernels(self, device: str):
+        """This stack's library's roof kernels for ``bench.core.roofs.measure_roofs`` (``python -m bench.peaks``): an
+        object with ``gemm(n, precision)`` and ``triad(elements)`` returning ``(call, sync)``, ``threads`` (the
+        thread count jobs use), ``library``, ``gemm_name``, ``triad_name``. None: no kernels (no roof measured)."""
+        return None
+
     def profile(self, spec: ProfileSpec) -> StepProfile:
         """Profile ``spec.steps`` training steps of ``spec.model`` (synthetic input; ``ProfileSpec``): each layer's
         forward, backward and recompute time, the optimizer's, and what could not be attributed. Never spreads or

@@ -202,4 +202,33 @@ def section_profile(run: dict, out: Path) -> Section:
                 t = layer_diffs(g, ref, other)
                 if len(t):
                     s.tables.append((f"{model}: largest per-layer differences, {other} vs {ref} (ms per step)", t))
+    _roofline_parts(run, out, s)
     return s
+
+
+ROOFLINE_COLUMNS = ["model", "batch_size", "impl", "layer_kind", "phase", "ms_per_step", "gflop_per_step",
+                    "mbytes_per_step", "intensity_flop_per_byte", "achieved_gflops", "achieved_gbs", "t_min_ms",
+                    "efficiency", "bound"]
+
+
+def _roofline_parts(run: dict, out: Path, s: Section) -> None:
+    """How far from the limit: which kinds are memory-bound and what their bytes cost, a roofline per model, the
+    joined table (``bench.report.sections.roofline``)."""
+    from bench.report.sections.roofline import figure, memory_sentences, roofline_rows, roofs_line
+    rl = roofline_rows(run)
+    if not len(rl):
+        return
+    s.text += memory_sentences(rl)
+    for model in dict.fromkeys(rl.model):
+        fig = figure(rl, run, model, out)
+        if fig:
+            s.figures.append(fig)
+    s.tables.append(("each layer kind and phase against this machine's roofs (roofline.csv)",
+                     rl[[c for c in ROOFLINE_COLUMNS if c in rl]].round(4)))
+    from bench.measures.roofline import OVERHEAD_EFFICIENCY
+    s.notes.append((roofs_line(run) or "") + " Work per layer is counted from the spec (bench.zoo.work): FLOPs, and "
+                   "compulsory bytes (each tensor read or written once: a floor on the traffic, not measured). t_min = "
+                   "max(FLOPs / compute roof, bytes / bandwidth roof); efficiency = t_min / the profiled time; bound: "
+                   "compute or memory by the side of the ridge point, overhead where the efficiency is below "
+                   f"{OVERHEAD_EFFICIENCY:.0%} or there is no compulsory work. Profiled times include the profiler's "
+                   "overhead; on a shared CPU every figure is contended.")

@@ -132,10 +132,21 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
         tail = ""
         if "unattributed" in diff and diff["unattributed"] > named[top]:
             tail = f"; {diff['unattributed']:.1f} ms ({diff['unattributed'] / gap:.0%}) not attributed to a layer"
-        out[m] = Cell((Link(top, href), f": {named[top]:.1f} of the {gap:.1f} ms gap ({named[top] / gap:.0%}), "
-                       f"{slow.impl} {slow.profiled_step_ms:.1f} vs {fast.impl} {fast.profiled_step_ms:.1f} ms "
-                       f"per profiled step{tail}"))
+        cell = (Link(top, href), f": {named[top]:.1f} of the {gap:.1f} ms gap ({named[top] / gap:.0%}), "
+                f"{slow.impl} {slow.profiled_step_ms:.1f} vs {fast.impl} {fast.profiled_step_ms:.1f} ms "
+                f"per profiled step{tail}")
+        out[m] = Cell(cell + _headroom(run, st, m, fast.impl, b, figures))
     return out
+
+
+def _headroom(run: dict, steps: pd.DataFrame, model: str, impl: str, batch, figures: list[str]) -> tuple:
+    """The why's second half: the fastest implementation's fraction of its compute roof and its step time with every
+    layer kind at its roof (``bench.report.sections.roofline``), linked to the model's roofline; () without roofs."""
+    from bench.report.sections.roofline import headroom_text, roofline_rows
+    text = headroom_text(roofline_rows(run), steps, model, impl, batch)
+    if not text:
+        return ()
+    return ("; ", Link("roofline", _fig(f"roofline_{model}", figures, "Where the time goes")), text.removeprefix(";"))
 
 
 def accuracy_cells(run: dict, figures: list[str]) -> dict:
@@ -275,6 +286,9 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
                    "leanest: the lowest training-step memory where the implementations share a measure (the allocator "
                    "peak on a GPU); otherwise 'not comparable' with each figure and what it measures. why: the layer "
                    "kind and phase whose profiled time differs most between the slowest and the fastest profiled "
-                   "implementation, with its share of their gap. same accuracy: the gap in final test accuracy "
-                   "against the spread between seeds of one implementation (the Fidelity section), where there is one.")
+                   "implementation, with its share of their gap; then, where the run recorded roofs (python -m "
+                   "bench.peaks), the fastest implementation's model FLOPs per unprofiled step against its library's "
+                   "GEMM roof, and its profiled step with every layer kind at its roof (the rest as measured). same "
+                   "accuracy: the gap in final test accuracy against the spread between seeds of one implementation "
+                   "(the Fidelity section), where there is one.")
     return s

@@ -57,6 +57,10 @@ class KerasJaxStack(KerasStack):
         model.jax_state_sync()
         return logs
 
+    def roof_kernels(self, device):
+        from bench.stacks.keras.jax_peaks import JaxRoofKernels
+        return JaxRoofKernels(device, self.threads())
+
     def memory(self):
         return KerasJaxMemory()
 

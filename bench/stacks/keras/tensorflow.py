@@ -25,6 +25,10 @@ class KerasTensorFlowStack(KerasStack):
             logs = train_function(iter([(x, y, None)]))
         return logs
 
+    def roof_kernels(self, device):
+        from bench.stacks.keras.tensorflow_peaks import TensorFlowRoofKernels
+        return TensorFlowRoofKernels(device, self.threads())
+
     def memory(self):
         return KerasTensorFlowMemory()
 

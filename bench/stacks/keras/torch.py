@@ -23,6 +23,10 @@ class KerasTorchStack(KerasStack):
         import torch
         return torch.get_num_threads()
 
+    def roof_kernels(self, device):
+        from bench.stacks.common.torch_peaks import TorchRoofKernels
+        return TorchRoofKernels(device)
+
     def fit_window(self, model, train_function, batch, n):
         import keras
         logs = None

@@ -44,6 +44,10 @@ class PyTorchStack(Stack):
         from bench.stacks.pytorch.baseline import bare_loop
         return bare_loop(model, batch, precision, device, steps)
 
+    def roof_kernels(self, device):
+        from bench.stacks.common.torch_peaks import TorchRoofKernels
+        return TorchRoofKernels(device)
+
     def profile(self, spec):
         from bench.stacks.pytorch.profile import profile_torch
         return profile_torch(self, spec)

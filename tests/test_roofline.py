@@ -1,0 +1,91 @@
+"""bench.measures.roofline: the join of a step profile's layer kinds with this machine's roofs (a real, tiny profile
+against roofs measured here), the bound rule, and a throughput row's achieved GFLOP/s and fraction of the roof."""
+import csv
+import json
+
+import pytest
+
+from bench.measures import roofline
+
+
+@pytest.fixture(scope="module")
+def roofs():
+    """This machine's roofs through torch's kernels (quick sizes), as a run records them in run_meta.json."""
+    from bench.core.roofs import measure_roofs
+    from bench.stacks.common.torch_peaks import TorchRoofKernels
+    r = measure_roofs(TorchRoofKernels("cpu"), "cpu", ("fp32",), quick=True, sweep=True, min_s=1.0)
+    return {"libraries": {"torch": r}, "bandwidth_gbs": r["triad_gbs"], "sweep": r["sweep"], "measured_at": "now",
+            "method": "test"}
+
+
+def _run_dir(tmp_path, roofs):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run_meta.json").write_text(json.dumps({"run_id": "r", "roofs": roofs}))
+    return tmp_path
+
+
+def test_bound_rule():
+    c = roofline.classify(10.0, 0.1, 20.0)  # t_min 10 ms at the compute roof, measured 20 ms
+    assert c["limiting_roof"] == "compute" and c["bound"] == "compute" and c["efficiency"] == pytest.approx(0.5)
+    m = roofline.classify(0.1, 10.0, 20.0)
+    assert m["limiting_roof"] == "memory" and m["bound"] == "memory" and m["t_min_ms"] == pytest.approx(10.0)
+    slow = roofline.classify(0.1, 10.0, 10.0 / (roofline.OVERHEAD_EFFICIENCY / 2))
+    assert slow["limiting_roof"] == "memory" and slow["bound"] == "overhead"
+    assert roofline.classify(0.0, 0.0, 1.0)["bound"] == "overhead"  # no compulsory work
+
+
+def test_join_holds_each_layer_to_the_bandwidth_of_its_working_set():
+    from bench.core.roofs import bandwidth_at
+    roofs = {"libraries": {"torch": {}}, "bandwidth_gbs": 10.0,
+             "sweep": [{"working_set_kib": 64, "gbs": 100.0}, {"working_set_kib": 1024, "gbs": 40.0},
+                       {"working_set_kib": 4096, "gbs": 1.0}]}  # a noisy point: the envelope ignores it
+    assert bandwidth_at(roofs, 32 * 2**10) == 100.0 and bandwidth_at(roofs, 512 * 2**10) == 40.0
+    assert bandwidth_at(roofs, 2 * 2**20) == 10.0 and bandwidth_at(roofs, 2**30) == 10.0
+    small, big = 32 * 2**10, 2 * 2**20
+    (r,) = roofline.join({("relu", "forward"): 1.0, ("other", "other"): 1.0},
+                         {("relu", "forward"): [(0.0, small), (0.0, big)]}, 100.0, roofs)
+    t = small / 100e9 + big / 10e9
+    assert r["t_min_ms"] == pytest.approx(t * 1e3) and r["memory_roof_gbs"] == pytest.approx((small + big) / t / 1e9)
+    assert r["limiting_roof"] == "memory" and r["achieved_gbs"] == pytest.approx((small + big) / 1e9 / 1e-3)
+    (bare,) = roofline.join({("relu", "forward"): 2.0}, {("relu", "forward"): [(1e6, 8e6)]}, None, None)
+    assert bare["intensity_flop_per_byte"] == pytest.approx(0.125) and "no roofs" in bare["null_reason"]
+
+
+def _profile(tmp_path, roofs, model, batch, depth=None):
+    from bench.core.job import Job
+    from bench.measures.profile import run_profile
+    out = _run_dir(tmp_path, roofs)
+    job = Job("profile", model, "torch", None, "fp32", batch, steps=2, device="cpu", depth=depth)
+    run_profile(job, out, job.base_row("r"), None)
+    return {(r["layer_kind"], r["phase"]): r for r in csv.DictReader(open(out / "roofline.csv"))}
+
+
+def test_real_profile_every_kind_at_most_its_roof_and_elementwise_kinds_under_the_memory_roof(tmp_path, roofs):
+    """Batch 16: the stage-1 feature maps (2 MB a BatchNorm) outgrow a core's L2, as the suites' batches do."""
+    rows = _profile(tmp_path / "resnet", roofs, "resnet20_v1", 16)
+    rows.update({(k, p): r for (k, p), r in _profile(tmp_path / "densenet", roofs, "densenet_bc100_k12", 8,
+                                                     depth=10).items() if k == "concat"})
+    assert {k for k, _ in rows} >= {"conv", "batchnorm", "relu", "add", "concat", "pool", "linear"}
+    for key, r in rows.items():
+        assert r["efficiency"] and float(r["efficiency"]) <= 1.05, (key, r)
+        assert r["compute_roof_gflops"] and r["memory_roof_gbs"] and r["roofs_measured"], r
+    for kind in ("batchnorm", "relu", "add", "concat"):
+        r = rows[(kind, "forward")]
+        assert r["limiting_roof"] == "memory" and r["bound"] in ("memory", "overhead"), r
+    assert rows[("conv", "forward")]["limiting_roof"] == "compute"
+
+
+def test_throughput_row_has_achieved_gflops_and_roof_fraction(tmp_path, roofs, monkeypatch):
+    from bench.core.job import Job
+    from bench.measures import throughput
+    monkeypatch.setattr(throughput, "MIN_TIMED_S", 0.1)
+    out = _run_dir(tmp_path, roofs)
+    job = Job("throughput", "resnet20_v1", "torch", None, "fp32", 64, "train", steps=2, max_warmup=10, device="cpu")
+    throughput.run_throughput(job, out, job.base_row("r"), None)
+    (row,) = list(csv.DictReader(open(out / "throughput.csv")))
+    gflop = roofline.model_gflop("resnet20_v1", "train")
+    assert 0.24 < gflop < 0.25  # ~244 MFLOP per image, forward and backward
+    assert float(row["achieved_gflops"]) == pytest.approx(gflop * float(row["images_per_s"]), rel=1e-4)
+    roof = roofs["libraries"]["torch"]["gemm_gflops"]["fp32"]
+    assert float(row["roof_gflops"]) == pytest.approx(roof, rel=1e-4)
+    assert float(row["roof_fraction"]) == pytest.approx(float(row["achieved_gflops"]) / roof, rel=1e-4)
