@@ -154,6 +154,19 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
          "nets; other inter-op threads change it further): peak_alloc_source names the steps' range and the threads. "
          "PyTorch and JAX keep no CPU allocator peak",
          "bench.stacks.keras.tensorflow.KerasTensorFlowMemory.step_memory"),
+        ("alloc_peak_mib", "the like-for-like figure of every stack, on any device: the most bytes the framework's "
+         "allocator held during one training step minus what it held before the step (activations, gradients and "
+         "transient buffers; not the weights and optimizer state held before). torch and keras/torch: the torch "
+         "profiler's allocation and free events (profile_memory=True) summed over the second of two profiled eager "
+         "steps; keras/tensorflow: the BFC allocator's get_memory_info peak minus its current bytes, compiled step "
+         "(median of 5 after a warm-up; on a CPU it needs TF_CPU_ALLOCATOR_USE_BFC, set for memory jobs); keras/jax: "
+         "the compiled step's memory_analysis(), temporaries + outputs - outputs aliased to donated arguments. Empty "
+         "with null_reason where the stack cannot give it (keras/jax on a GPU: step memory is left to CPU runs)",
+         "bench.stacks.base.StepMemory.columns"),
+        ("alloc_peak_method", "how alloc_peak_mib was measured (the counter, the step, the spread of the steps)",
+         "bench.stacks.base.StepMemory.columns"),
+        ("alloc_peak_kind", "runtime (the allocator's record of a step that ran: torch, keras/torch, keras/tensorflow) "
+         "| compile-time (XLA's buffer assignment of the compiled step: keras/jax)", "bench.stacks.base.StepMemory.columns"),
     ),
     "epochs": (
         ("recipe", "training recipe name (bench.zoo.recipes)", "bench.zoo.recipes.recipe_for"),

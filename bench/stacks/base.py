@@ -201,6 +201,11 @@ class StepMemory:
             state, activations and transient buffers alike, as a GPU allocator peak), where the stack's CPU
             allocator keeps one (Keras on TensorFlow with its BFC allocator).
         cpu_alloc_source: which allocator counter gave ``cpu_alloc_peak``.
+        alloc_peak: the one like-for-like figure of every stack: the most bytes the framework's allocator held
+            during one training step minus what it held before the step (``bench.stacks.<stack>`` says how).
+        alloc_peak_method: how ``alloc_peak`` was measured.
+        alloc_peak_kind: runtime (the allocator's own record of the step) | compile-time (the compiler's buffer
+            assignment of the compiled step).
         reasons: why a figure is None.
     """
 
@@ -214,6 +219,9 @@ class StepMemory:
     trainable_count: int | None = None
     cpu_alloc_peak: int | None = None
     cpu_alloc_source: str | None = None
+    alloc_peak: int | None = None
+    alloc_peak_method: str | None = None
+    alloc_peak_kind: str | None = None
     reasons: list[str] = field(default_factory=list)
 
     def columns(self, peak: int | None = None) -> dict:
@@ -229,7 +237,9 @@ class StepMemory:
                 "grads_mib": mib(self.grads), "optimizer_state_mib": mib(self.optimizer_state),
                 "state_plus_activations_mib": mib(total), "activations_source": self.source,
                 "peak_over_state_activations": None if peak is None or not total else peak / total,
-                "cpu_alloc_peak_mib": mib(self.cpu_alloc_peak), **source}
+                "cpu_alloc_peak_mib": mib(self.cpu_alloc_peak), **source, "alloc_peak_mib": mib(self.alloc_peak),
+                "alloc_peak_method": self.alloc_peak_method if self.alloc_peak is not None else None,
+                "alloc_peak_kind": self.alloc_peak_kind if self.alloc_peak is not None else None}
 
 
 class MemoryCounter:

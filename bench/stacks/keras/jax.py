@@ -1,5 +1,6 @@
 """Keras on JAX: versions and GPUs, ``fit``'s train window (the one reliance on Keras' private JAX state),
-the memory counter (JAX's residuals before XLA fusion)."""
+the memory counter (JAX's residuals before XLA fusion; the compiled step's memory_analysis() for its allocator
+peak)."""
 from __future__ import annotations
 
 from bench.stacks.base import NO_GPU, StepMemory
@@ -116,4 +117,34 @@ class KerasJaxMemory(KerasMemory):
         m.source = "jax.ad_checkpoint saved_residuals (before XLA fusion)"
         m.reasons.append("keras/jax: no autograd saved-tensor count, jax_residuals_mib counts residuals before XLA "
                          "fusion instead")
+        m.alloc_peak, m.alloc_peak_method = compiled_step_peak(net, opt, loss_fn, x, y)
+        m.alloc_peak_kind = "compile-time"
+        if m.alloc_peak is None:
+            m.reasons.append(f"keras/jax: no allocator peak: {m.alloc_peak_method}")
         return m
+
+
+JAX_PEAK_METHOD = ("XLA memory_analysis() of Keras' train step compiled as fit compiles it (jit, state donated): "
+                   "temporaries {temp:.1f} + outputs {out:.1f} - outputs aliased to donated arguments {alias:.1f} MiB "
+                   "(the arguments, {args:.1f} MiB of weights, optimizer state and batch, are held before the step); "
+                   "compile-time: XLA's buffer assignment, the runtime has no CPU allocator statistics (memory_stats() "
+                   "is None on the CPU)")
+
+
+def compiled_step_peak(net, opt, loss_fn, x, y) -> tuple[int | None, str]:
+    """(bytes, method): what XLA assigns to Keras' compiled train step beyond its arguments (temporaries plus the
+    outputs not written into donated arguments), from ``memory_analysis()``: the most the step can hold above what
+    was held before it, as the compiler planned it."""
+    import jax
+    import jax.numpy as jnp
+    net.compile(optimizer=opt, loss=loss_fn, jit_compile=True)
+    state = tuple(tuple(v.value for v in vs) for vs in (net.trainable_variables, net.non_trainable_variables,
+                                                        opt.variables, net.metrics_variables))
+    ma = jax.jit(net.train_step, donate_argnums=0).lower(state, (jnp.asarray(x), jnp.asarray(y), None)) \
+        .compile().memory_analysis()
+    if ma is None:
+        return None, f"the compiled step has no memory_analysis() on {jax.devices()[0].platform} (JAX {jax.__version__})"
+    rise = ma.temp_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
+    return int(rise), JAX_PEAK_METHOD.format(temp=ma.temp_size_in_bytes / 2**20, out=ma.output_size_in_bytes / 2**20,
+                                             alias=ma.alias_size_in_bytes / 2**20,
+                                             args=ma.argument_size_in_bytes / 2**20)

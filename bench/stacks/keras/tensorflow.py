@@ -1,5 +1,6 @@
-"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter (on a CPU,
-the BFC CPU allocator's peak over one compiled training step)."""
+"""Keras on TensorFlow: versions and GPUs, ``fit``'s call of the train function, the memory counter (the BFC
+allocator's peak over one compiled training step: on a CPU both the absolute peak, cpu_alloc_peak, and its rise
+above what was held before the step, alloc_peak; on a GPU the rise)."""
 from __future__ import annotations
 
 import os
@@ -54,6 +55,9 @@ MiB = 2 ** 20
 CPU_PEAK_SOURCE = ("tf get_memory_info('CPU:0') peak, BFC CPU allocator (TF_CPU_ALLOCATOR_USE_BFC=true), compiled train "
                    "step (jit_compile=False): the median of {steps} steps' peaks after a warm-up step (steps: "
                    "{lo:.1f}-{hi:.1f} MiB); TF inter-op threads: {threads} on {cores} cores")
+ALLOC_PEAK_METHOD = ("tf get_memory_info('{dev}') peak minus current after reset_memory_stats (BFC allocator), "
+                     "compiled train step (jit_compile=False): the median of {steps} steps after a warm-up step "
+                     "(steps: {lo:.1f}-{hi:.1f} MiB)")
 
 
 def cpu_allocator_is_bfc() -> bool:
@@ -98,14 +102,20 @@ class KerasTensorFlowMemory(KerasMemory):
             m.reasons.append("keras/tensorflow: no saved-for-backward measure (GradientTape exposes none); "
                              + ("on a GPU its allocator peak is peak_alloc_mib" if on_gpu else
                                 "cpu_alloc_peak_mib is its CPU allocator's peak over a whole training step instead"))
-            if on_gpu:
-                return m
-            if not cpu_allocator_is_bfc():
+            if not on_gpu and not cpu_allocator_is_bfc():
                 m.reasons.append(f"keras/tensorflow: no CPU allocator peak: TensorFlow started without {BFC_ENV}=true "
                                  "(its default CPU allocator counts large allocations only, or nothing without oneDNN; "
                                  "bench.pipeline.worker sets it for CPU memory jobs)")
                 return m
-            peaks = self._cpu_step_peaks(net, opt, batch_size, options.get("input_size", 32))
+            dev = "GPU:0" if on_gpu else "CPU:0"
+            steps = self._step_peaks(net, opt, batch_size, options.get("input_size", 32), dev)
+            peaks, rises = [p for p, _ in steps], [p - before for p, before in steps]
+            m.alloc_peak = int(statistics.median(rises))
+            m.alloc_peak_kind = "runtime"
+            m.alloc_peak_method = ALLOC_PEAK_METHOD.format(dev=dev, steps=len(rises), lo=min(rises) / MiB,
+                                                           hi=max(rises) / MiB)
+            if on_gpu:
+                return m
             m.cpu_alloc_peak = int(statistics.median(peaks))
             threads = tf.config.threading.get_inter_op_parallelism_threads() or "default"
             m.cpu_alloc_source = CPU_PEAK_SOURCE.format(steps=len(peaks), lo=min(peaks) / MiB, hi=max(peaks) / MiB,
@@ -113,10 +123,10 @@ class KerasTensorFlowMemory(KerasMemory):
         return m
 
     @staticmethod
-    def _cpu_step_peaks(net, opt, batch_size: int, size: int) -> list[int]:
-        """Peak bytes of the CPU allocator over each of CPU_PEAK_STEPS steps of Keras' compiled train function (as
-        ``fit`` runs it, jit_compile=False: TensorFlow's graph), each read on its own, after a warm-up step (tracing,
-        one-time buffers)."""
+    def _step_peaks(net, opt, batch_size: int, size: int, dev: str = "CPU:0") -> list[tuple[int, int]]:
+        """(peak, held before) bytes of the ``dev`` allocator over each of CPU_PEAK_STEPS steps of Keras' compiled
+        train function (as ``fit`` runs it, jit_compile=False: TensorFlow's graph), each read on its own, after a
+        warm-up step (tracing, one-time buffers)."""
         import keras
         import numpy as np
         import tensorflow as tf
@@ -125,9 +135,10 @@ class KerasTensorFlowMemory(KerasMemory):
         y = tf.constant(rng.integers(0, 10, batch_size))
         net.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
         net.train_on_batch(x, y)  # warm-up: trace, optimise the graph
-        peaks = []
+        out = []
         for _ in range(CPU_PEAK_STEPS):
-            tf.config.experimental.reset_memory_stats("CPU:0")
+            tf.config.experimental.reset_memory_stats(dev)
+            before = int(tf.config.experimental.get_memory_info(dev)["current"])
             net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
-            peaks.append(int(tf.config.experimental.get_memory_info("CPU:0")["peak"]))
-        return peaks
+            out.append((int(tf.config.experimental.get_memory_info(dev)["peak"]), before))
+        return out

@@ -7,6 +7,7 @@ import functools
 
 from bench.stacks.base import StepMemory, StepProfile
 from bench.stacks.common.autograd import SavedBytesCounter, TorchCudaPeak, storage_bytes
+from bench.stacks.common.torch_alloc import profiled_step_peak
 from bench.stacks.keras import KerasStack
 from bench.stacks.keras.memory import KerasMemory
 
@@ -120,4 +121,16 @@ class KerasTorchMemory(KerasMemory, TorchCudaPeak):
         m.grads = storage_bytes(grads)
         m.saved_activations, m.saved_by_kind = c.total, c.by_kind()
         m.source = "torch.autograd.graph.saved_tensors_hooks, eager step (keras torch backend)"
+        # the allocator peak over Keras' own train step (train_on_batch: fit's train function, nojit), by the same
+        # profiler method as PyTorch's (bench.stacks.common.torch_alloc); the batch is already a tensor
+        net.compile(optimizer=opt, loss=loss_fn, jit_compile=False)
+        dev = x.device.type
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+
+        def step() -> None:
+            net.train_on_batch(x, y)  # returns the loss on the host: the step has finished
+            sync()
+        m.alloc_peak, m.alloc_peak_method = profiled_step_peak(step, dev)
+        m.alloc_peak_method += "; Keras train_on_batch (jit_compile=False)"
+        m.alloc_peak_kind = "runtime"
         return m

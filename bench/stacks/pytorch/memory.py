@@ -1,9 +1,11 @@
 """PyTorch's memory counter: the CUDA caching allocator's peak; saved tensors through autograd hooks
-(``bench.stacks.common.autograd``, shared with Keras on torch)."""
+(``bench.stacks.common.autograd``, shared with Keras on torch); the allocator's peak over a training step on any
+device from the profiler's memory events (``bench.stacks.common.torch_alloc``, shared with Keras on torch)."""
 from __future__ import annotations
 
 from bench.stacks.base import MemoryCounter, StepMemory
 from bench.stacks.common.autograd import SavedBytesCounter, TorchCudaPeak, storage_bytes
+from bench.stacks.common.torch_alloc import profiled_step_peak
 
 
 class TorchMemory(TorchCudaPeak, MemoryCounter):
@@ -38,7 +40,19 @@ class TorchMemory(TorchCudaPeak, MemoryCounter):
         loss.backward()
         opt.step()
         state = [t for s in opt.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
-        return StepMemory(saved_activations=c.total, saved_by_kind=c.by_kind(), params=storage_bytes(weights),
-                          grads=storage_bytes(p.grad for p in net.parameters()), optimizer_state=storage_bytes(state),
-                          source="torch.autograd.graph.saved_tensors_hooks, eager step",
-                          trainable_count=sum(p.numel() for p in net.parameters() if p.requires_grad))
+        m = StepMemory(saved_activations=c.total, saved_by_kind=c.by_kind(), params=storage_bytes(weights),
+                       grads=storage_bytes(p.grad for p in net.parameters()), optimizer_state=storage_bytes(state),
+                       source="torch.autograd.graph.saved_tensors_hooks, eager step",
+                       trainable_count=sum(p.numel() for p in net.parameters() if p.requires_grad))
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+
+        def step() -> None:  # the timed step's work (bench.stacks.pytorch.step), eager
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None):
+                out = F.cross_entropy(net(x).float(), y)
+            out.backward()
+            opt.step()
+            sync()
+        m.alloc_peak, m.alloc_peak_method = profiled_step_peak(step, dev)
+        m.alloc_peak_kind = "runtime"
+        return m
