@@ -288,3 +288,12 @@ def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
     verdict = c.verdict if clean else f"excluded ({' / '.join(sorted(_flags(a) | _flags(b)))})"
     return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
             "p": "" if np.isnan(c.p) else f"{c.p:.2g}", "verdict": verdict, "noise": noise, "_cmp": c}
+
+
+def at_registry_depth(df: pd.DataFrame) -> pd.Series:
+    """True for rows of a model at its registry depth (the depth-sweep jobs' rows feed the DenseNet table alone)."""
+    if "depth" not in df:
+        return pd.Series(True, index=df.index)
+    from bench.zoo import get_spec
+    reg = df.model.map(lambda m: get_spec(m).depth)
+    return df.depth.isna() | (df.depth == reg)

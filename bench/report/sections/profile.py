@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Link, Section, _plt, _reference, _save, bring, impl_label
+from bench.report.common import Link, Section, _plt, _reference, _save, at_registry_depth, bring, impl_label
 from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
 
 UNATTRIBUTED = "(unattributed)"
@@ -19,15 +19,6 @@ def _split(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary rows, layer rows) of the ok profile rows, each with its implementation label."""
     ok = ok.assign(impl=impl_label(ok))
     return ok[ok.layer == PROFILE_STEP_ROW], ok[ok.layer != PROFILE_STEP_ROW]
-
-
-def at_registry_depth(df: pd.DataFrame) -> pd.Series:
-    """True for rows of a model at its registry depth (the depth-sweep jobs' rows feed the DenseNet table alone)."""
-    if "depth" not in df:
-        return pd.Series(True, index=df.index)
-    from bench.zoo import get_spec
-    reg = df.model.map(lambda m: get_spec(m).depth)
-    return df.depth.isna() | (df.depth == reg)
 
 
 def _bucket(layers: pd.DataFrame) -> pd.Series:

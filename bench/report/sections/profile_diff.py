@@ -29,7 +29,7 @@ def _ok(run: dict) -> pd.DataFrame | None:
         return None
     df = df[df.status == "ok"] if "status" in df else df
     if "depth" in df:  # the depth-sweep jobs' rows feed their own table: registry depth only
-        from bench.report.sections.profile import at_registry_depth
+        from bench.report.common import at_registry_depth
         df = df[at_registry_depth(df)]
     return df.assign(impl=impl_label(df)) if len(df) else None
 

@@ -20,7 +20,7 @@ def roofline_rows(run: dict) -> pd.DataFrame:
     df = run.get("roofline")
     if df is None or not len(df) or not (df.status == "ok").any():
         return pd.DataFrame()
-    from bench.report.sections.profile import at_registry_depth
+    from bench.report.common import at_registry_depth
     ok = df[df.status == "ok"]
     ok = ok[at_registry_depth(ok)]
     return ok.assign(impl=impl_label(ok)) if len(ok) else pd.DataFrame()

@@ -98,7 +98,8 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
     """{model: Cell}: between the fastest and the slowest profiled implementation of the model, the layer kind and
     phase whose time differs most (the largest attributed difference) and its share of the gap; where the run has
     no profile of two implementations, what is missing and the command that fills it."""
-    from bench.report.sections.profile import _split, at_registry_depth
+    from bench.report.common import at_registry_depth
+    from bench.report.sections.profile import _split
     device = run.get("meta", {}).get("device") or "cpu"
     df = run.get("profile")
     steps, layers = (_split(df[df.status == "ok"]) if df is not None and len(df) else (pd.DataFrame(), pd.DataFrame()))
