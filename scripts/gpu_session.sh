@@ -11,6 +11,10 @@
 #                 where `python -m bench.report RUN_ID` renders it)
 #
 # Phases, most wanted first when time is short (issue in brackets):
+#   peaks        python -m bench.peaks --device cuda --remeasure: each library's GEMM roof in fp32, bf16, fp16
+#                (tensor cores) and the HBM bandwidth (STREAM triad, 1 GiB arrays), by the code the CPU roofs use;
+#                under a minute. Run it first: every later run of the session records these roofs in its
+#                run_meta.json (TWINBENCH_ROOFS points at runs/peaks/roofs.json). Not yet run on a GPU.  [#41]
 #   train-torch  resnet20_v1, paper recipe (164 epochs, batch 128), bf16, PyTorch        [#6]
 #   reference    ../shared/anchors/train_resnet20.py, same data, bf16 (the yardstick)    [#6]
 #   train-keras  the same recipe, the Keras twin on JAX                                  [#6]
@@ -46,6 +50,7 @@ RUNS=$G/runs
 START=$(date +%s)
 DEADLINE=$((START + ${GPU_SESSION_DEADLINE_S:-540}))
 EXTRA=${GPU_SESSION_ARGS:-}
+PEAKS_ARGS=${PEAKS_ARGS:-}  # e.g. --quick in a CPU rehearsal
 MODELS=resnet20_v1,resnet110_v1,densenet_bc100_k12,densenet_bc100_k12_memeff
 PY=${PYTHON:-python3}
 
@@ -85,6 +90,7 @@ setup() {
     [ -d "$G/data/cifar-10-batches-py" ] || $PY "$G/build.py" "$G/data" >&2 || return 1
   fi
   mkdir -p "$RUNS"
+  export TWINBENCH_ROOFS=${TWINBENCH_ROOFS:-$RUNS/peaks/roofs.json}  # the peaks phase's roofs, for every run after it
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null >&2 || say "no nvidia-smi"
 }
 
@@ -124,6 +130,11 @@ pack() {
 
 phase() {
   case $1 in
+    peaks)
+      mkdir -p "$RUNS/peaks"
+      # shellcheck disable=SC2086
+      timed $PY -m bench.peaks --device "${PEAKS_DEVICE:-cuda}" --remeasure $PEAKS_ARGS \
+        | tee -a "$RUNS/peaks/peaks.txt" ;;
     train-torch) suite "$1" --suite train --models resnet20_v1 --frameworks torch --precision bf16 ;;
     train-keras) suite "$1" --suite train --models resnet20_v1 --frameworks keras --keras-backend jax --precision bf16 ;;
     reference)

@@ -10,12 +10,15 @@ from bench.measures import roofline
 
 @pytest.fixture(scope="module")
 def roofs():
-    """This machine's roofs through torch's kernels (quick sizes), as a run records them in run_meta.json."""
+    """This machine's roofs through torch's kernels (quick sizes), as a run records them in run_meta.json; with the
+    load other processes put on the machine meanwhile (``contended``, in cores)."""
+    from bench.core.hygiene import CpuWindow
     from bench.core.roofs import measure_roofs
     from bench.stacks.common.torch_peaks import TorchRoofKernels
-    r = measure_roofs(TorchRoofKernels("cpu"), "cpu", ("fp32",), quick=True, sweep=True, min_s=1.0)
+    with CpuWindow() as w:
+        r = measure_roofs(TorchRoofKernels("cpu"), "cpu", ("fp32",), quick=True, sweep=True, min_s=1.0)
     return {"libraries": {"torch": r}, "bandwidth_gbs": r["triad_gbs"], "sweep": r["sweep"], "measured_at": "now",
-            "method": "test"}
+            "method": "test", "contended": w.others_cores or 0.0}
 
 
 def _run_dir(tmp_path, roofs):
@@ -61,17 +64,28 @@ def _profile(tmp_path, roofs, model, batch, depth=None):
 
 
 def test_real_profile_every_kind_at_most_its_roof_and_elementwise_kinds_under_the_memory_roof(tmp_path, roofs):
-    """Batch 16: the stage-1 feature maps (2 MB a BatchNorm) outgrow a core's L2, as the suites' batches do."""
-    rows = _profile(tmp_path / "resnet", roofs, "resnet20_v1", 16)
-    rows.update({(k, p): r for (k, p), r in _profile(tmp_path / "densenet", roofs, "densenet_bc100_k12", 8,
-                                                     depth=10).items() if k == "concat"})
+    """Batch 16: the stage-1 feature maps (2 MB a BatchNorm) outgrow a core's L2, as the suites' batches do. Roofs
+    and a profile taken while other processes load the machine are not comparable (a contended GEMM loses far more
+    than a triad): the comparisons with the roofs are skipped then, as the report keeps contended rows out of its
+    verdicts."""
+    from bench.core.hygiene import CONTENDED_CORES, CpuWindow
+    with CpuWindow() as w:
+        rows = _profile(tmp_path / "resnet", roofs, "resnet20_v1", 16)
+        rows.update({(k, p): r for (k, p), r in _profile(tmp_path / "densenet", roofs, "densenet_bc100_k12", 8,
+                                                         depth=10).items() if k == "concat"})
     assert {k for k, _ in rows} >= {"conv", "batchnorm", "relu", "add", "concat", "pool", "linear"}
     for key, r in rows.items():
-        assert r["efficiency"] and float(r["efficiency"]) <= 1.05, (key, r)
-        assert r["compute_roof_gflops"] and r["memory_roof_gbs"] and r["roofs_measured"], r
+        assert r["efficiency"] and r["bound"] and r["compute_roof_gflops"] and r["memory_roof_gbs"], (key, r)
+        assert r["roofs_measured"] == "now (test)"
+    assert rows[("add", "backward")]["bound"] == "overhead"  # no compulsory work
+    load = max(roofs["contended"], w.others_cores or 0.0)
+    if load > CONTENDED_CORES:
+        pytest.skip(f"contended: other processes used {load:.1f} cores while the roofs or the profile were measured")
+    for key, r in rows.items():
+        assert float(r["efficiency"]) <= 1.05, (key, r)
     for kind in ("batchnorm", "relu", "add", "concat"):
         r = rows[(kind, "forward")]
-        assert r["limiting_roof"] == "memory" and r["bound"] in ("memory", "overhead"), r
+        assert r["limiting_roof"] == "memory" and r["bound"] == "memory", r
     assert rows[("conv", "forward")]["limiting_roof"] == "compute"
 
 
