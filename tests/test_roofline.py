@@ -103,3 +103,49 @@ def test_throughput_row_has_achieved_gflops_and_roof_fraction(tmp_path, roofs, m
     roof = roofs["libraries"]["torch"]["gemm_gflops"]["fp32"]
     assert float(row["roof_gflops"]) == pytest.approx(roof, rel=1e-4)
     assert float(row["roof_fraction"]) == pytest.approx(float(row["achieved_gflops"]) / roof, rel=1e-4)
+
+
+def test_report_draws_the_roofline_names_memory_bound_kinds_and_the_why_gains_the_headroom(tmp_path):
+    from bench.report import render
+    from bench.results.schema import FILES, append_row
+    from bench.zoo import get_spec
+    run = tmp_path / "results" / "r1"
+    run.mkdir(parents=True)
+    roofs = {"machine": "m", "libraries": {"torch": {"gemm_gflops": {"fp32": 100.0}},
+                                            "tensorflow": {"gemm_gflops": {"fp32": 120.0}}},
+             "bandwidth_gbs": 20.0, "bandwidth_library": "torch", "sweep": [], "measured_at": "2026-12-06",
+             "method": "test", "theoretical": {"gflops": {"fp32": 300.0}, "upper_bound": True}}
+    (run / "run_meta.json").write_text(json.dumps({"run_id": "r1", "gpu": False, "device": "cpu", "roofs": roofs}))
+    base = dict(run_id="r1", model="resnet20_v1", precision="fp32", batch_size=8, status="ok", device="cpu")
+    work = roofline.layer_lists(get_spec("resnet20_v1"), 8, 4)
+    impls = {("torch", "torch", "eager"): {"conv": 10.0, "batchnorm": 4.0, "relu": 1.0},
+             ("keras", "tensorflow", "nojit"): {"conv": 6.0, "batchnorm": 1.0, "relu": 1.0}}
+    joined = {}
+    for (fw, be, mode), kinds in impls.items():
+        job = f"profile/resnet20_v1/{fw}-{be}/fp32/b8/train/{mode}/n3"
+        who = {**base, "job_id": job, "framework": fw, "backend": be, "exec_mode": mode}
+        step = sum(kinds.values()) * 2 + 1.0
+        times = {(k, ph): ms for k, ms in kinds.items() for ph in ("forward", "backward")}
+        for (k, ph), ms in times.items():
+            append_row(run / FILES["profile"], "profile", {**who, "measurement": "train", "layer": f"x_{k}", "kind": k,
+                                                           "phase": ph, "ms_per_step": ms, "share_of_step": ms / step})
+        append_row(run / FILES["profile"], "profile", {**who, "layer": "(step)", "ms_per_step": step,
+                                                       "profiled_step_ms": step, "unprofiled_step_ms": step / 1.5,
+                                                       "coverage": 1 - 1 / step})
+        joined[be] = roofline.join(times, work, roofs["libraries"][be]["gemm_gflops"]["fp32"], roofs)
+        for r in joined[be]:
+            append_row(run / FILES["roofline"], "roofline", {**who, **r})
+    index = render(run, tmp_path / "reports" / "r1")
+    md = (index.parent / "index.md").read_text()
+    assert (index.parent / "roofline_resnet20_v1.png").is_file() and "roofline_resnet20_v1.png" in md
+    relu = next(r for r in joined["tensorflow"] if r["layer_kind"] == "relu" and r["phase"] == "forward")
+    assert relu["bound"] == "memory"
+    assert (f"relu forward ({relu['mbytes_per_step']:.1f} MB a step: {relu['t_min_ms']:.2f} ms at the bandwidth roof, "
+            f"measured 1.00 ms)") in md
+    # the why: keras/tensorflow (17 ms profiled, 11.3 unprofiled) is the fastest
+    rows = joined["tensorflow"]
+    frac = sum(r["gflop_per_step"] for r in rows) / (17.0 / 1.5 / 1e3) / 120.0
+    at = 17.0 - sum(r["ms_per_step"] for r in rows) + sum(r["t_min_ms"] for r in rows)
+    assert f"keras/tensorflow nojit reaches {frac:.2f} of its compute roof" in md
+    assert f"with every layer kind at its roof its profiled step would take {at:.1f} of 17.0 ms" in md
+    assert "Roofs of m measured 2026-12-06" in md

@@ -147,7 +147,7 @@ def _headroom(run: dict, steps: pd.DataFrame, model: str, impl: str, batch, figu
     text = headroom_text(roofline_rows(run), steps, model, impl, batch)
     if not text:
         return ()
-    return ("; ", Link("roofline", _fig(f"roofline_{model}", figures, "Where the time goes")), text.removeprefix(";"))
+    return ("; ", Link("roofline", _fig(f"roofline_{model}", figures, "Where the time goes")), ": " + text)
 
 
 def accuracy_cells(run: dict, figures: list[str]) -> dict:
