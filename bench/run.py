@@ -600,12 +600,15 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
     problem = session.take(plan.out, argv)
     if problem:
         return _error(problem)
+    roofs = roofs_for_run("cuda" if plan.gpu else "cpu")
+    if roofs.get("null_reason") and any(j.kind in ("throughput", "profile") for j in plan.jobs):
+        print(f"note: {roofs['null_reason']}: the report then leaves out how far each job is from the machine's "
+              "roofs", file=sys.stderr)
     write_json_atomic(plan.out / "run_meta.json", {
         "run_id": plan.run_id, "argv": argv, "gpu": plan.gpu, "status": "running", "status_cause": None,
         "status_at": now(),
         **run_meta(argv, args.suite, {"device": "cuda" if plan.gpu else "cpu", "isolation": isolation(args, plan.gpu),
-                                      **keras_meta(args, plan.jobs),
-                                      "roofs": roofs_for_run("cuda" if plan.gpu else "cpu")})})
+                                      **keras_meta(args, plan.jobs), "roofs": roofs})})
     session.started = True
     return None
 
