@@ -131,6 +131,6 @@ def headroom_text(rl: pd.DataFrame, steps: pd.DataFrame, model: str, impl: str, 
     h = at_roofs(rl, steps[steps.layer == PROFILE_STEP_ROW] if "layer" in steps else steps, model, impl, batch)
     if h is None or h["fraction"] is None:
         return None
-    return (f"; {impl} reaches {h['fraction']:.2f} of its compute roof ({h['gflops']:.1f} of {h['roof']:.0f} GFLOP/s); "
+    return (f"{impl} reaches {h['fraction']:.2f} of its compute roof ({h['gflops']:.1f} of {h['roof']:.0f} GFLOP/s); "
             f"with every layer kind at its roof its profiled step would take {h['at_roofs_ms']:.1f} of "
             f"{h['step_ms']:.1f} ms")
