@@ -123,13 +123,13 @@ def _max_clock_mhz() -> tuple[float | None, str]:
         return int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1000, "cpufreq max"
     except (OSError, ValueError):
         pass
+    import subprocess
     try:
-        import subprocess
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         m = re.search(r"^CPU max MHz:\s*([\d.]+)", out, re.M)
         if m:
             return float(m.group(1)), "lscpu CPU max MHz"
-    except (OSError, ValueError):
+    except (OSError, ValueError, subprocess.SubprocessError):
         pass
     return None, ""
 
