@@ -58,27 +58,41 @@ def test_keras_twin_wins_named_with_ratio_and_verdict(tmp_path):
     assert "[torch eager 1,600 images/s]" in row and "over keras/tensorflow nojit (800): faster" in row
 
 
-def test_unlike_memory_measures_are_not_comparable_and_never_divided(tmp_path):
+def test_leanest_ranks_by_the_step_allocator_peak_alone_and_names_a_stack_that_lacks_it(tmp_path):
+    """Leanest compares the allocator peak of a step (alloc_peak_mib) alone: a row with only another quantity (state +
+    saved activations, a CPU allocator's absolute peak) is never ranked against it; the cell names the stack that
+    lacks the measure and its null_reason, in one line; the Memory section's sentence reads the same decision."""
     import pandas as pd
+
+    from bench.report.sections.memory import leanest_sentence
     d = _run(tmp_path)
     common = {"run_id": d.name, "status": "ok", "model": "resnet20_v1", "device": "cpu", "precision": "fp32",
               "batch_size": 8, "measurement": "train", "oom": False}
     append_row(d / "memory.csv", "memory", {**common, **TORCH, "job_id": "m/t", "saved_activations_mib": 90.0,
-                                            "state_plus_activations_mib": 100.0})
-    append_row(d / "memory.csv", "memory", {**common, **KERAS, "job_id": "m/k", "cpu_alloc_peak_mib": 126.0})
+                                            "state_plus_activations_mib": 100.0, "alloc_peak_mib": 95.0,
+                                            "alloc_peak_kind": "runtime"})
+    append_row(d / "memory.csv", "memory", {**common, **KERAS, "job_id": "m/k", "cpu_alloc_peak_mib": 126.0,
+                                            "null_reason": "keras/tensorflow: no saved-for-backward measure; "
+                                            "keras/tensorflow: no CPU allocator peak: TensorFlow started without BFC"})
     cell = str(leanest_cells({"memory": pd.read_csv(d / "memory.csv")}, [])["resnet20_v1"])
-    assert cell.startswith("[not comparable]")
-    assert "torch eager 100 MiB (state + saved activations)" in cell and "keras/tensorflow nojit 126 MiB (CPU allocator peak)" in cell
+    assert cell.startswith("[not comparable]") and "\n" not in cell
+    assert "keras/tensorflow nojit has no allocator peak of a training step: no CPU allocator peak: TensorFlow " \
+           "started without BFC" in cell and "torch eager" not in cell  # only the stack that lacks it is named
     assert not re.search(r"\d\.\d+x", cell)  # no ratio of unlike measures
     row = _board_row((render(d, tmp_path / "rep").parent / "index.md").read_text(), "resnet20_v1")
     assert "not comparable" in row and not re.search(r"\d\.\d+x", row.split(" | ")[3])
-    # the same measure on both sides: the leanest is named with its ratio
-    append_row(d / "memory.csv", "memory", {**common, **KERAS, "job_id": "m/k2", "model": "plain20",
-                                            "state_plus_activations_mib": 80.0})
-    append_row(d / "memory.csv", "memory", {**common, **TORCH, "job_id": "m/t2", "model": "plain20",
-                                            "state_plus_activations_mib": 100.0})
-    cell = str(leanest_cells({"memory": pd.read_csv(d / "memory.csv")}, [])["plain20"])
-    assert cell.startswith("[keras/tensorflow nojit 80 MiB]") and "0.80x of torch eager (100 MiB)" in cell
+    # the same measure on every side (a compile-time one labelled so): the leanest is named with its ratio
+    for stack, mib, kind in ((KERAS, 80.0, "runtime"), (TORCH, 100.0, "runtime"),
+                             ({"framework": "keras", "backend": "jax", "exec_mode": "jit"}, 120.0, "compile-time")):
+        append_row(d / "memory.csv", "memory", {**common, **stack, "job_id": f"m2/{stack['backend']}", "model": "plain20",
+                                                "alloc_peak_mib": mib, "alloc_peak_kind": kind,
+                                                "state_plus_activations_mib": 10.0})  # never ranked by
+    df = pd.read_csv(d / "memory.csv")
+    cell = str(leanest_cells({"memory": df}, [])["plain20"])
+    assert cell.startswith("[keras/tensorflow nojit 80.0 MiB]") and "0.80x of torch eager 100.0 MiB; 1 more" in cell
+    sentence = leanest_sentence(df)[0]
+    assert "plain20: keras/tensorflow nojit (batch 8" in sentence and "keras/jax jit 120.0 MiB (compile-time)" in sentence
+    assert "resnet20_v1: not comparable (keras/tensorflow nojit has no allocator peak" in sentence
 
 
 def _profile(d, stack, step, layers):

@@ -1,6 +1,7 @@
 """The Memory section: allocator peaks, saved activations, their growth with batch and depth, twin ratios, memory-efficient DenseNets."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -8,59 +9,118 @@ import pandas as pd
 
 from bench.report.common import Section, _family, _plt, _reference, _save, grouped_bars, impl_colour, impl_gid, impl_label
 
-# the figure each implementation is ranked by in "leanest per model", per row the first one it has: on a GPU the
-# allocator peak alone; on a CPU the CPU allocator's peak where the stack keeps one (Keras on TensorFlow), else
-# weights + gradients + optimizer state + saved activations (the autograd-hooked stacks)
-GPU_STEP_MEMORY = (("peak_alloc_mib", "allocator peak"),)
-CPU_STEP_MEMORY = (("cpu_alloc_peak_mib", "CPU allocator peak"), ("state_plus_activations_mib", "state + saved activations"))
+# what "leanest" ranks by, in order: the first measure every implementation of a model has at a common batch. The
+# allocator peak of a training step (alloc_peak_mib: the same quantity in every stack, on any device); else, on a GPU
+# run from before that column, the GPU allocator peak over the timed steps. Never anything else: where no measure is
+# common the model is "not comparable" and the stack that lacks one says why.
+LEAN_MEASURES = (("alloc_peak_mib", "allocator peak of a training step"),
+                 ("peak_alloc_mib", "GPU allocator peak over the timed steps"))
 
 
-def step_memory_figure(df: pd.DataFrame) -> pd.DataFrame:
-    """ok rows at the registry depth with ``figure`` (MiB) and ``what`` (the quantity it is), by GPU_STEP_MEMORY
-    when the run has GPU allocator peaks, else by CPU_STEP_MEMORY; rows with no such figure are left out."""
+# the null_reason parts (bench.stacks) that say why a stack has no allocator peak of a step on this device
+LACK_MARKERS = ("no allocator peak", "no CPU allocator peak", "step memory is measured by CPU memory runs")
+
+
+@dataclass
+class Leanest:
+    """The leanest decision for one model (``leanest_by_model``), read by the Memory section and the Scoreboard.
+
+    Attributes:
+        batch: the batch compared (the largest every implementation has the measure at); None when not comparable.
+        what: the measure ranked by (LEAN_MEASURES); None when not comparable.
+        column: its memory.csv column.
+        ranked: (implementation, MiB, kind) lowest first; kind: runtime | compile-time | "".
+        lacking: (implementation, why) for each implementation with no like measure (not comparable only).
+    """
+
+    batch: int | None = None
+    what: str | None = None
+    column: str | None = None
+    ranked: list[tuple[str, float, str]] = field(default_factory=list)
+    lacking: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _at_registry_depth(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df.status == "ok"].copy()
     if "depth" in ok:  # the registry's own depth, not the depth sweep's other depths
         from bench.zoo import get_spec
         ok = ok[ok.depth.isna() | (ok.depth == [get_spec(m).depth for m in ok.model])]
-    gpu = "peak_alloc_mib" in ok and ok.peak_alloc_mib.notna().any()
-    ok["figure"], ok["what"] = np.nan, None
-    for col, what in reversed(GPU_STEP_MEMORY if gpu else CPU_STEP_MEMORY):
-        if col in ok:
-            has = ok[col].notna()
-            ok.loc[has, "figure"], ok.loc[has, "what"] = ok.loc[has, col], what
-    return ok[ok.figure.notna()]
+    return ok
+
+
+def _why_lacking(g: pd.DataFrame, impl: str) -> str:
+    """Why ``impl`` has no allocator peak of a step: its rows' null_reason parts that name the stack (else any)."""
+    stack = impl.split(" ")[0]
+    reasons = [p.strip() for r in g[g.impl == impl].null_reason.dropna().astype(str) for p in r.split(";") if p.strip()]
+    mine = [p for p in reasons if p.startswith(stack + ":") and any(k in p for k in LACK_MARKERS)]
+    if mine:
+        return mine[0][len(stack) + 1:].strip()
+    return "its rows have no alloc_peak_mib (a run from before that column, or the stack's counter failed)"
+
+
+def _decide(g: pd.DataFrame) -> Leanest:
+    impls = set(g.impl)
+    for col, what in LEAN_MEASURES:
+        if col not in g:
+            continue
+        have = g[g[col].notna()]
+        common = have.groupby("batch_size").impl.nunique()
+        full = common[common == len(impls)]
+        if not len(full):
+            continue
+        b = int(full.index.max())
+        at = have[have.batch_size == b]
+        kind = at.alloc_peak_kind if "alloc_peak_kind" in at else pd.Series("", index=at.index)
+        fig = at.assign(kind=kind.fillna("")).groupby("impl").agg(mib=(col, "median"), kind=("kind", "first"))
+        fig = fig.sort_values("mib")
+        return Leanest(b, what, col, [(i, float(r.mib), str(r.kind)) for i, r in fig.iterrows()])
+    col = LEAN_MEASURES[0][0]
+    have = set(g[g[col].notna()].impl) if col in g else set()
+    lacking = sorted(impls - have) or sorted(impls)
+    return Leanest(lacking=[(i, _why_lacking(g, i) if i not in have else "measured at no batch size the others were")
+                            for i in lacking])
+
+
+def leanest_by_model(df: pd.DataFrame | None) -> dict[str, Leanest]:
+    """{model: Leanest}: the one place that decides which implementation is leanest (the Memory section's sentence
+    and the Scoreboard's cell both read it). Per model, at its registry depth, the first measure of LEAN_MEASURES
+    that every implementation measured at a common batch, at the largest such batch; the lowest median wins."""
+    if df is None or not len(df) or "status" not in df:
+        return {}
+    ok = _at_registry_depth(df)
+    if not len(ok):
+        return {}
+    ok["impl"] = impl_label(ok)
+    if "null_reason" not in ok:
+        ok["null_reason"] = None
+    return {m: _decide(g) for m, g in ok.groupby("model")}
+
+
+def lean_figure(impl: str, mib: float, kind: str) -> str:
+    """'torch eager 12 MiB' (', compile-time' where the figure is the compiler's plan, not a run's record)."""
+    return f"{impl} {mib:,.1f} MiB" + (" (compile-time)" if kind == "compile-time" else "")
+
+
+def not_comparable_line(d: Leanest) -> str:
+    """One line: which stack lacks a like measure, and why."""
+    return "; ".join(f"{i} has no allocator peak of a training step: {why}" for i, why in d.lacking)
 
 
 def leanest_sentence(df: pd.DataFrame | None) -> list[str]:
-    """'Which stack is leanest per model': per model, the implementation with the lowest training-step memory at
-    the largest batch size every compared implementation of that model ran. The figure is the allocator peak on a
-    GPU; on a CPU the CPU allocator's peak where the stack keeps one, else weights + gradients + optimizer state +
-    saved activations; where a model's implementations were compared on different quantities, each is named."""
-    if df is None or not len(df):
+    """'Leanest per model': ``leanest_by_model``'s decision in words, the same as the Scoreboard's leanest column."""
+    decided = leanest_by_model(df)
+    if not decided:
         return []
-    ok = step_memory_figure(df)
-    if not len(ok):
-        return []
-    ok["impl"] = impl_label(ok)
     parts = []
-    for m, g in ok.groupby("model"):
-        n = g.impl.nunique()
-        common = g.groupby("batch_size").impl.nunique()
-        b = common[common == n].index.max() if (common == n).any() else common.idxmax()
-        at = g[g.batch_size == b].groupby("impl").agg(figure=("figure", "median"), what=("what", "first"))
-        best = at.figure.idxmin()
-        if at.what.nunique() == 1:
-            parts.append(f"{m}: {best} ({at.figure.min():,.0f} MiB at batch {b}; {len(at)} compared)")
-        else:
-            listed = ", ".join(f"{i} {r.figure:,.0f} ({r.what})" for i, r in at.sort_values("figure").iterrows())
-            parts.append(f"{m}: {best} at batch {b} ({len(at)} compared, MiB: {listed})")
-    whats = set(ok.what)
-    what = ("lowest allocator peak, training" if whats == {"allocator peak"} else
-            "lowest state + saved activations of a training step" if whats == {"state + saved activations"} else
-            "lowest CPU allocator peak of a training step" if whats == {"CPU allocator peak"} else
-            "lowest training-step memory: the CPU allocator peak where the stack keeps one, else state + saved "
-            "activations; an allocator peak also counts the step's transient buffers")
-    return [f"Leanest per model ({what}): " + "; ".join(parts) + "."]
+    for m, d in decided.items():
+        if d.what is None:
+            parts.append(f"{m}: not comparable ({not_comparable_line(d)})")
+            continue
+        listed = ", ".join(lean_figure(*r) for r in d.ranked)
+        parts.append(f"{m}: {d.ranked[0][0]} (batch {d.batch}, {d.what}; {len(d.ranked)} compared: {listed})")
+    return ["Leanest per model (the lowest allocator peak of a training step: the most bytes the framework's "
+            "allocator held during the step above what it held before it, the same quantity in every stack; the "
+            "Scoreboard's leanest column reads the same decision): " + "; ".join(parts) + "."]
 
 
 def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float | None:
@@ -78,7 +138,7 @@ def concat_bytes_per_image(model: str, dtype_bytes: int = 4, **options) -> float
 
 MEMORY_COLUMNS = ("depth", "saved_activations_mib", "saved_by_kind_mib", "jax_residuals_mib", "params_mib", "grads_mib",
                   "optimizer_state_mib", "state_plus_activations_mib", "peak_over_state_activations", "params_trainable",
-                  "cpu_alloc_peak_mib")
+                  "cpu_alloc_peak_mib", "alloc_peak_mib", "alloc_peak_kind")
 
 
 def _memory_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +247,7 @@ def section_memory(run: dict, out: Path) -> Section:
     ok = _memory_rows(df)
     peak = ok[ok.peak_alloc_mib.notna()] if "peak_alloc_mib" in ok else ok.iloc[:0]
     act = ok[ok.saved_activations_mib.notna()]
-    if not len(peak) and not len(act) and not ok.jax_residuals_mib.notna().any() and not ok.cpu_alloc_peak_mib.notna().any():
+    if not len(peak) and not len(act) and not ok[["jax_residuals_mib", "cpu_alloc_peak_mib", "alloc_peak_mib"]].notna().any().any():
         reasons = sorted(set(df.null_reason.dropna().astype(str)))
         s.text.append("No allocator peak was measured in this run: " + ("; ".join(reasons) or "all jobs failed") + ".")
         return s
@@ -214,10 +274,16 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
     """The headlines (saved activations, then the allocator peak on a GPU), what saved activations are, and why
     an implementation has none."""
     out = memory_headline(ok)
+    if ok.alloc_peak_mib.notna().any():
+        out += [f"Allocator peak of a step: {t}" for t in memory_headline(ok, "alloc_peak_mib", "the allocator peak")]
     if len(peak):
         out += [f"Allocator peak (GPU): {t}" for t in memory_headline(ok, "peak_alloc_mib", "the allocator peak")]
     if ok.cpu_alloc_peak_mib.notna().any():
         out += [f"CPU allocator peak: {t}" for t in memory_headline(ok, "cpu_alloc_peak_mib", "the allocator peak")]
+    out.append("NOTE:allocator peak of a step (alloc_peak_mib) = the most bytes the framework's allocator held during "
+               "one training step above what it held before it, in every stack on any device (torch: the profiler's "
+               "allocation events; TensorFlow: its BFC allocator; JAX: the compiled step's memory_analysis(), a "
+               "compile-time figure): the one figure that ranks the stacks (leanest).")
     out.append("NOTE:saved activations = the bytes one training step keeps for backward (torch autograd's saved tensors, "
                "each storage once, on any device); on a GPU the allocator peak is the primary figure and "
                "peak / (weights + gradients + optimizer state + saved activations) shows how far the two agree. "
@@ -237,7 +303,7 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
 
 def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """The memory of one training step per model, implementation and batch, at the registry depth."""
-    cols = ["model", "impl", "batch_size", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
+    cols = ["model", "impl", "batch_size", "alloc_peak_mib", "alloc_peak_kind", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
             "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "cpu_alloc_peak_mib",
             "jax_residuals_mib"]
     tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
@@ -254,7 +320,8 @@ def _peak_ratio_sentence(peak: pd.DataFrame) -> list[str]:
 
 
 # the quantities the memory figures plot, one figure each: (column, label, file stem of the batch figure)
-QUANTITIES = (("saved_activations_mib", "saved activations", "activations_vs_batch"),
+QUANTITIES = (("alloc_peak_mib", "allocator peak of a step", "alloc_peak_vs_batch"),
+              ("saved_activations_mib", "saved activations", "activations_vs_batch"),
               ("peak_alloc_mib", "GPU allocator peak", "memory_vs_batch"),
               ("cpu_alloc_peak_mib", "CPU allocator peak", "cpu_peak_vs_batch"))
 
@@ -427,7 +494,8 @@ def memeff_pairs(base: pd.DataFrame, throughput: pd.DataFrame | None = None) -> 
             if len(e):
                 e = e.iloc[0]
                 row = {"model": m, "impl": r.impl, "batch_size": r.batch_size}
-                for c, name in (("peak_alloc_mib", "peak"), ("cpu_alloc_peak_mib", "cpu_peak"), ("saved_activations_mib", "saved")):
+                for c, name in (("alloc_peak_mib", "step_peak"), ("peak_alloc_mib", "peak"), ("cpu_alloc_peak_mib", "cpu_peak"),
+                                ("saved_activations_mib", "saved")):
                     if c in base and pd.notna(getattr(r, c)) and pd.notna(e[c]):
                         row.update({f"naive_{name}_mib": getattr(r, c), f"memeff_{name}_mib": e[c],
                                     f"{name}_memory_saved_pct": 100 * (1 - e[c] / getattr(r, c))})

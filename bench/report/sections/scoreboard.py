@@ -53,36 +53,24 @@ def fastest_cells(run: dict, figures: list[str]) -> dict:
 
 
 def leanest_cells(run: dict, figures: list[str]) -> dict:
-    """{model: Cell}: the leanest implementation by training-step memory, like with like only. Where the
-    implementations were measured on different quantities (a CPU allocator peak against state + saved activations)
-    the cell says "not comparable" and gives each its own figure: no ratio of unlike measures."""
-    from bench.report.sections.memory import step_memory_figure
-    df = run.get("memory")
-    if df is None or not len(df):
-        return {}
-    ok = step_memory_figure(df)
-    if not len(ok):
-        return {}
-    ok["impl"] = impl_label(ok)
-    stem = "cpu_peak_vs_batch" if set(ok.what) == {"CPU allocator peak"} else "memory_vs_batch"
-    href = _fig(stem, figures, "Memory")
+    """{model: Cell}: the leanest implementation by the allocator peak of a training step, the Memory section's
+    decision (``leanest_by_model``: one place decides), with its ratio to the runner-up; "not comparable" only where a
+    stack has no like measure on this device, naming it and why."""
+    from bench.report.sections.memory import lean_figure, leanest_by_model, not_comparable_line
+    href = _fig("alloc_peak_vs_batch", figures, "Memory")
     out = {}
-    for m, g in ok.groupby("model"):
-        n = g.impl.nunique()
-        common = g.groupby("batch_size").impl.nunique()
-        b = common[common == n].index.max() if (common == n).any() else common.idxmax()
-        at = g[g.batch_size == b].groupby("impl").agg(figure=("figure", "median"), what=("what", "first"))
-        at = at.sort_values("figure")
-        if len(at) == 1:
-            i, r = next(at.iterrows())
-            out[m] = Cell((Link(f"{i} {r.figure:,.0f} MiB", href), f" ({r.what}, batch {b}); the only one measured"))
-        elif at.what.nunique() == 1:
-            (i, r), (j, q) = list(at.iterrows())[:2]
-            out[m] = Cell((Link(f"{i} {r.figure:,.0f} MiB", href), f" ({r.what}, batch {b}); "
-                           f"{r.figure / q.figure:.2f}x of {j} ({q.figure:,.0f} MiB)"))
-        else:
-            each = "; ".join(f"{i} {r.figure:,.0f} MiB ({r.what})" for i, r in at.iterrows())
-            out[m] = Cell((Link("not comparable", href), f": no common measure on this device, batch {b}: {each}"))
+    for m, d in leanest_by_model(run.get("memory")).items():
+        if d.what is None:
+            out[m] = Cell((Link("not comparable", href), f": {not_comparable_line(d)}"))
+            continue
+        (i, mib, kind) = d.ranked[0]
+        head = Link(lean_figure(i, mib, kind), href)
+        if len(d.ranked) == 1:
+            out[m] = Cell((head, f" ({d.what}, batch {d.batch}); the only one measured"))
+            continue
+        j, other, okind = d.ranked[1]
+        out[m] = Cell((head, f" ({d.what}, batch {d.batch}); {mib / other:.2f}x of {lean_figure(j, other, okind)}"
+                             + (f"; {len(d.ranked) - 2} more" if len(d.ranked) > 2 else "")))
     return out
 
 
@@ -189,6 +177,21 @@ def accuracy_cells(run: dict, figures: list[str]) -> dict:
     return out
 
 
+# what fills a cell the run cannot answer: (the words, the suite whose run answers it)
+UNANSWERED = {"train": ("not timed in {suite}", "throughput"), "infer": ("not timed in {suite}", "throughput"),
+              "leanest": ("not measured in {suite}", "memory"), "accuracy": ("not trained in {suite}{why}", "train")}
+
+
+def unanswered_cell(what: str, model: str, run: dict) -> Cell:
+    """A cell this run cannot answer: in a few words why, and the command whose run answers it."""
+    meta = run.get("meta", {})
+    suite, device = meta.get("suite"), meta.get("device") or "cpu"
+    words, fills = UNANSWERED[what]
+    why = " (minutes on a CPU)" if what == "accuracy" and device == "cpu" else ""
+    return Cell((words.format(suite=suite if suite else "this run", why=why)
+                 + f": `python -m bench.run --suite {fills} --models {model} --device {device}`",))
+
+
 def health_line(run: dict) -> str:
     """Jobs ok, flagged and failed over every CSV of the run, and what the verdicts left out."""
     status: dict[str, str] = {}
@@ -269,11 +272,11 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
         mine = [k for k in keys if k[0] == m] or [(m, None, None)]
         for _, p, b in mine:
             rows.append({"model": m + (f" ({p}, batch {b})" if several and p is not None else ""),
-                         "fastest train step": fast.get((m, p, b, "train"), "not measured"),
-                         "fastest inference": fast.get((m, p, b, "infer"), "not measured"),
-                         "leanest (training step)": lean.get(m, "not measured"),
+                         "fastest train step": fast.get((m, p, b, "train")) or unanswered_cell("train", m, run),
+                         "fastest inference": fast.get((m, p, b, "infer")) or unanswered_cell("infer", m, run),
+                         "leanest (training step)": lean.get(m) or unanswered_cell("leanest", m, run),
                          "why (largest twin time difference)": why[m],
-                         "same accuracy?": acc.get(m, "not trained in this run")})
+                         "same accuracy?": acc.get(m) or unanswered_cell("accuracy", m, run)})
     from bench.report.sections.scaling import scaling_answers
     scaling = scaling_answers(run.get("scaling"))
     s.text += [f"{line} ([Scaling](#{anchor('Scaling')}))" for line in scaling]
@@ -284,8 +287,10 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
         s.text.append("No model was measured in this run: `python -m bench.run --suite smoke` fills this board.")
     s.notes.append("fastest: the highest median images/s on synthetic input, against the runner-up: images/s ratio, its "
                    "95% interval and the verdict of the Throughput section's test (a flagged row gets no verdict). "
-                   "leanest: the lowest training-step memory where the implementations share a measure (the allocator "
-                   "peak on a GPU); otherwise 'not comparable' with each figure and what it measures. why: the layer "
+                   "leanest: the lowest allocator peak of a training step (the most bytes the framework's allocator held "
+                   "during the step above what it held before it: alloc_peak_mib, the same quantity in every stack on "
+                   "any device; compile-time where the stack states it from the compiled step), the Memory section's "
+                   "decision; 'not comparable' only where a stack has none, with why. why: the layer "
                    "kind and phase whose profiled time differs most between the slowest and the fastest profiled "
                    "implementation, with its share of their gap; then, where the run recorded roofs (python -m "
                    "bench.peaks), the fastest implementation's model FLOPs per unprofiled step against its library's "
