@@ -248,6 +248,7 @@ class MemoryCounter:
     name = "?"
     exec_mode = "nojit"  # how step_memory runs the step (the memory row's exec_mode when no timed step ran)
     measure_on_gpu = True  # False: step_memory is left to CPU runs (its cost would eat a GPU session's time)
+    with_alloc_peak = True  # False: step_memory leaves alloc_peak out (a caller that reads the other figures alone)
 
     def reset_peak(self) -> None:
         """Start a new allocator-peak window (no-op where there is none)."""

@@ -117,6 +117,8 @@ class KerasJaxMemory(KerasMemory):
         m.source = "jax.ad_checkpoint saved_residuals (before XLA fusion)"
         m.reasons.append("keras/jax: no autograd saved-tensor count, jax_residuals_mib counts residuals before XLA "
                          "fusion instead")
+        if not self.with_alloc_peak:
+            return m
         m.alloc_peak, m.alloc_peak_method = compiled_step_peak(net, opt, loss_fn, x, y)
         m.alloc_peak_kind = "compile-time"
         if m.alloc_peak is None:

@@ -121,6 +121,8 @@ class KerasTorchMemory(KerasMemory, TorchCudaPeak):
         m.grads = storage_bytes(grads)
         m.saved_activations, m.saved_by_kind = c.total, c.by_kind()
         m.source = "torch.autograd.graph.saved_tensors_hooks, eager step (keras torch backend)"
+        if not self.with_alloc_peak:
+            return m
         # the allocator peak over Keras' own train step (train_on_batch: fit's train function, nojit), by the same
         # profiler method as PyTorch's (bench.stacks.common.torch_alloc); the batch is already a tensor
         net.compile(optimizer=opt, loss=loss_fn, jit_compile=False)

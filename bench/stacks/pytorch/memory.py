@@ -44,6 +44,8 @@ class TorchMemory(TorchCudaPeak, MemoryCounter):
                        grads=storage_bytes(p.grad for p in net.parameters()), optimizer_state=storage_bytes(state),
                        source="torch.autograd.graph.saved_tensors_hooks, eager step",
                        trainable_count=sum(p.numel() for p in net.parameters() if p.requires_grad))
+        if not self.with_alloc_peak:
+            return m
         sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
         def step() -> None:  # the timed step's work (bench.stacks.pytorch.step), eager
