@@ -297,7 +297,8 @@ def summary_table(out: Path) -> str:
     mem = out / FILES["memory"]
     df = read_frame(mem, "memory")
     if df is not None:
-        cols = ["model", "framework", "backend", "batch_size", "depth", "status", "peak_alloc_mib", "cpu_alloc_peak_mib",
+        cols = ["model", "framework", "backend", "batch_size", "depth", "status", "alloc_peak_mib", "peak_alloc_mib",
+                "cpu_alloc_peak_mib",
                 "saved_activations_mib", "state_plus_activations_mib", "null_reason"]
         show = df[[c for c in cols if c in df and (c != "cpu_alloc_peak_mib" or df[c].notna().any())]].copy()
         lines += ["memory:", show.to_string(index=False, max_colwidth=50), ""]
@@ -634,8 +635,8 @@ def _main(argv: list[str] | None, session: Session) -> int:
     if node_problems:
         return preflight.EXIT_BAD_INPUT
     if not plan.gpu:
-        print("note: no GPU found, running on the CPU; GPU-only figures (allocator peaks, NVML) are null with "
-              "a reason in their rows.", file=sys.stderr)
+        print("note: no GPU found, running on the CPU; GPU-only figures (the GPU allocator peak over timed steps, "
+              "NVML) are null with a reason in their rows.", file=sys.stderr)
     failed = _start(args, argv, plan, session)
     if failed is not None:
         return failed

@@ -20,6 +20,11 @@
 #   train-keras  the same recipe, the Keras twin on JAX                                  [#6]
 #   throughput   throughput suite, resnet20_v1 resnet110_v1 densenet_bc100_k12(+memeff), bf16  [#3]
 #   memory       memory suite (batch sweep to the first OOM), the same models            [#3]
+#   alloc-peak   the CPU method's allocator peak of a step (alloc_peak_mib: torch's profiler memory events,
+#                TensorFlow's BFC peak minus current) beside the GPU allocator peak over timed steps
+#                (peak_alloc_mib) for the same memory jobs, at batch 64, every stack; their ratio per job in
+#                runs/alloc-peak/relation.txt. Keras on JAX's compile-time figure is left to CPU runs
+#                (measure_on_gpu). Written without a GPU: untested there                       [#42]
 #   overhead     python -m bench.overhead at batch 128 and 512 (harness vs bare loop)    [#3]
 #   bench        pytest --benchmark-only (resnet20_v1, resnet56_v1, densenet_bc100_k12)  [#5]
 #   quick        the cifar10-quick suite and its report                                  [#4]
@@ -143,6 +148,25 @@ phase() {
         | tee -a "$RUNS/reference/train_resnet20_bf16.jsonl" ;;
     throughput) suite "$1" --suite throughput --models "$MODELS" --keras-backend jax --precision bf16 ;;
     memory) suite "$1" --suite memory --models "$MODELS" --keras-backend jax ;;
+    alloc-peak)
+      suite "$1" --suite memory --models resnet20_v1,densenet40_k12,densenet40_k12_memeff --keras-backend all \
+        --batch-sizes 64 || return $?
+      local d
+      d=$(ls -d "$RUNS/alloc-peak"/2*-* 2>/dev/null | tail -1)
+      [ -n "$d" ] && timed $PY - "$d/memory.csv" <<'PYEOF' | tee "$RUNS/alloc-peak/relation.txt" ;;
+import sys
+import pandas as pd
+df = pd.read_csv(sys.argv[1])
+ok = df[(df.status == "ok") & df.depth.isna()] if "depth" in df else df[df.status == "ok"]
+cols = ["model", "framework", "backend", "batch_size", "alloc_peak_mib", "alloc_peak_kind", "peak_alloc_mib",
+        "params_mib", "grads_mib", "optimizer_state_mib"]
+t = ok[[c for c in cols if c in ok]].copy()
+t["peak_minus_state_mib"] = t.peak_alloc_mib - t.params_mib - t.optimizer_state_mib  # held before a step
+t["alloc_over_gpu_rise"] = t.alloc_peak_mib / t.peak_minus_state_mib
+print("alloc_peak_mib (the CPU method, one step) beside peak_alloc_mib (the GPU allocator over timed steps, whole "
+      "process): alloc_over_gpu_rise = alloc_peak_mib / (peak_alloc_mib - params - optimizer state)")
+print(t.round(2).to_string(index=False))
+PYEOF
     overhead)
       mkdir -p "$RUNS/overhead"
       for b in 128 512; do
