@@ -303,7 +303,8 @@ def _memory_notes(ok: pd.DataFrame, peak: pd.DataFrame) -> list[str]:
 
 def _memory_table(base: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     """The memory of one training step per model, implementation and batch, at the registry depth."""
-    cols = ["model", "impl", "batch_size", "alloc_peak_mib", "alloc_peak_kind", "saved_activations_mib", "params_mib", "grads_mib", "optimizer_state_mib",
+    cols = ["model", "impl", "batch_size", "alloc_peak_mib", "alloc_peak_kind", "saved_activations_mib", "params_mib",
+            "grads_mib", "optimizer_state_mib",
             "state_plus_activations_mib", "peak_alloc_mib", "peak_over_state_activations", "cpu_alloc_peak_mib",
             "jax_residuals_mib"]
     tbl = base[[c for c in cols if c in base]].sort_values(["model", "impl", "batch_size"])
