@@ -174,3 +174,20 @@ def test_flagged_rows_are_drawn_hatched_and_named_in_the_legend_only_when_drawn(
     assert legend in svg and "<pattern id=" in svg  # a hatch is drawn
     svg = (render(clean, tmp_path / "clean").parent / "throughput_train_fp32_b16.svg").read_text()
     assert legend not in svg and "<pattern" not in svg  # nothing flagged: no hatch, no legend entry for one
+
+
+def test_a_cell_the_run_cannot_answer_names_the_command_that_does(tmp_path):
+    """A smoke run on a CPU: a model with no epochs rows says it was not trained in smoke and why (minutes on a
+    CPU), and which suite trains it; a model with no throughput rows says which suite times it."""
+    from bench.report.sections.scoreboard import section_scoreboard
+    d = _run(tmp_path)
+    write_json_atomic(d / "run_meta.json", {"run_id": d.name, "suite": "smoke", "device": "cpu"})
+    _throughput(d, TORCH, 5.0, 0, model="densenet40_k12_memeff")
+    run = {"meta": {"suite": "smoke", "device": "cpu"}, "dir": d,
+           "throughput": __import__("pandas").read_csv(d / "throughput.csv")}
+    table = section_scoreboard(run, tmp_path).tables[0][1]
+    row = table.iloc[0]
+    assert str(row["same accuracy?"]) == ("not trained in smoke (minutes on a CPU): "
+                                          "`python -m bench.run --suite train --models densenet40_k12_memeff --device cpu`")
+    assert str(row["fastest inference"]).startswith("not timed in smoke: `python -m bench.run --suite throughput")
+    assert str(row["leanest (training step)"]).startswith("not measured in smoke: `python -m bench.run --suite memory")
