@@ -81,5 +81,7 @@ def prove_jobs(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], st
             return jobs, "\n".join(said + [f"error: {', '.join(failed)} refused: not proven one network (see above); "
                                            "fix the twins, or run them anyway with --no-parity"])
         parity = {n: "proven" for n in users}
+        from bench.zoo.user import PAIRS_ENV  # the profile names torch layers by their keras partners
+        os.environ[PAIRS_ENV] = json.dumps({n: {r["torch"]: r["keras"] for r in proven[n]["layers"]} for n in proven})
     return [dataclasses.replace(j, twin_source=users[j.model].source, twin_sha256=users[j.model].sha256,
                                 parity=parity[j.model]) if j.model in users else j for j in jobs], None

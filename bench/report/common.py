@@ -163,6 +163,17 @@ def load_run(run_dir: Path) -> dict:
     return out
 
 
+def distinct_twins(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a user twin's ``model`` written ``name@<sha256[:12]>`` (its file's text): history and compare
+    group by model, and two networks that share a name are never joined. Built-in rows are left as they are."""
+    if "twin_sha256" not in df or not len(df):
+        return df
+    sha = df.twin_sha256.fillna("").astype(str)
+    df = df.copy()
+    df["model"] = df.model.where(sha == "", df.model.astype(str) + "@" + sha.str[:12])
+    return df
+
+
 def _load_user_twins(run: dict) -> None:
     """Register the run's user twins (their rows' ``twin_source``) so the sections can read their specs; a file
     that is gone or changed since the run is said on stderr (its rows are reported by name)."""

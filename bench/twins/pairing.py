@@ -37,6 +37,10 @@ class PairingError(Exception):
     """No strategy pairs every tensor, or a layer kind cannot be paired; the message lists what is left."""
 
 
+class KindError(PairingError):
+    """A layer holds weights in a kind the pairing cannot handle (bad input: named)."""
+
+
 @dataclass
 class Pair:
     """One torch module and the keras layer holding the same weights."""
@@ -73,7 +77,7 @@ def torch_units(model) -> dict:
     units = {n: m for n, m in model.named_modules() if _torch_own(m)}
     bad = [f"{n} ({type(m).__name__})" for n, m in units.items() if torch_kind(m) is None]
     if bad:
-        raise PairingError(f"the torch twin has weights in layer kinds the pairing cannot handle: {', '.join(bad)} "
+        raise KindError(f"the torch twin has weights in layer kinds the pairing cannot handle: {', '.join(bad)} "
                            "(pairable: Conv2d, grouped Conv2d, Linear, BatchNorm2d)")
     return units
 
@@ -92,7 +96,7 @@ def keras_units(model) -> dict:
             units[lyr.name] = lyr
     bad = [f"{n} ({type(lyr).__name__})" for n, lyr in units.items() if keras_kind(lyr) is None]
     if bad:
-        raise PairingError(f"the keras twin has weights in layer kinds the pairing cannot handle: {', '.join(bad)} "
+        raise KindError(f"the keras twin has weights in layer kinds the pairing cannot handle: {', '.join(bad)} "
                            "(pairable: Conv2D, DepthwiseConv2D, Dense, BatchNormalization)")
     return units
 

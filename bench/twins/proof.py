@@ -182,8 +182,8 @@ def prove(name: str, batch: int = 4, seed: int = 0) -> dict:
     import keras
     import torch
 
-    from bench.twins.pairing import PairingError, keras_call_order, pair_twins, transfer
-    from bench.zoo import twin_of
+    from bench.twins.pairing import KindError, PairingError, keras_call_order, pair_twins, transfer
+    from bench.zoo import TwinsError, twin_of
     twin = twin_of(name)
     fp64 = _fp64_here()
     torch.manual_seed(seed)
@@ -199,6 +199,8 @@ def prove(name: str, batch: int = 4, seed: int = 0) -> dict:
         keras.config.set_floatx(floatx)
     try:
         pairs, strategy = pair_twins(tm, km, twin.input_size, twin.input_channels, twin.weight_map)
+    except KindError as e:
+        raise TwinsError(f"twin {name!r}: {e}") from None
     except PairingError as e:
         raise ProofError(f"twin {name!r}: {e}") from None
     findings = lint(pairs)

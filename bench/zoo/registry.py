@@ -143,6 +143,13 @@ def load_user_twins(refs: list[str] | None = None) -> list[str]:
     return names
 
 
+def forget_user_twins() -> None:
+    """Unregister every user twin of this process (tests; ``$TWINBENCH_TWINS`` loads them again when asked)."""
+    for name in [n for n, e in _REGISTRY.items() if e.twin is not None]:
+        del _REGISTRY[name]
+    _LOADED.clear()
+
+
 def _ensure_loaded() -> None:
     from bench.zoo.user import env_refs
     todo = [r for r in env_refs() if r not in _LOADED]

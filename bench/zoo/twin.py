@@ -104,16 +104,25 @@ class UserSpec:
 
     @property
     def depth(self) -> int:
-        return _weighted_depth(self.twin)
+        return _counted(self.twin)[0]
+
+    @property
+    def fwd_mflops(self) -> float:
+        """Forward MFLOPs per image of the torch twin (``bench.zoo.counts.flops_per_image``)."""
+        return _counted(self.twin)[1]
 
 
-_DEPTHS: dict[tuple[str, str], int] = {}
+_COUNTED: dict[tuple[str, str], tuple[int, float]] = {}
 
 
-def _weighted_depth(twin: Twin) -> int:
+def _counted(twin: Twin) -> tuple[int, float]:
+    """(weighted layers: convolutions and dense layers, forward MFLOPs per image) of the torch twin, once a process."""
     key = (twin.name, twin.sha256)
-    if key not in _DEPTHS:
+    if key not in _COUNTED:
         from torch import nn
+
+        from bench.zoo.counts import flops_per_image
         model = twin.build("torch")
-        _DEPTHS[key] = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
-    return _DEPTHS[key]
+        depth = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+        _COUNTED[key] = (depth, flops_per_image(model, twin.input_size, twin.input_channels)[0] / 1e6)
+    return _COUNTED[key]

@@ -24,6 +24,7 @@ from pathlib import Path
 from bench.zoo.twin import Twin, TwinsError, _one_line
 
 ENV = "TWINBENCH_TWINS"
+PAIRS_ENV = "TWINBENCH_TWIN_PAIRS"  # {twin: {torch module path: keras layer name}}, set by a run's proof
 
 
 def _import_file(path: Path, digest: str):
@@ -127,3 +128,13 @@ def set_env(refs: list[str]) -> None:
     absolute = [str(Path(r).expanduser().resolve()) if (r.endswith(".py") or Path(r).exists()) else r for r in refs]
     merged = list(dict.fromkeys(env_refs() + absolute))
     os.environ[ENV] = os.pathsep.join(merged)
+
+
+def paired_names(model: str) -> dict[str, str]:
+    """{torch module path: keras layer name} of a user twin, as its proof before the run paired them (empty when the
+    run did not prove it, or for a built-in): the torch profile names its layers by their Keras partners."""
+    import json
+    try:
+        return json.loads(os.environ.get(PAIRS_ENV) or "{}").get(model, {})
+    except ValueError:
+        return {}
