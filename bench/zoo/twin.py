@@ -52,9 +52,9 @@ class Twin:
 
     def build(self, framework: str):
         """Build one side and check its type; a builder that raises or returns the wrong type is a TwinsError."""
+        builder = {"torch": self.build_torch, "keras": self.build_keras}[framework]
         if self.builtin:
-            return (self.build_torch if framework == "torch" else self.build_keras)()
-        builder = self.build_torch if framework == "torch" else self.build_keras
+            return builder()
         try:
             model = builder()
         except Exception as e:  # the user's code: any error becomes one sentence
