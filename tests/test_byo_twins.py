@@ -195,3 +195,18 @@ def test_run_refuses_a_twin_that_fails_its_proof(tmp_path):
     assert p.returncode == 2, p.stderr[-2000:]
     assert "keras 'same' at stride 2" in p.stderr and "broken_same refused" in p.stderr and "Traceback" not in p.stderr
     assert not any((tmp_path / "r").glob("*/throughput.csv"))
+
+
+def test_history_and_compare_keep_two_networks_that_share_a_name_apart():
+    import pandas as pd
+
+    from bench.report.common import distinct_twins
+    from bench.report.sections.compare import THROUGHPUT_KEYS, _ok
+    row = {"status": "ok", "model": "mine", "framework": "torch", "backend": "torch", "exec_mode": "eager",
+           "measurement": "train", "precision": "fp32", "batch_size": 4, "input": "synthetic"}
+    a = pd.DataFrame([{**row, "twin_sha256": "a" * 64}, {**row, "model": "resnet20_v1", "twin_sha256": None}])
+    b = pd.DataFrame([{**row, "twin_sha256": "b" * 64}, {**row, "model": "resnet20_v1", "twin_sha256": None}])
+    ka = {k for k, _ in _ok(a, THROUGHPUT_KEYS).groupby(THROUGHPUT_KEYS)}
+    kb = {k for k, _ in _ok(b, THROUGHPUT_KEYS).groupby(THROUGHPUT_KEYS)}
+    assert len(ka & kb) == 1 and next(iter(ka & kb))[0] == "resnet20_v1"  # the built-in joins, the two 'mine' do not
+    assert list(distinct_twins(a).model) == ["mine@" + "a" * 12, "resnet20_v1"]
