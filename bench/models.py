@@ -37,7 +37,16 @@ def describe(name: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.models", description="List the registered twin models.")
     ap.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern over names (default: *)")
+    ap.add_argument("--twins", action="append", metavar="FILE", default=None,
+                    help="a twins file (path.py, or module:attr) whose TWINS are listed with the built-in models")
     args = ap.parse_args(argv)
+    if args.twins:
+        from bench.zoo import TwinsError, load_user_twins
+        try:
+            load_user_twins(args.twins)
+        except TwinsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     names = list_models(args.pattern)
     if not names:
         print(f"error: no model matches {args.pattern!r}; python -m bench.models lists them all", file=sys.stderr)

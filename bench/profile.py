@@ -34,12 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default=None, metavar="P", help="fp32 | bf16 | fp16 (default: fp32)")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="(default: auto)")
     ap.add_argument("--steps", type=int, default=None, metavar="N", help="profiled steps (default: 5 on a CPU, 10 on a GPU)")
+    ap.add_argument("--twins", action="append", metavar="FILE", default=[],
+                    help="a twins file (path.py, or module:attr) adding your own twins, named like built-in ones "
+                         "(proven one network first; repeatable)")
     a, rest = ap.parse_known_args(argv)
     run_argv = ["--suite", "profile", "--models", ",".join(a.models), "--frameworks", a.frameworks, "--device", a.device]
     for flag, value in (("--keras-backend", a.keras_backend), ("--exec-mode", a.exec_mode),
                         ("--batch-sizes", a.batch_size), ("--precision", a.precision), ("--steps", a.steps)):
         if value is not None:
             run_argv += [flag, str(value)]
+    for ref in a.twins:
+        run_argv += ["--twins", ref]
     from bench.run import main as run_main
     return run_main(run_argv + rest)  # the rest: bench.run's own flags (--out, --reports, --dry-run, ...)
 

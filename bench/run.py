@@ -31,7 +31,7 @@ from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.job import Job
 from bench.core.roofs import for_run as roofs_for_run
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
-from bench.pipeline import preflight
+from bench.pipeline import preflight, user_twins
 from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
 from bench.pipeline.jobs import done_jobs
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="run each throughput job N times, each in a fresh process (job ids end in /r1../rN); the "
                          "report's intervals then carry the spread between processes (default: 1)")
+    user_twins.add_args(ap)  # --twins FILE, --no-parity
     add_args(ap)  # --executor local|ray, --ray-address, ... (bench.pipeline.executors)
     return ap
 
@@ -122,6 +123,9 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             ap.error(f"--{name.replace('_', '-')} is empty ({v!r}): give a value, or leave the flag out for its default")
     if not (args.suite or args.list or args.resume):
         ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
+    problem = user_twins.load(args)  # before --models is matched: user twins are selected like built-in ones
+    if problem:
+        ap.error(problem)
     if args.suite and args.suite not in SUITES:
         ap.error(f"unknown suite {args.suite!r}; choose from: {', '.join(SUITES)}")
     _check_names(ap, args)
@@ -629,6 +633,10 @@ def _main(argv: list[str] | None, session: Session) -> int:
         return preflight.EXIT_BAD_INPUT  # a dry run refuses what the real run would, with its sentences
     if args.dry_run:
         return _dry_run(args, plan)
+    plan.jobs, refused = user_twins.prove_jobs(args, plan.jobs)  # a user twin: proven one network, or refused
+    if refused:
+        print(refused, file=sys.stderr)
+        return preflight.EXIT_BAD_INPUT
     node_problems = plan.executor.check_nodes([j for j in plan.jobs if j.job_id not in plan.done], args.data_dir)
     for p in node_problems:  # a Ray cluster: every node's packages and data, before any job
         print(f"error: {p}", file=sys.stderr)

@@ -100,8 +100,11 @@ ROWS = [
     ("report", ["broken", "--results", "{tmp}/results"], "run_meta.json cannot be read"),
     ("report", ["newer", "--results", "{tmp}/results"], "newer than this code's"),
     ("report", ["garbled", "--results", "{tmp}/results"], "without a valid schema_version"),
+    ("run", ["--suite", "smoke", "--twins", "{tmp}/no_such_twins.py"], "does not exist"),
+    ("run", ["--suite", "smoke", "--no-parity=yes"], "ignored explicit argument"),
     # ---- bench.twins
-    ("twins", [], "the following arguments are required"),
+    ("twins", [], "give a model name"),
+    ("twins", ["--twins", "{tmp}/no_such_twins.py"], "does not exist"),
     ("twins", ["nosuch"], "unknown model 'nosuch'"),
     ("twins", ["resnet20_v1", "--backend", "theano"], "unknown Keras backend 'theano'"),
     ("twins", ["resnet20_v1", "--train", "--recipe", "nope"], "--train needs a recipe among"),

@@ -44,6 +44,9 @@ class Job:
         replicas: data-parallel replicas of a ``scaling`` job (0, the default, for every other kind).
         strong: a scaling job at a fixed global batch (``batch_size``, split over the replicas: strong scaling);
             False: a fixed per-replica batch (``batch_size`` per replica: weak scaling).
+        twin_source / twin_sha256: a user twin's file and the sha256 of its text (None for a built-in); not part
+            of the job id, in every row.
+        parity: a user twin's proof before the run: proven | unproven (``--no-parity``); None for a built-in.
     """
 
     kind: str
@@ -67,6 +70,9 @@ class Job:
     repeat: int = 0
     replicas: int = 0
     strong: bool = False
+    twin_source: str | None = None
+    twin_sha256: str | None = None
+    parity: str | None = None
 
     @property
     def job_id(self) -> str:
@@ -113,6 +119,8 @@ class Job:
                "backend": self.stack.backend, "exec_mode": self.exec_mode, "device": self.device,
                "precision": self.precision, "batch_size": self.batch_size}
         row.update({c: getattr(self, c) for c in KIND_COLUMNS.get(self.kind, ())})
+        if self.twin_source:
+            row.update(twin_source=self.twin_source, twin_sha256=self.twin_sha256, parity=self.parity)
         if self.replicas:
             row.update(replicas=self.replicas, scaling="strong" if self.strong else "weak",
                        per_replica_batch=self.per_replica_batch, batch_size=self.global_batch)

@@ -78,6 +78,8 @@ def layer_lists(spec, batch: int, nbytes: int) -> dict[tuple[str, str], list[tup
     """{(kind, phase): [(FLOPs, bytes) of each layer of that kind]} of ``spec`` for ``batch`` (``bench.zoo.work``)."""
     from bench.zoo.work import layer_work
     out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    if spec.family == "user":  # a user twin has no spec to walk: its layers' work is not modelled
+        return out
     for la in layer_work(spec, batch, nbytes):
         for ph in JOINED_PHASES:
             out.setdefault((la.kind, ph), []).append((la.flops(ph), la.bytes(ph)))
@@ -107,8 +109,12 @@ def throughput_columns(model: str, measurement: str, images_per_s: float | None,
     """A throughput row's ``achieved_gflops`` and ``roof_fraction`` (against the compute roof of its library and
     precision that the run recorded), with the roof used; a null reason where there is no roof."""
     from bench.core.roofs import compute_roof
+    from bench.zoo import get_spec
     if not images_per_s:
         return {}
+    if get_spec(model).family == "user":
+        return {"null_reason": "a user twin: its analytic work (bench.zoo.work) is modelled for the zoo's specs only, "
+                               "so achieved_gflops and roof_fraction are empty"}
     achieved = model_gflop(model, measurement) * images_per_s
     roof = compute_roof(roofs, backend, precision)
     out = {"achieved_gflops": achieved, "roof_gflops": roof, "roof_fraction": achieved / roof if roof else None}

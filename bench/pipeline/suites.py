@@ -461,7 +461,10 @@ def estimate_seconds(job: Job) -> float:
 
 
 def _approx_mflops(spec) -> float:
-    """Forward MFLOPs per image from the spec alone (no framework import): convolutions only."""
+    """Forward MFLOPs per image from the spec alone (no framework import): convolutions only. A user twin has no
+    spec to read: counted on its built torch twin (``bench.zoo.twin.UserSpec.fwd_mflops``)."""
+    if spec.family == "user":
+        return spec.fwd_mflops
     if spec.family == "resnet":
         n, hw = spec.blocks_per_stage, spec.input_size ** 2
         total = 2 * 9 * 3 * spec.stem_width * hw

@@ -159,7 +159,37 @@ def load_run(run_dir: Path) -> dict:
         if t is not None and t.note:  # said on stderr, and at the top of the report
             note(t.note)
             out["damage"].append(t.note)
+    _load_user_twins(out)
     return out
+
+
+def distinct_twins(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a user twin's ``model`` written ``name@<sha256[:12]>`` (its file's text): history and compare
+    group by model, and two networks that share a name are never joined. Built-in rows are left as they are."""
+    if "twin_sha256" not in df or not len(df):
+        return df
+    sha = df.twin_sha256.fillna("").astype(str)
+    df = df.copy()
+    df["model"] = df.model.where(sha == "", df.model.astype(str) + "@" + sha.str[:12])
+    return df
+
+
+def _load_user_twins(run: dict) -> None:
+    """Register the run's user twins (their rows' ``twin_source``) so the sections can read their specs; a file
+    that is gone or changed since the run is said on stderr (its rows are reported by name)."""
+    import sys
+
+    from bench.zoo import TwinsError, load_user_twins
+    sources = set()
+    for kind in ("throughput", "memory", "epochs", "profile", "scaling"):
+        df = run.get(kind)
+        if df is not None and "twin_source" in df:
+            sources |= {s for s in df.twin_source.dropna().astype(str) if s}
+    for src in sorted(sources):
+        try:
+            load_user_twins([src])
+        except TwinsError as e:
+            print(f"note: {e}", file=sys.stderr)
 
 
 def impl_label(df: pd.DataFrame) -> pd.Series:

@@ -24,7 +24,18 @@ import pandas as pd
 
 from bench.core.env import machine_of
 from bench.core.helpfmt import RawWrappedFormatter
-from bench.report.common import ROOT, Section, _plt, _save, compare_rows, impl_colour, impl_gid, impl_label, load_run
+from bench.report.common import (
+    ROOT,
+    Section,
+    _plt,
+    _save,
+    compare_rows,
+    distinct_twins,
+    impl_colour,
+    impl_gid,
+    impl_label,
+    load_run,
+)
 from bench.results.changepoints import METHOD as CP_METHOD
 from bench.results.changepoints import change_points
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER
@@ -84,7 +95,7 @@ def gather(dirs: list[Path], extra: dict | None = None,
         loaded[key["run_id"]] = run
         for df, out in ((t, tp), (run["memory"], mem), (run["epochs"], ep)):
             if df is not None and len(df):
-                ok = df[df.status == "ok"].copy()
+                ok = distinct_twins(df[df.status == "ok"])  # two networks sharing a name: kept apart
                 if len(ok):
                     ok["impl"] = impl_label(ok)
                     out.append(ok.assign(**key))

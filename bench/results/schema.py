@@ -42,6 +42,12 @@ COMMON = (
     ("device_name", "GPU or CPU model name", "bench.stacks.base.Stack.env"),
     ("precision", "fp32 | bf16 | fp16 (mixed)", "bench.core.job.Job.base_row"),
     ("batch_size", "examples per step", "bench.core.job.Job.base_row"),
+    ("twin_source", "a user twin's twins file (path, or module:attr; python -m bench.run --twins); empty for a "
+     "built-in model (bench.zoo)", "bench.core.job.Job.base_row"),
+    ("twin_sha256", "sha256 of that twins file's text: two networks that share a name are never joined",
+     "bench.core.job.Job.base_row"),
+    ("parity", "a user twin's proof before the run (bench.twins.proof): proven, or unproven (run with --no-parity); "
+     "empty for a built-in (its parity is proven by the tests)", "bench.pipeline.user_twins.prove_jobs"),
 )
 
 KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {

@@ -2,6 +2,9 @@
 
 ``python -m bench.twins MODEL [MODEL...] [--backend jax]`` checks inference parity in a fresh process (so
 ``KERAS_BACKEND`` can differ from the caller's) and prints one JSON line per model.
+``--twins FILE`` adds a user's twins (``bench.zoo.user``): each is proven by ``bench.twins.proof`` (weights paired
+with no shared names, hyperparameters linted, logits and every paired layer's output compared in one pass); a failed
+proof prints the first differing layer pair and its likely cause, exit status 1.
 ``python -m bench.twins --train MODEL...`` checks *training* parity instead (``bench.twins.train_parity``):
 k steps of the project's training in both twins, weights and BN statistics compared after each step.
 """
@@ -17,7 +20,9 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.twins",
                                  description="Check that the torch and keras twins are one network.")
-    ap.add_argument("models", nargs="+", help="registry names or fnmatch patterns")
+    ap.add_argument("models", nargs="*", help="registry names or fnmatch patterns (default with --twins: the file's twins)")
+    ap.add_argument("--twins", action="append", metavar="FILE", default=None,
+                    help="a twins file (path.py, or module:attr) whose TWINS dict adds your own twins; repeatable")
     ap.add_argument("--backend", default=None, help="Keras backend for this process (default: KERAS_BACKEND)")
     ap.add_argument("--train", action="store_true",
                     help="training-step parity: same weights and batches, --steps steps of --recipe in both twins; "
@@ -55,6 +60,18 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise BadInput(f"the twins on Keras/{backend} need {', '.join(missing)}, not installed here: "
                  "pip install -e '.[all]' (or choose another --backend)")
     names = []
+    if args.twins:
+        from bench.zoo import TwinsError, load_user_twins
+        from bench.zoo.user import set_env
+        try:
+            user = load_user_twins(args.twins)
+        except TwinsError as e:
+            raise BadInput(e.args[0]) from None
+        set_env(args.twins)
+        if not args.models:
+            names += user
+    elif not args.models:
+        raise BadInput("give a model name (python -m bench.models lists them), or --twins FILE")
     for p in args.models:
         found = list_models(p)
         if not found:
@@ -83,18 +100,60 @@ def main(argv: list[str] | None = None) -> int:
     from bench.core.stack_registry import stack_info
     for module in stack_info("keras", os.environ.get("KERAS_BACKEND")).preimport:  # Keras on torch: torch first
         importlib.import_module(module)
-    if args.train:
-        from bench.twins.train_parity import train_parity
-        ok = True
-        for n in names:
-            r = train_parity(n, steps=args.steps, batch=args.batch, recipe=args.recipe, precision=args.precision)
-            ok = ok and r["ok"]
-            print(json.dumps(r), flush=True)
-        return 0 if ok else 1
-    from bench.twins.parity import parity
+    try:
+        return _train(args, names) if args.train else _infer(names)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _user(name: str) -> bool:
+    from bench.zoo import get_entry
+    return get_entry(name).twin is not None
+
+
+def _train(args: argparse.Namespace, names: list[str]) -> int:
+    from bench.twins.train_parity import TrainParityError, explain, train_parity
+    from bench.zoo import TwinsError
+    ok = True
     for n in names:
-        print(json.dumps(parity(n)), flush=True)
-    return 0
+        try:
+            r = train_parity(n, steps=args.steps, batch=args.batch, recipe=args.recipe, precision=args.precision)
+        except TwinsError as e:
+            raise BadInput(e.args[0]) from None
+        except TrainParityError as e:
+            print(f"error: {e}", file=sys.stderr)
+            ok = False
+            continue
+        ok = ok and r["ok"]
+        print(json.dumps(r), flush=True)
+        if not r["ok"]:
+            print("\n".join(explain(r)), file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _infer(names: list[str]) -> int:
+    from bench.twins.parity import parity
+    from bench.twins.proof import ProofError, explain, prove
+    from bench.zoo import TwinsError
+    ok = True
+    for n in names:
+        if not _user(n):
+            print(json.dumps(parity(n)), flush=True)
+            continue
+        try:
+            r = prove(n)
+        except TwinsError as e:
+            raise BadInput(e.args[0]) from None
+        except ProofError as e:
+            print(f"error: {e}", file=sys.stderr)
+            ok = False
+            continue
+        print(json.dumps(r), flush=True)
+        if not r["ok"]:
+            print("\n".join(explain(r)), file=sys.stderr)
+            ok = False
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -63,15 +63,38 @@ FLOOR_BN = 1e-5       # absolute floor for BN moving statistics (issue #14: with
 FLOOR_FP64 = 1e-7     # float64 twins: Keras' schedule yields a float32 lr (1.5e-8 relative: ~1e-8 on a weight)
 
 
-def _torch_arrays(tm) -> dict[str, list[np.ndarray]]:
-    """{keras layer name: arrays in Keras layout} (BN: gamma, beta, moving mean, moving var), float64."""
-    from bench.twins.transfer import _to_keras_arrays, torch_layers
-    return {keras_name(n): [a.astype("float64") for a in _to_keras_arrays(m)] for n, m in torch_layers(tm).items()}
+def _torch_arrays(tm, pairs=None) -> dict[str, list[np.ndarray]]:
+    """{keras layer name: arrays in Keras layout} (BN: gamma, beta, moving mean, moving var), float64.
+
+    ``pairs`` (``bench.twins.pairing.Pair``): the twins' pairing, looked up in ``tm`` by module name (``tm`` may be
+    a copy of the paired model); without it, the zoo's canonical names."""
+    if pairs is None:
+        from bench.twins.transfer import _to_keras_arrays, torch_layers
+        return {keras_name(n): [a.astype("float64") for a in _to_keras_arrays(m)] for n, m in torch_layers(tm).items()}
+    from bench.twins.pairing import ROLES, keras_tensors, torch_to_keras_array
+    modules = dict(tm.named_modules())
+    out = {}
+    for p in pairs:
+        m, kt = modules[p.torch_name], keras_tensors(p.layer)
+        own = {**dict(m.named_parameters(recurse=False)), **dict(m.named_buffers(recurse=False))}
+        out[p.keras_name] = [torch_to_keras_array(p.kind, kr, own[tr].detach().cpu().double().numpy(), tuple(kt[kr].shape))
+                             for tr, kr in ROLES[p.kind] if tr in own]
+    return out
 
 
-def _keras_arrays(km) -> dict[str, list[np.ndarray]]:
-    from bench.twins.transfer import keras_layers
-    return {n: [np.asarray(w, dtype="float64") for w in lyr.get_weights()] for n, lyr in keras_layers(km).items()}
+def _keras_arrays(km, pairs=None) -> dict[str, list[np.ndarray]]:
+    if pairs is None:
+        from bench.twins.transfer import keras_layers
+        return {n: [np.asarray(w, dtype="float64") for w in lyr.get_weights()] for n, lyr in keras_layers(km).items()}
+    import keras
+
+    from bench.twins.pairing import ROLES, keras_tensors
+    out = {}
+    for p in pairs:
+        kt = keras_tensors(p.layer)
+        out[p.keras_name] = [np.asarray(keras.ops.convert_to_numpy(kt[kr]), dtype="float64")
+                             for _, kr in ROLES[p.kind] if kr in kt]
+    return out
 
 
 def _max_diff(a: dict, b: dict, kinds: dict) -> dict:
@@ -86,6 +109,31 @@ def _max_diff(a: dict, b: dict, kinds: dict) -> dict:
                     else f"{name}:{['kernel', 'bias'][i]}"
                 out[which] = (d, label)
     return out
+
+
+class TrainParityError(Exception):
+    """The twins cannot be trained side by side (their weights do not pair); the message says why."""
+
+
+def explain(result: dict) -> list[str]:
+    """A failed training parity in sentences: the first step over its bound, where, and the likely cause."""
+    row = next(r for r in result["per_step"] if not r["ok"])
+    lines = []
+    for which, what in (("bn_stats", "BatchNorm moving statistics"), ("weights", "trainable weights")):
+        if row[f"{which}_diff"] > row[f"{which}_bound"]:
+            where = row[f"{which}_where"]
+            layer, _, tensor = where.partition(":")
+            pair = result.get("pairs", {}).get(layer, layer)
+            lines.append(f"twin {result['model']!r}: after step {row['step']} the {what} differ most at {pair} "
+                         f"({tensor}), {row[f'{which}_diff']:.3g} against a bound of {row[f'{which}_bound']:.3g}.")
+            if which == "bn_stats":
+                lines.append("Likely cause: the BatchNorm convention of that pair: momentum (torch m = 1 - keras m) "
+                             "or the moving variance (Keras' BatchNormalization folds the biased batch variance, "
+                             "PyTorch the unbiased one: models_tf.common.TwinBatchNormalization folds PyTorch's).")
+            else:
+                lines.append("Likely cause: the training step differs (optimizer, weight decay, loss), or the "
+                             "forward pass does: python -m bench.twins without --train names the first layer.")
+    return lines
 
 
 def bound(yardstick: float, floor: float, factor: float = FACTOR) -> float:
@@ -121,8 +169,8 @@ def train_parity(name: str, steps: int = 3, batch: int = 16, recipe: str = "pape
     from bench.stacks import get_stack
     from bench.stacks.keras.optimizers import compile_keras, keras_optimizer
     from bench.stacks.pytorch.train import torch_optimizer
-    from bench.twins.transfer import _kind, torch_layers, torch_to_keras
-    from bench.zoo import build, get_spec
+    from bench.twins.pairing import PairingError, pair_twins, transfer
+    from bench.zoo import build, get_entry, get_spec
     from bench.zoo.recipes import recipe_for
 
     if precision not in ("fp32", "fp64"):
@@ -132,13 +180,21 @@ def train_parity(name: str, steps: int = 3, batch: int = 16, recipe: str = "pape
     torch.manual_seed(seed)
     keras.utils.set_random_seed(seed)
     t32 = build(name, "torch", **options)
-    policy = keras.config.dtype_policy()
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
     keras.config.set_dtype_policy("float32" if precision == "fp32" else "float64")
+    user = get_entry(name).twin
     try:
+        if user is not None:  # keras.Input's dtype is floatx, not the policy's
+            keras.config.set_floatx("float32" if precision == "fp32" else "float64")
         km = build(name, "keras", **options)
-        torch_to_keras(t32, km)
+        try:
+            pairs, _ = pair_twins(t32, km, spec.input_size, spec.input_channels, user.weight_map if user else None)
+        except PairingError as e:
+            raise TrainParityError(f"twin {name!r}: {e}") from None
+        transfer(pairs)
         t64 = copy.deepcopy(t32).double()
-        kinds = {keras_name(n): _kind(m) for n, m in torch_layers(t32).items()}
+        kinds = {p.keras_name: p.kind for p in pairs}
+        labels = {p.keras_name: p.label() for p in pairs}
         backend = keras.backend.backend()
         # the project's own optimizers and Keras compile (loss, jit choice) as the Keras training loop uses them
         compile_keras(km, keras_optimizer(r, steps), get_stack("keras", backend).default_exec_mode("cpu") == "jit")
@@ -162,9 +218,9 @@ def train_parity(name: str, steps: int = 3, batch: int = 16, recipe: str = "pape
                 loss.backward()
                 opts[k].step()
             km.train_on_batch(x.transpose(0, 2, 3, 1).astype("float32" if precision == "fp32" else "float64"), y)
-            ak, a64 = _keras_arrays(km), _torch_arrays(t64)
+            ak, a64 = _keras_arrays(km, pairs), _torch_arrays(t64, pairs)
             if precision == "fp32":
-                a32 = _torch_arrays(t32)
+                a32 = _torch_arrays(t32, pairs)
                 twin, yard = _max_diff(a32, ak, kinds), _max_diff(a32, a64, kinds)
             else:
                 twin, yard = _max_diff(a64, ak, kinds), None
@@ -179,7 +235,8 @@ def train_parity(name: str, steps: int = 3, batch: int = 16, recipe: str = "pape
             rows.append(row)
     finally:
         keras.config.set_dtype_policy(policy)
-    return {"model": name, "options": options, "backend": backend, "precision": precision, "recipe": r.name,
+        keras.config.set_floatx(floatx)
+    return {"model": name, "pairs": labels, "options": options, "backend": backend, "precision": precision, "recipe": r.name,
             "optimizer": r.optimizer, "nesterov": r.nesterov, "weight_decay": r.weight_decay, "batch": batch,
             "steps": steps, "ok": all(row["ok"] for row in rows), "per_step": rows}
 

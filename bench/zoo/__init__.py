@@ -11,5 +11,10 @@ from bench.zoo.registry import (  # noqa: F401  (the registry's public API)
     get_entry,
     get_spec,
     list_models,
+    load_user_twins,
     register_model,
+    register_twin,
+    twin_of,
+    user_models,
 )
+from bench.zoo.twin import Twin, TwinsError  # noqa: F401

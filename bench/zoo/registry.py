@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.zoo.specs import DenseNetSpec, ModelSpec, ResNetSpec
+from bench.zoo.twin import Twin, TwinsError, UserSpec
 
 # the twin builders: one package per framework, each with ``build(spec)``
 BUILDERS = {"torch": "models_torch", "keras": "models_tf"}
@@ -35,12 +36,14 @@ class ModelEntry:
         make_spec: returns the spec; keyword options override spec fields.
         paper_params: published trainable parameter count as printed ("0.27M"), or None.
         description: one line for the table.
+        twin: a user's twin (``bench.zoo.user``); None for the zoo's own, built from the spec.
     """
 
     name: str
     make_spec: Callable[..., ModelSpec]
     paper_params: str | None
     description: str
+    twin: Twin | None = None
 
     @property
     def paper_params_value(self) -> float | None:
@@ -102,14 +105,85 @@ for _name, (_cfg, _params, _desc) in _DENSENETS.items():
                    _desc + ", memory-efficient (recomputed concat+BN+ReLU+conv1)")
 
 
+BUILTIN = frozenset(_REGISTRY)
+_LOADED: set[str] = set()
+
+
+def register_twin(twin: Twin) -> ModelEntry:
+    """Register a user's twin; a name of the zoo's own is refused, the same twin loaded again is a no-op."""
+    if twin.name in BUILTIN:
+        raise TwinsError(f"twin {twin.name!r} in {twin.source} has the name of a built-in model: rename it")
+    old = _REGISTRY.get(twin.name)
+    if old is not None:
+        if old.twin is not None and old.twin.sha256 == twin.sha256 and old.twin.source == twin.source:
+            return old
+        raise TwinsError(f"twin {twin.name!r} is defined twice ({old.twin.source if old.twin else 'bench.zoo'} "
+                         f"and {twin.source}): rename one")
+
+    def make(**options) -> UserSpec:
+        if options:
+            raise TypeError(f"user twin {twin.name!r} takes no spec options, got {sorted(options)}")
+        return UserSpec(twin)
+
+    entry = ModelEntry(twin.name, make, None, twin.description, twin)
+    _REGISTRY[twin.name] = entry
+    return entry
+
+
+def load_user_twins(refs: list[str] | None = None) -> list[str]:
+    """Load and register the twins of ``refs`` (default: ``$TWINBENCH_TWINS``); returns their names, in order."""
+    from bench.zoo.user import env_refs, load_twins
+    names = []
+    for ref in env_refs() if refs is None else refs:
+        twins = load_twins(ref)
+        for t in twins:
+            register_twin(t)
+        names += [t.name for t in twins]
+        _LOADED.add(ref)
+    return names
+
+
+def forget_user_twins() -> None:
+    """Unregister every user twin of this process (tests; ``$TWINBENCH_TWINS`` loads them again when asked)."""
+    for name in [n for n, e in _REGISTRY.items() if e.twin is not None]:
+        del _REGISTRY[name]
+    _LOADED.clear()
+
+
+def _ensure_loaded() -> None:
+    from bench.zoo.user import env_refs
+    todo = [r for r in env_refs() if r not in _LOADED]
+    if todo:
+        load_user_twins(todo)
+
+
+def user_models() -> list[str]:
+    """The names of the users' twins registered in this process."""
+    _ensure_loaded()
+    return [n for n, e in _REGISTRY.items() if e.twin is not None]
+
+
+def twin_of(name: str) -> Twin:
+    """The :class:`Twin` of ``name``, whichever provider made it (the zoo, or a twins file)."""
+    entry = get_entry(name)
+    if entry.twin is not None:
+        return entry.twin
+    spec = entry.make_spec()
+    return Twin(name=name, build_torch=lambda: build(name, "torch"), build_keras=lambda: build(name, "keras"),
+                input_size=spec.input_size, input_channels=spec.input_channels, num_classes=spec.num_classes,
+                source="bench.zoo", description=entry.description, builtin=True)
+
+
 def list_models(pattern: str | list[str] = "*") -> list[str]:
-    """Sorted registry names matching an fnmatch pattern (or any of a list of patterns)."""
+    """Sorted registry names matching an fnmatch pattern (or any of a list of patterns), users' twins included."""
+    _ensure_loaded()
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; an unknown name raises KeyError listing close matches."""
+    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -134,4 +208,8 @@ def build(name: str, framework: str, **options):
     """
     if framework not in BUILDERS:
         raise ValueError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    entry = get_entry(name)
+    if entry.twin is not None:
+        entry.make_spec(**options)  # a user twin takes no options: TypeError
+        return entry.twin.build(framework)
     return importlib.import_module(BUILDERS[framework]).build(get_spec(name, **options))

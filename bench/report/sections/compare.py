@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import WITHIN_PROCESS_CAVEAT, Section, _plt, _save, compare_rows, impl_label, impl_palette
+from bench.report.common import (
+    WITHIN_PROCESS_CAVEAT,
+    Section,
+    _plt,
+    _save,
+    compare_rows,
+    distinct_twins,
+    impl_label,
+    impl_palette,
+)
 from bench.report.fdr import Q_COLUMN, apply_fdr, fdr_sentence
 from bench.report.sections.profile_diff import profile_diff_parts
 from bench.results.stats import FASTER, METHOD, MIN_EFFECT, SLOWER, empirical_scale, with_floor
@@ -22,7 +31,7 @@ def _ok(df: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame | None:
     """Rows with status ok, each key present (older runs without exec_mode / depth: empty)."""
     if df is None or not len(df):
         return None
-    df = df[df.status == "ok"].copy()
+    df = distinct_twins(df[df.status == "ok"])  # a user twin's rows: its name and its file's hash
     for k in keys:
         df[k] = df[k].fillna("").astype(str) if k in df else ""
     return df

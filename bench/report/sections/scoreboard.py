@@ -82,6 +82,16 @@ def _bucket(layers: pd.DataFrame) -> pd.Series:
     return seg
 
 
+def _twins_flag(model: str) -> str:
+    """`` --twins FILE`` for a user twin's command (its twins file), empty for a built-in model."""
+    from bench.zoo import get_entry
+    try:
+        twin = get_entry(model).twin
+    except KeyError:
+        return ""
+    return f" --twins {twin.source}" if twin is not None else ""
+
+
 def why_cells(run: dict, figures: list[str], models) -> dict:
     """{model: Cell}: between the fastest and the slowest profiled implementation of the model, the layer kind and
     phase whose time differs most (the largest attributed difference) and its share of the gap; where the run has
@@ -96,7 +106,7 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
     out = {}
     for m in models:
         st = steps[steps.model == m].dropna(subset=["coverage"]) if len(steps) else steps
-        cmd = f"python -m bench.profile {m} --device {device}"
+        cmd = f"python -m bench.profile {m} --device {device}" + _twins_flag(m)
         if not len(st) or st.impl.nunique() < 2:
             have = ", ".join(sorted(set(st.impl))) if len(st) else ""
             out[m] = Cell(((f"only {have} profiled" if have else "not profiled" if len(steps) else "no profile in this run")

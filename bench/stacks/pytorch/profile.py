@@ -12,12 +12,14 @@ from bench.stacks.pytorch.inject import slow_layers
 SOURCE_NOTE = "; PyTorch module paths as keras_name (stage1.block0.conv1 -> stage1_block0_conv1)"
 
 
-def module_names(net) -> dict[int, tuple[str, str | None]]:
+def module_names(net, paired: dict[str, str] | None = None) -> dict[int, tuple[str, str | None]]:
     """``id(module) -> (canonical name, kind)`` for every module but the root: the module path as the Keras
-    twin spells it (``bench.zoo.specs.keras_name``), so the twins' rows join."""
+    twin spells it (``bench.zoo.specs.keras_name``), so the twins' rows join. A user twin's paired modules take
+    their Keras partner's name (``paired``: ``bench.zoo.user.paired_names``)."""
     from bench.stacks.common.torch_profile import module_kind
     from bench.zoo.specs import keras_name
-    return {id(m): (keras_name(path), module_kind(m)) for path, m in net.named_modules() if path}
+    paired = paired or {}
+    return {id(m): (paired.get(path) or keras_name(path), module_kind(m)) for path, m in net.named_modules() if path}
 
 
 def profile_torch(stack, spec: ProfileSpec) -> StepProfile:
@@ -67,7 +69,8 @@ def profile_torch(stack, spec: ProfileSpec) -> StepProfile:
     tag = f"{model}-torch-eager-b{batch}" + (f"-d{options['depth']}" if "depth" in options else "")
     trace = str(Path(trace_dir) / f"{tag}.pt.trace.json.gz") if trace_dir else None
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    p = profile_torch_steps(step, module_names(net), steps, trace, sync)
+    from bench.zoo.user import paired_names
+    p = profile_torch_steps(step, module_names(net, paired_names(model)), steps, trace, sync)
     p.env, p.exec_mode = env, mode
     p.source += SOURCE_NOTE
     if dev == "cuda":
