@@ -107,7 +107,10 @@ def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "1 of 6 jobs to run" in p.stderr  # smoke for one model and framework: 6 jobs, the profile job included
     rows = _rows(run_dir / "throughput.csv")
-    assert len(rows) == before["throughput"] + 1 and rows[-1]["job_id"] == INFER and rows[-1]["status"] == "ok"
+    # one row per job, the last attempt: the crashed attempt's error row moved to throughput.csv.attempts
+    assert len(rows) == before["throughput"] and rows[-1]["job_id"] == INFER and rows[-1]["status"] == "ok"
+    assert [r["job_id"] for r in rows].count(INFER) == 1
+    assert [(r["job_id"], r["status"]) for r in _rows(run_dir / "throughput.csv.attempts")] == [(INFER, "error")]
     assert len(_rows(run_dir / "memory.csv")) == before["memory"]  # the OOM is a result, not retried
     assert len(_rows(run_dir / "epochs.csv")) == before["epochs"]
 
