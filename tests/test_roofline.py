@@ -149,3 +149,5 @@ def test_report_draws_the_roofline_names_memory_bound_kinds_and_the_why_gains_th
     assert f"keras/tensorflow nojit reaches {frac:.2f} of its compute roof" in md
     assert f"with every layer kind at its roof its profiled step would take {at:.1f} of 17.0 ms" in md
     assert "Roofs of m measured 2026-12-06" in md
+    env = md[md.index("## Environment"):]
+    assert "| roofs | Roofs of m measured 2026-12-06 by python -m bench.peaks: GEMM torch fp32 100 GFLOP/s" in env
