@@ -149,3 +149,22 @@ def test_report_draws_the_roofline_names_memory_bound_kinds_and_the_why_gains_th
     assert f"keras/tensorflow nojit reaches {frac:.2f} of its compute roof" in md
     assert f"with every layer kind at its roof its profiled step would take {at:.1f} of 17.0 ms" in md
     assert "Roofs of m measured 2026-12-06" in md
+    env = md[md.index("## Environment"):]
+    assert "| roofs | Roofs of m measured 2026-12-06 by python -m bench.peaks: GEMM torch fp32 100 GFLOP/s" in env
+
+
+def test_a_run_written_before_the_added_columns_is_read_and_resumed(tmp_path):
+    """Columns added to schema v1 later (ADDED_IN_V1: the roofline's, the user twins'): an older file reads with them
+    empty, and rows appended to it (a resumed run) keep its header, so every row stays whole."""
+    from bench.results.read import read_rows, read_table
+    from bench.results.schema import ADDED_IN_V1, append_row, columns
+    path = tmp_path / "throughput.csv"
+    old = [c for c in columns("throughput") if c not in ADDED_IN_V1]
+    path.write_text(",".join(old) + "\n" + ",".join("1" if c == "schema_version" else "" for c in old) + "\n")
+    append_row(path, "throughput", {"run_id": "r", "job_id": "j", "status": "ok", "roof_fraction": 0.5})
+    t = read_table(path, "throughput")
+    assert t.dropped == 0 and len(t.rows) == 2 and t.later == list(ADDED_IN_V1)
+    assert read_rows(path, "throughput")[1]["roof_fraction"] == "" and t.frame().roof_fraction.isna().all()
+    path.write_text(",".join(old[:-1]) + "\n")  # a column of the first schema missing: still refused
+    with pytest.raises(Exception, match="no valid header"):
+        read_table(path, "throughput")

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.results.schema import FILES, KINDS, SCHEMA_VERSION, columns
+from bench.results.schema import ADDED_IN_V1, FILES, KINDS, SCHEMA_VERSION, columns
 
 _KIND_OF = {name: kind for kind, name in FILES.items()}
 _SAID: set[str] = set()
@@ -84,6 +84,7 @@ class Table:
     records: list[str] = field(default_factory=list)  # the text of each whole row, as written
     header_text: str = ""
     damaged: dict[str, int] = field(default_factory=dict)  # why -> how many rows
+    later: list[str] = field(default_factory=list)  # schema columns added after the file was written: left empty
 
     @property
     def dropped(self) -> int:
@@ -101,7 +102,8 @@ class Table:
     def frame(self):
         """The whole rows as a pandas DataFrame, typed as ``pandas.read_csv`` types the file."""
         import pandas as pd
-        return pd.read_csv(io.StringIO(self.header_text + "".join(self.records)))
+        df = pd.read_csv(io.StringIO(self.header_text + "".join(self.records)))
+        return df.assign(**{c: float("nan") for c in self.later}) if self.later else df
 
 
 def _fix(path: Path) -> str:
@@ -212,9 +214,14 @@ def read_table(path: str | os.PathLike, kind: str | None = None) -> Table | None
         t.records.append(text)
     _check_versions(t)
     missing = [c for c in columns(kind) if c not in header] if kind in KINDS else []
+    later = [c for c in missing if c in ADDED_IN_V1]  # a file written before these columns existed: empty there
+    missing = [c for c in missing if c not in later]
     if missing:
         raise Unreadable(f"{path} has no valid header (columns {', '.join(missing[:4])}"
                          f"{'...' if len(missing) > 4 else ''} missing): a damaged or foreign CSV; {_fix(path)}")
+    for r in t.rows:
+        r.update({c: "" for c in later})
+    t.later = later
     return t
 
 

@@ -303,6 +303,10 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 FILES = {kind: f"{kind}.csv" for kind in KINDS}
 
+# Columns added to schema version 1 after files of it were written: a file without them is read as if each were
+# empty (the figure did not exist when it was written), not refused. A column removed or renamed needs a new version.
+ADDED_IN_V1 = ("twin_source", "twin_sha256", "parity", "achieved_gflops", "roof_gflops", "roof_fraction")
+
 
 def columns(kind: str) -> list[str]:
     """Ordered column names of a CSV kind."""
@@ -343,9 +347,21 @@ def append_row(path: str | os.PathLike, kind: str, row: dict) -> None:
     new = not path.exists() or path.stat().st_size == 0
     if new:
         w.writerow(cols)
+    else:
+        cols = _file_columns(path, cols)
     w.writerow([_fmt(row.get(c)) for c in cols])
     from bench.results.writes import append_bytes
     append_bytes(path, buf.getvalue().encode())  # all or nothing: a failed write leaves the file as it was
+
+
+def _file_columns(path: Path, cols: list[str]) -> list[str]:
+    """The columns to append under: the file's own header where it predates columns of ``ADDED_IN_V1`` (a resumed
+    older run keeps one header; those columns stay empty in it), else the schema's."""
+    with open(path, newline="") as f:
+        have = next(csv.reader([f.readline()]), [])
+    if have != cols and set(have) <= set(cols) and set(cols) - set(have) <= set(ADDED_IN_V1):
+        return have
+    return cols
 
 
 def parse_by_kind(text) -> dict[str, float]:
