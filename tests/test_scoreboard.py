@@ -187,7 +187,7 @@ def test_a_cell_the_run_cannot_answer_names_the_command_that_does(tmp_path):
            "throughput": __import__("pandas").read_csv(d / "throughput.csv")}
     table = section_scoreboard(run, tmp_path).tables[0][1]
     row = table.iloc[0]
-    assert str(row["same accuracy?"]) == ("not trained in smoke (minutes on a CPU): "
+    assert str(row["same accuracy?"]) == ("not trained in the smoke suite (minutes on a CPU): "
                                           "`python -m bench.run --suite train --models densenet40_k12_memeff --device cpu`")
-    assert str(row["fastest inference"]).startswith("not timed in smoke: `python -m bench.run --suite throughput")
-    assert str(row["leanest (training step)"]).startswith("not measured in smoke: `python -m bench.run --suite memory")
+    assert str(row["fastest inference"]).startswith("not timed in the smoke suite: `python -m bench.run --suite throughput")
+    assert str(row["leanest (training step)"]).startswith("not measured in the smoke suite: `python -m bench.run --suite memory")

@@ -190,6 +190,7 @@ def accuracy_cells(run: dict, figures: list[str]) -> dict:
 # what fills a cell the run cannot answer: (the words, the suite whose run answers it)
 UNANSWERED = {"train": ("not timed in {suite}", "throughput"), "infer": ("not timed in {suite}", "throughput"),
               "leanest": ("not measured in {suite}", "memory"), "accuracy": ("not trained in {suite}{why}", "train")}
+# ... where {suite} reads "the smoke suite" (the run's suite) or "this run"
 
 
 def unanswered_cell(what: str, model: str, run: dict) -> Cell:
@@ -198,7 +199,7 @@ def unanswered_cell(what: str, model: str, run: dict) -> Cell:
     suite, device = meta.get("suite"), meta.get("device") or "cpu"
     words, fills = UNANSWERED[what]
     why = " (minutes on a CPU)" if what == "accuracy" and device == "cpu" else ""
-    return Cell((words.format(suite=suite if suite else "this run", why=why)
+    return Cell((words.format(suite=f"the {suite} suite" if suite else "this run", why=why)
                  + f": `python -m bench.run --suite {fills} --models {model} --device {device}`",))
 
 
