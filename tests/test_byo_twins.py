@@ -55,6 +55,20 @@ def test_a_broken_pair_names_its_first_differing_layer_and_cause(loaded, name, t
     assert torch_layer in text and keras_layer in text and cause in text
 
 
+def test_a_bn_momentum_convention_fails_the_proof_and_training_names_the_pair(loaded):
+    """Momentum leaves one inference pass alone: the lint fails the proof, and --train's BN statistics name the pair."""
+    from bench.twins.proof import explain, prove
+    from bench.twins.train_parity import explain as explain_train
+    from bench.twins.train_parity import train_parity
+    r = prove("broken_momentum")
+    assert not r["ok"] and all(row["ok"] for row in r["layers"])
+    assert "torch m = 1 - keras m" in " ".join(explain(r)) and r["first_difference"]["keras"] == "k_a_norm"
+    t = train_parity("broken_momentum", steps=1, batch=4, recipe="smoke")
+    assert not t["ok"] and t["per_step"][0]["bn_stats_where"].startswith("k_a_norm:")
+    text = " ".join(explain_train(t))
+    assert "parts.first_bn <-> k_a_norm" in text and "momentum (torch m = 1 - keras m)" in text
+
+
 def test_a_tensor_with_no_partner_is_listed_by_name_and_shape(loaded):
     from bench.twins.proof import ProofError, prove
     with pytest.raises(ProofError, match=r"unpaired in torch: classifier\.bias \(10,\); unpaired in keras: none"):

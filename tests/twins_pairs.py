@@ -4,7 +4,8 @@ add joins a concatenation, not a residual block), and broken copies of it, each 
 - ``broken_eps``: the Keras stem BatchNorm has epsilon 1e-3 (Keras' default), torch 1e-5;
 - ``broken_same``: the Keras stride-2 conv pads 'same' (bottom/right only), torch padding=1 (every side);
 - ``broken_flatten``: both flatten a 4x4 map before the dense layer (NHWC in Keras, NCHW in torch);
-- ``broken_orphan``: torch's classifier has a bias, Keras' none (a tensor with no partner).
+- ``broken_orphan``: torch's classifier has a bias, Keras' none (a tensor with no partner);
+- ``broken_momentum``: the Keras stem BatchNorm has momentum 0.1 (PyTorch's number, not Keras' 0.9).
 """
 import keras
 import torch
@@ -37,10 +38,11 @@ class Branchy(nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
-def branchy_keras(eps: float = 1e-5, same: bool = False, flatten: bool = False, head_bias: bool = True):
+def branchy_keras(eps: float = 1e-5, same: bool = False, flatten: bool = False, head_bias: bool = True,
+                  momentum: float = 0.9):
     inp = keras.Input((32, 32, 3), name="pixels")
     x = layers.Conv2D(12, 3, padding="same", use_bias=False, name="k_a")(inp)
-    x = layers.ReLU()(TwinBatchNormalization(momentum=0.9, epsilon=eps, name="k_a_norm")(x))
+    x = layers.ReLU()(TwinBatchNormalization(momentum=momentum, epsilon=eps, name="k_a_norm")(x))
     if same:
         x = layers.Conv2D(24, 3, strides=2, padding="same", use_bias=False, name="k_b")(x)
     else:
@@ -59,4 +61,5 @@ TWINS = {
     "broken_same": (Branchy, lambda: branchy_keras(same=True)),
     "broken_flatten": (lambda: Branchy(flatten=True), lambda: branchy_keras(flatten=True)),
     "broken_orphan": (Branchy, lambda: branchy_keras(head_bias=False)),
+    "broken_momentum": (Branchy, lambda: branchy_keras(momentum=0.1)),
 }
