@@ -350,3 +350,11 @@ def test_a_dry_run_refuses_what_the_real_run_refuses(refusal, tmp_path, monkeypa
     code, errors = said["real"]
     assert code == 2 and len(errors) == 1 and sentence in errors[0], said
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())  # nothing ran
+
+
+def test_each_depth_of_a_depth_sweep_is_its_own_sweep():
+    from bench.measures.memory import largest_fit
+    df = pd.DataFrame([{"model": "m", "framework": "torch", "backend": "torch", "exec_mode": "eager",
+                        "precision": "fp32", "measurement": "train", "depth": d, "status": s, "batch_size": 8}
+                       for d, s in ((28, "ok"), (100, "oom"))])
+    assert largest_fit(df) == ["m torch eager fp32 train depth 100: no batch fit (the smallest tried, 8, out of memory)"]

@@ -97,7 +97,8 @@ def largest_fit(df) -> list[str]:
             continue
         first_oom = int(oom.min())
         fit = g[(g.status == "ok") & (g.batch_size < first_oom)].batch_size
-        name = " ".join(str(v) for v, c in zip(key, keys) if c not in ("depth", "backend") and str(v) not in ("", "nan"))
+        name = " ".join((f"depth {int(float(v))}" if c == "depth" else str(v)) for v, c in zip(key, keys)
+                        if c != "backend" and str(v) not in ("", "nan", "None"))
         said.append(f"{name}: largest batch that fit {int(fit.max())} ({first_oom} out of memory)" if len(fit) else
                     f"{name}: no batch fit (the smallest tried, {first_oom}, out of memory)")
     return said
