@@ -158,7 +158,7 @@ KINDS: dict[str, tuple[tuple[str, str, str], ...]] = {
          "alone (StackInfo.job_env). It depends on the order TensorFlow's executor runs ops in (each filter gradient "
          "takes a ~32 MiB scratch buffer, and one or two are alive at once; a few % at the suites' sizes, more on tiny "
          "nets; other inter-op threads change it further): peak_alloc_source names the steps' range and the threads. "
-         "PyTorch and JAX keep no CPU allocator peak",
+         "PyTorch and JAX keep no absolute CPU allocator peak (every stack's rise over a step is alloc_peak_mib)",
          "bench.stacks.keras.tensorflow.KerasTensorFlowMemory.step_memory"),
         ("alloc_peak_mib", "the like-for-like figure of every stack, on any device: the most bytes the framework's "
          "allocator held during one training step minus what it held before the step (activations, gradients and "
