@@ -224,3 +224,21 @@ def test_history_and_compare_keep_two_networks_that_share_a_name_apart():
     kb = {k for k, _ in _ok(b, THROUGHPUT_KEYS).groupby(THROUGHPUT_KEYS)}
     assert len(ka & kb) == 1 and next(iter(ka & kb))[0] == "resnet20_v1"  # the built-in joins, the two 'mine' do not
     assert list(distinct_twins(a).model) == ["mine@" + "a" * 12, "resnet20_v1"]
+
+
+def test_a_twins_file_imports_its_neighbours_and_carries_its_hash(tmp_path):
+    import hashlib
+
+    from bench.zoo import load_user_twins, twin_of
+    from bench.zoo.registry import forget_user_twins
+    (tmp_path / "neighbour_layers_x.py").write_text("def t():\n    return 't'\n\ndef k():\n    return 'k'\n")
+    f = tmp_path / "twins_with_neighbour.py"
+    f.write_text("from neighbour_layers_x import k, t\nTWINS = {'nb_twin': {'torch': t, 'keras': k, "
+                 "'input_shape': (16, 16, 1), 'classes': 4}}\n")
+    try:
+        assert load_user_twins([str(f)]) == ["nb_twin"]
+        tw = twin_of("nb_twin")
+        assert (tw.input_size, tw.input_channels, tw.num_classes) == (16, 1, 4)
+        assert tw.sha256 == hashlib.sha256(f.read_bytes()).hexdigest() and tw.source == str(f.resolve())
+    finally:
+        forget_user_twins()
