@@ -242,3 +242,19 @@ def test_a_twins_file_imports_its_neighbours_and_carries_its_hash(tmp_path):
         assert tw.sha256 == hashlib.sha256(f.read_bytes()).hexdigest() and tw.source == str(f.resolve())
     finally:
         forget_user_twins()
+
+
+def test_run_refuses_a_twin_it_cannot_measure_before_any_job(tmp_path, monkeypatch, capsys):
+    from bench.run import main
+    from bench.zoo.registry import forget_user_twins
+    monkeypatch.setenv("TWINBENCH_TWINS", "")  # restored after the test: the run sets it for its jobs
+    f = tmp_path / "small_twins.py"
+    f.write_text("TWINS = {'gray16': {'torch': lambda: 0, 'keras': lambda: 0, 'input_shape': (16, 16, 1)}}\n")
+    try:
+        code = main(["--twins", str(f), "--suite", "memory", "--models", "gray16", "--frameworks", "torch",
+                     "--batch-sizes", "4", "--device", "cpu", "--out", str(tmp_path / "r"), "--no-report"])
+    finally:
+        forget_user_twins()
+    err = capsys.readouterr().err
+    assert code == 2 and "gray16 (16x16x1 in, 10 classes) is not" in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.csv"))
