@@ -224,3 +224,37 @@ def test_history_and_compare_keep_two_networks_that_share_a_name_apart():
     kb = {k for k, _ in _ok(b, THROUGHPUT_KEYS).groupby(THROUGHPUT_KEYS)}
     assert len(ka & kb) == 1 and next(iter(ka & kb))[0] == "resnet20_v1"  # the built-in joins, the two 'mine' do not
     assert list(distinct_twins(a).model) == ["mine@" + "a" * 12, "resnet20_v1"]
+
+
+def test_a_twins_file_imports_its_neighbours_and_carries_its_hash(tmp_path):
+    import hashlib
+
+    from bench.zoo import load_user_twins, twin_of
+    from bench.zoo.registry import forget_user_twins
+    (tmp_path / "neighbour_layers_x.py").write_text("def t():\n    return 't'\n\ndef k():\n    return 'k'\n")
+    f = tmp_path / "twins_with_neighbour.py"
+    f.write_text("from neighbour_layers_x import k, t\nTWINS = {'nb_twin': {'torch': t, 'keras': k, "
+                 "'input_shape': (16, 16, 1), 'classes': 4}}\n")
+    try:
+        assert load_user_twins([str(f)]) == ["nb_twin"]
+        tw = twin_of("nb_twin")
+        assert (tw.input_size, tw.input_channels, tw.num_classes) == (16, 1, 4)
+        assert tw.sha256 == hashlib.sha256(f.read_bytes()).hexdigest() and tw.source == str(f.resolve())
+    finally:
+        forget_user_twins()
+
+
+def test_run_refuses_a_twin_it_cannot_measure_before_any_job(tmp_path, monkeypatch, capsys):
+    from bench.run import main
+    from bench.zoo.registry import forget_user_twins
+    monkeypatch.setenv("TWINBENCH_TWINS", "")  # restored after the test: the run sets it for its jobs
+    f = tmp_path / "small_twins.py"
+    f.write_text("TWINS = {'gray16': {'torch': lambda: 0, 'keras': lambda: 0, 'input_shape': (16, 16, 1)}}\n")
+    try:
+        code = main(["--twins", str(f), "--suite", "memory", "--models", "gray16", "--frameworks", "torch",
+                     "--batch-sizes", "4", "--device", "cpu", "--out", str(tmp_path / "r"), "--no-report"])
+    finally:
+        forget_user_twins()
+    err = capsys.readouterr().err
+    assert code == 2 and "gray16 (16x16x1 in, 10 classes) is not" in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.csv"))

@@ -69,6 +69,11 @@ def prove_jobs(args: argparse.Namespace, jobs: list[Job]) -> tuple[list[Job], st
     users = {j.model: get_entry(j.model).twin for j in jobs if get_entry(j.model).twin is not None}
     if not users:
         return jobs, None
+    odd = [f"{n} ({t.input_size}x{t.input_size}x{t.input_channels} in, {t.num_classes} classes)" for n, t in users.items()
+           if (t.input_size, t.input_channels, t.num_classes) != (32, 3, 10)]
+    if odd:
+        return jobs, (f"error: the suites measure CIFAR-10-shaped twins (32x32x3 in, 10 classes out), and "
+                      f"{', '.join(odd)} is not: python -m bench.twins proves it, no suite measures it yet")
     if args.no_parity:
         parity = {n: "unproven" for n in users}
         print(f"note: --no-parity: {', '.join(users)} run(s) without the proof; their rows say parity=unproven",

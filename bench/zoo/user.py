@@ -36,6 +36,8 @@ def _import_file(path: Path, digest: str):
         raise TwinsError(f"twins file {path} is not a Python file (give a .py file or module:attr)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    if str(path.parent) not in sys.path:  # the file's own imports of its neighbours (from my_layers import ...)
+        sys.path.append(str(path.parent))
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the user's code: its own error, in one line
