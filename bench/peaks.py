@@ -79,11 +79,29 @@ def measure(device: str, quick: bool = False, only: tuple[str, ...] | None = Non
             "theoretical": theo, "method": "python -m bench.peaks: bench.core.roofs.measure_roofs per library"}
 
 
+def ensure(device: str, only: tuple[str, ...]) -> None:
+    """Before a run's jobs: when this machine has no roofs cached on ``device``, measure them once (quick, only the
+    libraries ``only`` the run's jobs use; one line on stderr) and cache them, so the run records them."""
+    machine = this_machine()
+    if roofs.cached(machine, device) is not None:
+        return
+    print(f"measuring this machine's roofs once (cached for later runs): {', '.join(only)} on {device}, quick "
+          "(--no-roofs skips this; python -m bench.peaks --remeasure measures the full roofs)", file=sys.stderr)
+    entry = measure(device, quick=True, only=only)
+    if entry["bandwidth_gbs"]:
+        roofs.store(machine, device, entry)
+    else:
+        print("note: no library measured a roof here; nothing cached ("
+              + "; ".join(str(r.get("null_reason")) for r in entry["libraries"].values()) + ")", file=sys.stderr)
+
+
 def describe(machine: str, entry: dict, cached: bool) -> str:
     """The roofs as the command prints them."""
     theo = entry.get("theoretical") or {}
     lines = [f"Roofs of {machine} ({entry['device']}: {entry.get('device_name')}), measured {entry.get('measured_at')}"
-             + (" (cached; --remeasure measures again)" if cached else "")]
+             + (" (cached; --remeasure measures again)" if cached else "")
+             + (" in quick mode (smaller kernels: a bench.run's first measurement, not a roof to quote)"
+                if entry.get("quick") else "")]
     for lib, r in entry["libraries"].items():
         if not r.get("gemm_gflops"):
             lines.append(f"  {lib:<11} {r.get('null_reason') or r.get('skipped')}")
@@ -113,7 +131,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="the device measured (default: cuda when an NVIDIA GPU is visible, else cpu)")
     ap.add_argument("--remeasure", action="store_true", help="measure again even when this machine's roofs are cached")
     ap.add_argument("--quick", action="store_true",
-                    help="smaller kernels (GEMM 1024, a quarter of the triad arrays): for tests; not a roof to quote")
+                    help="smaller kernels (GEMM 1024, a quarter of the triad arrays): what bench.run measures when no roofs "
+                         "are cached; for tests; not a roof to quote (--remeasure without it measures the full roofs)")
     ap.add_argument("--json", action="store_true", help="print the cache entry as JSON instead of the summary")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sweep", action="store_true", help=argparse.SUPPRESS)

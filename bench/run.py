@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import signal
 import sys
 from contextlib import closing
@@ -26,11 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.core.env import gpu_available, run_meta
+from bench.core.env import gpu_available, run_meta, this_machine
 from bench.core.helpfmt import RawWrappedFormatter
 from bench.core.job import Job
+from bench.core.roofs import cached as roofs_cached
 from bench.core.roofs import for_run as roofs_for_run
 from bench.core.stack_registry import FRAMEWORKS, KERAS_BACKENDS, STACKS
+from bench.peaks import ensure as measure_roofs_once
 from bench.pipeline import preflight, user_twins
 from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
@@ -96,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
                     help="seconds before a job is killed (default: 1800; epochs jobs: none)")
     ap.add_argument("--no-report", action="store_true", help="do not render reports/<run_id>/ at the end")
+    ap.add_argument("--no-roofs", action="store_true",
+                    help="do not measure this machine's roofs before the jobs when none are cached (by default a run "
+                         "with throughput or profile jobs measures them once, quick, for the libraries its jobs use, "
+                         "and caches them: python -m bench.peaks); without roofs the report has no roofline and no "
+                         "fraction of the roof. $TWINBENCH_NO_ROOFS=1 does the same")
     ap.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="run each throughput job N times, each in a fresh process (job ids end in /r1../rN); the "
                          "report's intervals then carry the spread between processes (default: 1)")
@@ -267,6 +275,17 @@ def fitting_suites(args: argparse.Namespace, gpu: bool, hist) -> list[tuple[str,
     return sorted(fits, key=lambda x: x[1])
 
 
+def _roof_libraries(args: argparse.Namespace, plan: Plan) -> tuple[str, ...]:
+    """The libraries whose roofs this run measures before its jobs (none: cached already, --no-roofs, no throughput
+    or profile job, or jobs on other machines)."""
+    if args.no_roofs or os.environ.get("TWINBENCH_NO_ROOFS") == "1" or not plan.executor.runs_here:
+        return ()
+    if roofs_cached(this_machine(), "cuda" if plan.gpu else "cpu") is not None:
+        return ()
+    return tuple(dict.fromkeys(j.stack.backend for j in plan.jobs
+                               if j.kind in ("throughput", "profile") and j.job_id not in plan.done))
+
+
 def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
     import statistics
 
@@ -279,6 +298,10 @@ def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
         total += statistics.median(own[-3:])
         print(f"with the run's own time outside its jobs (plan, checks, summary, report: {statistics.median(own[-3:]):.0f} s "
               f"measured by earlier {args.suite} runs here): {total / 60:.1f} min")
+    libs = _roof_libraries(args, plan)
+    if libs:
+        print(f"before the jobs, the run measures this machine's roofs once (quick: {', '.join(libs)}; cached for "
+              "later runs; not in the estimate; --no-roofs skips it)")
     sentence = too_long(total, plan.gpu, args.suite, fitting_suites(args, plan.gpu, hist) if total > TOO_LONG_S else [])
     if sentence:
         print(sentence)
@@ -605,6 +628,9 @@ def _start(args: argparse.Namespace, argv: list[str], plan: Plan, session: Sessi
     problem = session.take(plan.out, argv)
     if problem:
         return _error(problem)
+    libs = _roof_libraries(args, plan)
+    if libs:
+        measure_roofs_once("cuda" if plan.gpu else "cpu", libs)
     roofs = roofs_for_run("cuda" if plan.gpu else "cpu")
     if roofs.get("null_reason") and any(j.kind in ("throughput", "profile") for j in plan.jobs):
         print(f"note: {roofs['null_reason']}: the report then leaves out how far each job is from the machine's "

@@ -168,3 +168,13 @@ def test_a_run_written_before_the_added_columns_is_read_and_resumed(tmp_path):
     path.write_text(",".join(old[:-1]) + "\n")  # a column of the first schema missing: still refused
     with pytest.raises(Exception, match="no valid header"):
         read_table(path, "throughput")
+
+
+def test_quick_roofs_say_so_where_the_report_names_them():
+    """Roofs a run measured itself (bench.run, quick mode) are named as such, with how to measure the full ones."""
+    from bench.report.sections.roofline import roofs_line
+    roofs = {"machine": "m", "measured_at": "2026-12-06", "bandwidth_gbs": 10.0, "bandwidth_library": "torch",
+             "libraries": {"torch": {"gemm_gflops": {"fp32": 100.0}}}}
+    assert "quick mode" not in roofs_line({"meta": {"roofs": roofs}})
+    line = roofs_line({"meta": {"roofs": {**roofs, "quick": True}}})
+    assert "by python -m bench.peaks in quick mode" in line and "--remeasure" in line

@@ -232,3 +232,43 @@ def test_harness_overhead_tool_compares_like_with_like():
     r = measure("resnet20_v1", batch=2, precision="fp32", steps=5, repeats=1, device="cpu")
     assert r["bare_images_per_s"] > 0 and r["harness_images_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["harness_images_per_s"] / r["bare_images_per_s"])
+
+
+def test_a_run_measures_the_roofs_once_when_none_are_cached(tmp_path, cifar_dir, monkeypatch, capsys):
+    """No roofs cached here: the run measures them (quick, only its jobs' libraries) before its jobs, caches them and
+    records them in run_meta.json; the next run reads the cache; --dry-run and --no-roofs measure nothing.
+    The measurement is faked (bench.peaks measures in child processes); the jobs are skipped."""
+    import bench.peaks as peaks
+    import bench.run as run
+    from bench.core import roofs
+    from bench.core.env import this_machine
+
+    monkeypatch.delenv("TWINBENCH_NO_ROOFS", raising=False)  # conftest's: no run in the tests measures them
+    monkeypatch.setenv(roofs.ENV, str(tmp_path / "roofs.json"))
+    calls = []
+
+    def fake_measure(device, quick=False, only=None):
+        calls.append((device, quick, only))
+        return {"device": device, "quick": quick, "bandwidth_gbs": 10.0, "bandwidth_library": "torch",
+                "libraries": {lib: {"gemm_gflops": {"fp32": 100.0}, "triad_gbs": 10.0} for lib in only}}
+    monkeypatch.setattr(peaks, "measure", fake_measure)
+    monkeypatch.setattr(run, "_execute", lambda args, plan, session: {"ok": 1})
+    argv = ["--suite", "throughput", "--models", "resnet20_v1", "--keras-backend", "tensorflow", "--batch-sizes", "4",
+            "--device", "cpu", "--no-report", "--data-dir", str(cifar_dir)]
+
+    assert run.main(argv + ["--dry-run", "--out", str(tmp_path / "dry")]) == 0
+    assert "measures this machine's roofs once (quick: torch, tensorflow" in capsys.readouterr().out
+    assert run.main(argv + ["--no-roofs", "--out", str(tmp_path / "none")]) == 0
+    assert calls == [] and roofs.cached(this_machine(), "cpu") is None
+    (run_dir,) = (tmp_path / "none").iterdir()
+    assert "null_reason" in json.loads((run_dir / "run_meta.json").read_text())["roofs"]
+
+    assert run.main(argv + ["--out", str(tmp_path / "first")]) == 0
+    assert calls == [("cpu", True, ("torch", "tensorflow"))]
+    assert "measuring this machine's roofs once (cached for later runs): torch, tensorflow" in capsys.readouterr().err
+    assert roofs.compute_roof(roofs.cached(this_machine(), "cpu"), "tensorflow", "fp32") == 100.0
+    (run_dir,) = (tmp_path / "first").iterdir()
+    assert roofs.memory_roof(json.loads((run_dir / "run_meta.json").read_text())["roofs"]) == 10.0
+
+    assert run.main(argv + ["--out", str(tmp_path / "second")]) == 0
+    assert len(calls) == 1  # cached: measured once

@@ -36,7 +36,9 @@ def roofs_line(run: dict) -> str | None:
     theo = (r.get("theoretical") or {}).get("gflops") or {}
     beside = (", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in theo.items())
               + ("" if (r.get("theoretical") or {}).get("upper_bound") else " (not an upper bound: clock not readable)"))
-    return (f"Roofs of {r.get('machine')} measured {r.get('measured_at')} by python -m bench.peaks: GEMM {libs}; "
+    quick = " in quick mode (smaller kernels: python -m bench.peaks --remeasure measures the full roofs)"
+    return (f"Roofs of {r.get('machine')} measured {r.get('measured_at')} by python -m bench.peaks"
+            f"{quick if r.get('quick') else ''}: GEMM {libs}; "
             f"bandwidth {r.get('bandwidth_gbs', 0):.1f} GB/s ({r.get('bandwidth_library')}'s STREAM triad)"
             + (f"; theoretical, beside: {beside}" if theo else "") + ".")
 
