@@ -149,8 +149,7 @@ phase() {
     throughput) suite "$1" --suite throughput --models "$MODELS" --keras-backend jax --precision bf16 ;;
     memory) suite "$1" --suite memory --models "$MODELS" --keras-backend jax ;;
     alloc-peak)
-      suite "$1" --suite memory --models resnet20_v1,densenet40_k12,densenet40_k12_memeff --keras-backend all \
-        --batch-sizes 64 || return $?
+      suite "$1" --suite memory --models resnet20_v1,densenet40_k12* --keras-backend all --batch-sizes 64 || return $?
       local d
       d=$(ls -d "$RUNS/alloc-peak"/2*-* 2>/dev/null | tail -1)
       [ -n "$d" ] && timed $PY - "$d/memory.csv" <<'PYEOF' | tee "$RUNS/alloc-peak/relation.txt" ;;
