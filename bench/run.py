@@ -39,7 +39,16 @@ from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
 from bench.pipeline.jobs import done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
-from bench.pipeline.suites import SUITES, Options, describe_jobs, expand, installed_keras_backends
+from bench.pipeline.suites import (
+    ALL_BACKEND_SUITES,
+    SCALING,
+    SUITES,
+    Options,
+    describe_jobs,
+    expand,
+    installed_keras_backends,
+    unplanned_reason,
+)
 from bench.results.read import Unreadable, check_run, read_meta, repair, supersede
 from bench.results.run_state import RunLock, RunLocked, describe_holder, holder, new_run_dir, now, set_status
 from bench.results.schema import FILES
@@ -48,11 +57,29 @@ from bench.results.writes import ResultsWriteError, write_json_atomic
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _backend_defaults() -> str:
+    """--keras-backend's default per suite, as bench.pipeline.suites.keras_backends_for decides it."""
+    from bench.pipeline.suites import DATA_PARALLEL_SUITES
+    others = [s for s in SUITES if s not in ALL_BACKEND_SUITES and s not in DATA_PARALLEL_SUITES]
+    return (f"all installed for {', '.join(ALL_BACKEND_SUITES)}; every installed one with a data-parallel path for "
+            f"{', '.join(DATA_PARALLEL_SUITES)}; tensorflow for {', '.join(others)}")
+
+
+def _replica_defaults() -> str:
+    """--replicas' default on each device where scaling jobs run (bench.measures.scaling.DEVICES)."""
+    said = []
+    for dev, name in (("cpu", "a CPU"), ("cuda", "a GPU")):
+        why = unplanned_reason("scaling", dev == "cuda")
+        said.append(f"{','.join(map(str, SCALING[dev]['replicas']))} on {name}" if why is None else
+                    f"none on {name} (GPU replicas are not built yet)")
+    return ", ".join(said)
+
+
 def build_parser() -> argparse.ArgumentParser:
     suites = "\n".join(f"  {k:<14} {v}" for k, v in SUITES.items())
     ap = argparse.ArgumentParser(
         prog="python -m bench.run", formatter_class=RawWrappedFormatter,
-        description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the throughput and "
+        description="Run a TwinBench suite: every job in a fresh process (or, --isolation reused, the "
                     "throughput jobs of one stack in one long-lived worker), every figure in results/<run_id>/*.csv, "
                     "every job's wall time and phases in results/<run_id>/jobs.csv.",
         epilog=f"suites:\n{suites}\n\nExamples:\n  python -m bench.run --suite smoke\n"
@@ -67,16 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frameworks", default="torch,keras", metavar="F[,F]", help="torch, keras (default: both)")
     ap.add_argument("--keras-backend", default=None, metavar="B[,B]|all",
                     help="backends of the Keras twins: tensorflow, jax, torch, a list (tensorflow,jax) or all (every "
-                         "installed one); each Keras job runs in its own process on its backend (default: all installed "
-                         "for cifar10-quick, cifar10-full, throughput, memory; tensorflow for smoke and train)")
+                         "installed one); each Keras job runs in its own process on its backend (default: "
+                         f"{_backend_defaults()})")
     ap.add_argument("--precision", metavar="P[,P]", help="fp32, bf16, fp16 (default: the suite's)")
     ap.add_argument("--batch-sizes", metavar="B[,B]", help="batch sizes (default: the suite's)")
     ap.add_argument("--epochs", type=int, metavar="N", help="override the recipe's epochs")
     ap.add_argument("--steps", type=int, metavar="N",
                     help="profiled steps of profile jobs, timed steps of scaling jobs (default: the suite's)")
     ap.add_argument("--replicas", metavar="R[,R]",
-                    help="data-parallel replica counts of scaling jobs, 1 always added (default: the suite's: 1,2 on a "
-                         "CPU, 1,2,4,8 on a GPU); more than the machine's devices is refused before any job")
+                    help="data-parallel replica counts of scaling jobs, 1 always added (default: the suite's: "
+                         f"{_replica_defaults()}); more than the machine's devices is refused before any job")
     ap.add_argument("--strong", action="store_true",
                     help="scaling jobs at a fixed global batch split over the replicas (strong scaling; --batch-sizes "
                          "gives the global batch, default the suite's per-replica batch x the largest count), instead "
@@ -92,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", metavar="DIR",
                     help="CIFAR-10 location (default: the first of $TWINBENCH_DATA_DIR, ./data, ~/.cache/twinbench holding "
                     "cifar-10-batches-py/; if none does, it is downloaded into --data-dir, else $TWINBENCH_DATA_DIR, else ./data)")
-    ap.add_argument("--out", default=str(ROOT / "results"), metavar="DIR",
-                    help="results root (default: the checkout's results/); the report goes to --reports, not beside the results")
-    ap.add_argument("--reports", default=str(ROOT / "reports"), metavar="DIR", help="reports root (default: reports/)")
+    ap.add_argument("--results", "--out", dest="out", default=str(ROOT / "results"), metavar="DIR",
+                    help="results root (default: the checkout's results/), as in bench.report and bench.history; --out "
+                         "is its older name here; the report goes to --reports, not beside the results")
+    ap.add_argument("--reports", default=str(ROOT / "reports"), metavar="DIR",
+                    help="reports root (default: reports/), as in bench.report and bench.history")
     ap.add_argument("--resume", metavar="RUN_ID", help="continue a run: skip the jobs it already finished")
     ap.add_argument("--job-timeout", type=float, default=None, metavar="S",
                     help="seconds before a job is killed (default: 1800; epochs jobs: none)")
@@ -128,7 +157,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for name in ("suite",) + LIST_FLAGS + PATH_FLAGS:  # given, but empty: a selection of nothing, or no place
         v = getattr(args, name)
         if v is not None and not (_csv(v) if name in LIST_FLAGS else v.strip()):
-            ap.error(f"--{name.replace('_', '-')} is empty ({v!r}): give a value, or leave the flag out for its default")
+            flag = "--results (--out)" if name == "out" else f"--{name.replace('_', '-')}"
+            ap.error(f"{flag} is empty ({v!r}): give a value, or leave the flag out for its default")
     if not (args.suite or args.list or args.resume):
         ap.error("give --suite NAME (or --list, or --resume RUN_ID)")
     problem = user_twins.load(args)  # before --models is matched: user twins are selected like built-in ones
@@ -534,7 +564,7 @@ def _plan(args: argparse.Namespace, argv: list[str], session: Session) -> Plan |
     except (ValueError, KeyError) as e:
         return _error(e.args[0] if e.args else str(e))
     if not jobs:
-        return _error(_nothing_selected(args, gpu))
+        return _error(unplanned_reason(args.suite, gpu) or _nothing_selected(args, gpu))
     if (args.replicas or args.strong) and not any(j.replicas for j in jobs):  # harmless, but say so
         print(f"note: --replicas and --strong apply to scaling jobs; suite {args.suite} has none (--suite scaling)",
               file=sys.stderr)

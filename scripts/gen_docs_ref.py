@@ -232,20 +232,30 @@ def suite_jobs(listing: str) -> dict[str, int]:
 
 
 def suites_page() -> str:
+    from bench.pipeline.suites import unplanned_reason
     cpu, gpu = run_list("cpu"), run_list("cuda")
     suites = list(suite_jobs(cpu))
-    plans = {(su, dev): dry_run(["--suite", su, "--device", dev]) for su in suites for dev in ("cpu", "cuda")}
+    counts = {"cpu": suite_jobs(cpu), "cuda": suite_jobs(gpu)}
+    plans = {(su, dev): dry_run(["--suite", su, "--device", dev]) for su in suites for dev in ("cpu", "cuda")
+             if counts[dev].get(su)}
     lines = ["# Suites", "",
              "Generated at build time from `python -m bench.run --list` and `python -m bench.run --suite NAME "
              "--dry-run`, each with `--device cpu` and `--device cuda`. A suite's plan depends on the device (a GPU "
              "sweeps more batches, trains longer, runs more seeds) and on the Keras backends installed where the "
              "docs were built (the GPU suites run every installed one by default). The time is the plan's own "
              "rough estimate (FLOPs at an assumed device speed plus process start), one job after another on "
-             "one device: a guide to the order of magnitude, not a measurement.", "",
+             "one device: a guide to the order of magnitude, not a measurement (on a CPU, within 2x of a measured smoke run: "
+             "`tests/test_docs.py` holds it there).", "",
              "| suite | jobs on a CPU | estimate on a CPU | jobs on a GPU | estimate on one GPU |", "|---|---|---|---|---|"]
     for su in suites:
-        (jc, mc), (jg, mg) = plans[(su, "cpu")], plans[(su, "cuda")]
-        lines.append(f"| `{su}` | {jc:,} | {_duration(mc)} | {jg:,} | {_duration(mg)} |")
+        cells = []
+        for dev in ("cpu", "cuda"):
+            if (su, dev) in plans:
+                n, minutes = plans[(su, dev)]
+                cells += [f"{n:,}", _duration(minutes)]
+            else:  # a suite with no job on this device: why, in the code's own words
+                cells += ["none", cell(unplanned_reason(su, dev == "cuda") or "no job matches on this device")]
+        lines.append(f"| `{su}` | " + " | ".join(cells) + " |")
     lines += ["", "## `python -m bench.run --list --device cpu`", "", "```text", cpu.rstrip(), "```", "",
               "## `python -m bench.run --list --device cuda`", "", "```text", gpu.rstrip(), "```"]
     return "\n".join(lines) + "\n"
@@ -313,11 +323,12 @@ def pages() -> dict[str, str]:
 
 def sections_section() -> str:
     """The report's sections in the order the renderer writes them (bench.report.render.SECTIONS)."""
-    from bench.report.render import SECTIONS
-    names = [f.__name__.removeprefix("section_").replace("_", " ") for f in SECTIONS]
-    body = "\n".join(f"{i}. {n} (`{f.__module__}`)" for i, (n, f) in enumerate(zip(names, SECTIONS), 1))
-    return ("\n## The sections, in order\n\nGenerated from `bench.report.render.SECTIONS` when the docs were built; "
-            "the comparison section is there only with `--compare`.\n\n"
+    from bench.report.render import FIRST, SECTIONS
+    order = [FIRST, *SECTIONS]
+    names = [f.__name__.removeprefix("section_").replace("_", " ") for f in order]
+    body = "\n".join(f"{i}. {n} (`{f.__module__}`)" for i, (n, f) in enumerate(zip(names, order), 1))
+    return ("\n## The sections, in order\n\nGenerated from `bench.report.render` (`FIRST`, then `SECTIONS`) when the "
+            "docs were built; the comparison section is there only with `--compare`.\n\n"
             + body + "\n")
 
 

@@ -541,7 +541,174 @@ def test_run_recipe_help_names_every_recipe():
     assert not missing_from(list(RECIPES), _run_help("recipe"))
 
 
-def test_suite_descriptions_quote_no_undated_duration():
-    """`--list` said '~12-15 min per framework' for degradation while it was measured at 6.5 / 10.6 min: a
-    duration belongs in --dry-run's estimate or in the findings page with its date, not in a description."""
-    assert not re.findall(r"~\d+(?:-\d+)? min", gen.run_list("cpu"))
+# a duration in words or figures: "~12-15 min", "under an hour", "hours on a GPU", "minutes on a 2-core CPU"
+_DURATION = re.compile(r"\b(?:\d[\d.,]*(?:-\d[\d.,]*)?\s*(?:s|sec|seconds?|min|minutes?|h|hours?)\b|an? hour\b|"
+                       r"minutes\b|hours\b|seconds\b)")
+
+
+def test_suite_descriptions_quote_no_duration():
+    """`--list` said '~12-15 min per framework' for degradation while it was measured at 6.5 / 10.6 min, and
+    'under an hour on one GPU' beside an estimate of 120 min: a duration belongs in --dry-run's estimate or in the
+    findings page with its date, not in a description."""
+    from bench.pipeline.suites import SUITES
+    assert {k: _DURATION.findall(v) for k, v in SUITES.items() if _DURATION.search(v)} == {}
+    assert _DURATION.search("15 epochs of the fast recipe: under an hour on one GPU")
+    assert _DURATION.search("CPU: 8,192 images x 6 epochs (under 30 min idle)")
+    assert not _DURATION.search("8,192 images x 6 epochs, 3 seeds, batch 128")
+
+
+# hand-written pages whose figures are dated measurements (each with its commit: test_measured_figures_carry_their_commit)
+# or published sources: a duration there is a measurement, not a claim about what the code does
+_MEASURED_PAGES = ("findings.md", "trust.md", "anchors.md")
+
+
+def test_every_hand_written_duration_and_default_is_checked_or_dated():
+    """A duration or a "default N" in a hand-written page is either one of the figures checked against the code
+    (_claims) or in a paragraph that says when and where it was measured (a date, a commit, or a link to the
+    findings). The rule that forbids hand-written job counts, extended to durations and defaults."""
+    checked: dict[str, list[tuple[int, int]]] = {}
+    for rel, pattern, _ in _claims():
+        m = re.search(pattern, (DOCS / rel).read_text())
+        if m:
+            checked.setdefault(rel, []).append(m.span())
+    loose = []
+    for f in [README, *DOCS.rglob("*.md")]:
+        rel = f.relative_to(DOCS).as_posix() if f != README else "README.md"
+        if rel in _MEASURED_PAGES or rel.startswith("evidence/"):
+            continue
+        text = f.read_text()
+        for m in [*_DURATION.finditer(text), *re.finditer(r"\bdefault:? \d[\d.,]*", text)]:
+            if any(a <= m.start() < b for a, b in checked.get(rel, [])):
+                continue
+            para = text[text.rfind("\n\n", 0, m.start()) + 1:text.find("\n\n", m.end()) % (len(text) + 1)]
+            if re.search(r"20\d\d-\d\d-\d\d|`[0-9a-f]{7}`|findings\.md|anchors\.md", para):
+                continue
+            loose.append(f"{rel}: {text[max(0, m.start() - 40):m.end() + 20]!r}")
+    assert not loose, "\n".join(loose)
+
+
+def test_the_smoke_estimate_is_within_2x_of_a_measured_smoke_run():
+    """The suites page's CPU estimates come from the FLOP model (no history where the docs are built). Held
+    against the job wall times of the committed smoke runs (docs/evidence): it said 13 min for a 4-min run."""
+    import csv
+
+    from bench.pipeline.suites import Options, estimate_seconds, expand
+    runs = sorted(p for p in (DOCS / "evidence").rglob("jobs.csv") if "smoke" in p.parent.parent.name)
+    assert runs
+    jobs = expand("smoke", Options(gpu=False))
+    est = sum(estimate_seconds(j) for j in jobs)
+    for p in runs:
+        rows = list(csv.DictReader(p.open()))
+        if {r["job_id"] for r in rows} != {j.job_id for j in jobs}:
+            continue  # an older plan: not the same jobs
+        wall = sum(float(r["wall_s"]) for r in rows if r["wall_s"])
+        assert 0.5 <= est / wall <= 2.0, (p, est, wall)
+
+
+def test_no_plan_holds_a_job_its_measure_refuses():
+    """The scaling suite planned GPU jobs that the data-parallel measure refuses (CPU replicas only so far): the
+    suites page listed them and --replicas named GPU counts."""
+    from bench.measures.scaling import DEVICES
+    from bench.pipeline.suites import SUITES, Options, expand
+    for gpu in (False, True):
+        dev = "cuda" if gpu else "cpu"
+        for su in SUITES:
+            bad = [j.job_id for j in expand(su, Options(gpu=gpu)) if j.kind == "scaling" and dev not in DEVICES]
+            assert not bad, (su, dev, bad[:3])
+    if "cuda" not in DEVICES:
+        assert "not built yet" in _run_help("replicas")
+        assert "1,2,4,8" not in _run_help("replicas")
+
+
+def test_the_suites_page_says_why_a_suite_has_no_job_on_a_device(site):
+    from bench.measures.scaling import DEVICES
+    if "cuda" in DEVICES:
+        pytest.skip("GPU replicas are built")
+    rows = re.findall(r"<tr>.*?</tr>", (site / "reference/suites/index.html").read_text(), re.S)
+    row = html.unescape(re.sub(r"<[^>]+>", " ", next(r for r in rows if "<code>scaling</code>" in r)))
+    assert "not built yet" in row, row
+
+
+def test_keras_backend_help_names_every_suites_default():
+    """--keras-backend's help listed the suites that run every backend by default and left out profile."""
+    from bench.pipeline.suites import SUITES, Options, installed_keras_backends, keras_backends_for
+    h = re.sub(r"\s+", " ", _run_help("keras_backend"))
+    all_part = re.search(r"all installed for ([^;]+);", h).group(1)
+    tf_part = re.search(r"tensorflow for ([^)]+)\)", h).group(1)
+    named = [x.strip() for x in re.split(r",", all_part + "," + tf_part + "," + re.search(r"path for ([^;]+);", h).group(1))]
+    assert sorted(named) == sorted(SUITES), named
+    every = set(installed_keras_backends())
+    for su in (x.strip() for x in all_part.split(",")):
+        assert set(keras_backends_for(su, Options())) == every, su
+    for su in (x.strip() for x in tf_part.split(",")):
+        assert keras_backends_for(su, Options()) == ("tensorflow",), su
+
+
+_MEASURE_PAGES = {"throughput.md": "throughput", "memory.md": "memory", "profile.md": "profile",
+                  "training.md": "epochs", "scaling.md": "scaling"}
+
+
+def test_a_measure_page_names_a_flag_only_for_jobs_the_flag_applies_to():
+    """throughput.md said a throughput job 'times at least --steps samples' while --steps applies to profile and
+    scaling jobs only. A flag whose help scopes it to some jobs ('of profile jobs', 'scaling jobs') may be named on
+    another measure's page only in a sentence that says it does not apply."""
+    scoped = {}
+    for a in gen.parser_of("bench.run")._actions:
+        kinds = set(re.findall(r"\b(throughput|memory|profile|epochs|scaling) jobs?\b", a.help or ""))
+        if kinds and a.option_strings:
+            scoped[a.option_strings[0]] = kinds
+    assert scoped["--steps"] == {"profile", "scaling"}
+    wrong = []
+    for page, kind in _MEASURE_PAGES.items():
+        text = re.sub(r"\s+", " ", (DOCS / "measures" / page).read_text())
+        for sentence in re.split(r"(?<=[.:;])\s", text):
+            for flag, kinds in scoped.items():
+                if re.search(rf"`{flag}\b", sentence) and kind not in kinds and " not " not in sentence:
+                    wrong.append(f"{page}: {sentence[:120]}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_results_and_reports_mean_the_same_in_every_command():
+    """--out was the results root in bench.run and the reports root in bench.report: now --results and --reports
+    are the two roots everywhere, and each remaining --out says what it means in its command."""
+    for e in ("bench.run", "bench.report", "bench.history"):
+        opts = {s: a for a in gen.parser_of(e)._actions for s in a.option_strings}
+        assert opts["--results"].help.startswith("results root"), e
+        assert opts["--reports"].help.startswith("reports root"), e
+        assert "older" in opts["--out"].help, e
+    assert gen.parser_of("bench.report").parse_args(["r", "--reports", "/x"]).out == "/x"
+    assert gen.parser_of("bench.run").parse_args(["--suite", "smoke", "--results", "/y"]).out == "/y"
+
+
+def test_the_first_screen_is_described_as_the_report_draws_it():
+    """reading-the-report.md described a first screen of one sentence per answer, while the report opens with the
+    scoreboard table, and the generated section list left the scoreboard out."""
+    from bench.report.render import FIRST
+    from bench.report.sections import scoreboard
+    assert FIRST is scoreboard.section_scoreboard
+    text = (DOCS / "reading-the-report.md").read_text()
+    first = text[text.index("## The first screen"):].split("\n## ")[0]
+    assert scoreboard.TITLE in first
+    assert gen.sections_section().split("\n1. ")[1].startswith("scoreboard")
+
+
+def test_docs_links_resolve_in_a_repository_browser_or_name_a_generated_page():
+    """Links between hand-written pages work in a repository browser; the only ones that do not are to the
+    generated reference pages, which the README says are on the built site alone."""
+    generated = set(gen.pages())
+    dead = []
+    for f in DOCS.rglob("*.md"):
+        if f.relative_to(DOCS).parts[0] == "evidence":
+            continue
+        for u in re.findall(r"\]\(([^)\s]+)\)", f.read_text()):
+            path = u.partition("#")[0]
+            if not path or re.match(r"[a-z]+:", path):
+                continue
+            target = (f.parent / path).resolve()
+            if target.exists():
+                continue
+            rel = target.relative_to(DOCS.resolve()).as_posix() if target.is_relative_to(DOCS.resolve()) else str(target)
+            if rel not in generated:
+                dead.append(f"{f.relative_to(DOCS)}: {u}")
+    assert not dead, dead
+    assert "generated from the code when the site is built" in README.read_text()

@@ -125,10 +125,10 @@ def test_preconditions_each_say_the_thing_and_the_fix(tmp_path, monkeypatch):
     gpu, pkg, out = found
     assert "no NVIDIA GPU is visible" in gpu and "--device cpu" in gpu
     assert "the Keras jobs on the jax backend need the jax package" in pkg and ".[jax]" in pkg and "--keras-backend" in pkg
-    assert f"the results directory {afile / 'run'} cannot be created: {afile} is a file" in out and "--out" in out
+    assert f"the results directory {afile / 'run'} cannot be created: {afile} is a file" in out and "--results" in out
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda p: types.SimpleNamespace(free=100 << 10))
     (space,) = preflight.problems(jobs[:1], tmp_path / "run", None, gpu_visible=lambda: True)
-    assert "has 0.1 MiB free" in space and "free space or choose another --out" in space
+    assert "has 0.1 MiB free" in space and "free space or choose another --results" in space
     assert preflight.expected_bytes(jobs[:1]) > 1 << 20
 
 

@@ -51,6 +51,17 @@ def max_replicas(device: str) -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+DEVICES = ("cpu",)  # where data-parallel jobs run so far: the suites plan none elsewhere (bench.pipeline.suites)
+
+
+def device_problem(device: str) -> str | None:
+    """One sentence when data-parallel jobs cannot run on ``device`` (GPU replicas are not built yet), else None."""
+    if device in DEVICES:
+        return None
+    return (f"device {device!r}: the data-parallel jobs run on CPU replicas only so far (gloo, host devices, "
+            "logical CPUs); GPU replicas (nccl) are not built yet.")
+
+
 def check(stacks: list[str], replicas: list[int], device: str) -> str | None:
     """One sentence for input no job can run, or None."""
     for st in stacks:
@@ -58,9 +69,9 @@ def check(stacks: list[str], replicas: list[int], device: str) -> str | None:
             return f"{st}: {NO_DP_PATH[st]}."
         if st not in DP_STACKS:
             return f"unknown stack {st!r}; data-parallel stacks: {', '.join(DP_STACKS)}."
-    if device != "cpu":
-        return (f"device {device!r}: the data-parallel jobs run on CPU replicas only so far (gloo, host devices, "
-                "logical CPUs); GPU replicas (nccl) are not built yet.")
+    problem = device_problem(device)
+    if problem:
+        return problem
     have = max_replicas(device)
     if max(replicas) > have or min(replicas) < 1:
         return f"{max(replicas)} replicas asked for, but this machine has {have} {device} device(s) for replicas."

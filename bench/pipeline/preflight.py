@@ -128,7 +128,7 @@ def space_problem(path: Path, need: int, n_jobs: int) -> str | None:
     if free >= need:
         return None
     return (f"the results directory {path} has {free / 2**20:.1f} MiB free on its disk and this run needs about "
-            f"{need / 2**20:.1f} MiB ({n_jobs} jobs: rows, logs, checkpoints, report): free space or choose another --out.")
+            f"{need / 2**20:.1f} MiB ({n_jobs} jobs: rows, logs, checkpoints, report): free space or choose another --results.")
 
 
 def data_problem(data_dir: str | None) -> str | None:
@@ -169,7 +169,7 @@ def problems(jobs: list[Job], out: Path, data_dir: str | None, reports: Path | N
             found.append("this run's jobs run on the GPU (--device cuda, or a resumed GPU run) but no NVIDIA GPU is "
                          "visible (NVML found none): run them on a GPU machine, or start a new run with --device cpu.")
     found += [] if not here else missing_packages({j.framework for j in jobs}, {j.keras_backend for j in jobs if j.keras_backend})
-    out_problem = writable_problem(out, "the results directory", "--out")
+    out_problem = writable_problem(out, "the results directory", "--results")
     found += [out_problem] if out_problem else []
     if reports is not None:
         p = writable_problem(reports, "the reports directory", "--reports")

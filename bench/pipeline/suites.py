@@ -14,10 +14,10 @@ from bench.core.stack_registry import KERAS_BACKENDS, stacks_of  # noqa: F401  (
 from bench.zoo import list_models
 
 SUITES = {
-    "smoke": "a few small models, both frameworks, tiny batches: minutes on a 2-core CPU (run this first)",
+    "smoke": "a few small models, both frameworks, tiny batches: the shortest suite (run this first)",
     "cifar10-quick": "every model: throughput and memory at one batch (a short sweep for DenseNet vs ResNet), "
-                     "15 epochs of the fast recipe for 5 models: under an hour on one GPU",
-    "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training: hours on a GPU",
+                     "15 epochs of the fast recipe for 5 models",
+    "cifar10-full": "every model, both frameworks: throughput, memory sweep, paper-recipe training",
     "throughput": "train and inference images/s for every model (synthetic input, plus the real pipeline)",
     "memory": "memory of a train step: allocator peak (GPU, batch sweep up to the largest that fits) and, on any "
               "device, saved activations + weights/gradients/optimizer state, over batch size and network depth",
@@ -25,13 +25,14 @@ SUITES = {
     "profile": "where each twin's train step goes, layer by layer (forward, backward, recompute, optimizer): every "
                "model, every implementation asked for, one small batch; traces kept in results/<run_id>/traces/",
     "fidelity": "the framework gap in accuracy beside the spread between seeds: resnet20_v1, each twin with 2 seeds "
-                "(3 on a GPU); CPU: 8,192 images x 6 epochs (under 30 min idle); GPU: all of CIFAR-10, fast recipe",
+                "(3 on a GPU); CPU: 8,192 images x 6 epochs; GPU: all of CIFAR-10, fast recipe",
     "degradation": "the ResNet paper's figure: plain20, plain56, resnet20_v1, resnet56_v1 trained on one plan, training "
                    "and test error per epoch, plus one-batch throughput and memory (the price of depth); CPU: 6,144 "
                    "images x 5 epochs, seed 0; GPU: the paper recipe, 3 seeds",
     "scaling": "data-parallel training of resnet20_v1 on 1 and 2 replicas (--replicas), each stack in its own API "
                "(PyTorch DDP, Keras DataParallel on JAX, MirroredStrategy on TensorFlow): images/s and the efficiency "
-               "against 1 replica; on a CPU the replicas share its cores (the machinery, not a scaling result)",
+               "against 1 replica; on a CPU the replicas share its cores (the machinery, not a scaling result); CPU "
+               "replicas only so far: on a GPU it plans no job (GPU replicas are not built yet)",
 }
 KINDS = ("throughput", "memory", "epochs", "profile", "scaling")
 MEMORY_SWEEP = (64, 128, 256, 512, 1024, 2048)  # batch sizes tried in order until the first OOM
@@ -47,7 +48,7 @@ DEGRADATION_MODELS = ("plain20", "plain56", "resnet20_v1", "resnet56_v1")
 # a 56-layer net ~3x slower): one training image costs the four nets 2/399 + 2/133 = 0.020 s on Keras (0.017 s
 # torch), so 6,144 images x 5 epochs (+ 1,000 test images per epoch at ~1/3 the cost) is ~650 s of Keras training
 # (~560 s torch), plus ~2-4 min of process starts and the one-batch jobs: ~12-15 min, under 30 min with room for a
-# shared machine (bench.run --dry-run's FLOP estimate, 15 GFLOP/s, is several times slower than measured).
+# shared machine.
 # 480 steps of batch 64: enough for plain-56 to lag plain-20 early in training (the paper's gap opens from the
 # first epochs), not to reach the paper's errors. One seed (a second would double the time).
 DEGRADATION_CPU = dict(train_subset=6144, test_subset=1000, epochs=5, recipe="smoke", seeds=(0,))
@@ -69,7 +70,8 @@ PROFILE_DEPTHS = {"densenet40_k12": (16, 28), "densenet40_k12_memeff": (16, 28)}
 SCALING_MODELS = ("resnet20_v1",)
 # scaling: per-replica batch and timed steps; replica counts (1 always added). CPU: 2 cores hold 2 replicas (one
 # process or host device each); 16 a replica keeps ResNet-20's step near 50 ms on one core (the whole suite is about
-# 2 min idle: 6 jobs, each its replicas' own process start and warm-up). GPU: up to the machine's GPUs.
+# 2 min idle: 6 jobs, each its replicas' own process start and warm-up). GPU: up to the machine's GPUs, once GPU
+# replicas are built (bench.measures.scaling.DEVICES; until then a GPU plan has no scaling job).
 SCALING = {"cpu": dict(batch=16, steps=10, replicas=(1, 2)), "cuda": dict(batch=128, steps=40, replicas=(1, 2, 4, 8))}
 QUICK_TRAIN_MODELS = ("resnet20_v1", "resnet56_v1", "plain20", "plain56", "densenet_bc100_k12")
 QUICK_TRAIN_EPOCHS = 15  # the fast recipe, shortened: the curves and the degradation gap, not final accuracy
@@ -218,6 +220,15 @@ def _unique(jobs: list[Job]) -> list[Job]:
     return [j for j in jobs if not (j.job_id in seen or seen.add(j.job_id))]
 
 
+def unplanned_reason(suite: str, gpu: bool) -> str | None:
+    """Why a suite plans no job on this device although it has parts for it (the data-parallel jobs on a GPU:
+    ``bench.measures.scaling.DEVICES``), else None."""
+    if not any(p.measure == "scaling" for p in SUITE_TABLE.get(suite, ())):
+        return None
+    from bench.measures.scaling import device_problem
+    return device_problem("cuda" if gpu else "cpu")
+
+
 def _scaling(opts: Options, models, batch: int, steps: int, replicas: tuple[int, ...]) -> list[Job]:
     """One job per model, implementation and replica count (``--replicas``, 1 always among them, first: the
     efficiency of the others is against it). Weak scaling: ``batch`` (or ``--batch-sizes``' first) per replica.
@@ -228,6 +239,8 @@ def _scaling(opts: Options, models, batch: int, steps: int, replicas: tuple[int,
         ValueError: strong scaling with a global batch that a replica count does not divide.
     """
     dev = "cuda" if opts.gpu else "cpu"
+    if unplanned_reason("scaling", opts.gpu):  # GPU replicas are not built yet: no job a run would refuse
+        return []
     counts = sorted(set(opts.replicas or replicas) | {1})
     b = (opts.batch_sizes or (batch * max(counts) if opts.strong else batch,))[0]
     if opts.strong and any(b % r for r in counts):
@@ -433,16 +446,22 @@ def describe_jobs(jobs: list[Job]) -> str:
     return f"{kinds or 'nothing'}; " + ", ".join(f"{k} ({'/'.join(v)})" for k, v in impls.items())
 
 
+# sustained FLOP/s the --dry-run estimate assumes where no earlier run on the machine measured a job. CPU: a 2-core
+# VM trained resnet20_v1 at batch 64 at ~300 images/s (docs/evidence/2026-12-05/time-smoke: 12,288 images in ~40 s
+# with the test pass), ~80 GFLOP/s of convolutions; 60 leaves room for a slower or shared CPU (15 was 3-6x slow)
+ASSUMED_FLOPS = {"cpu": 60e9, "cuda": 20e12}
+
+
 def estimate_seconds(job: Job) -> float:
     """A rough wall-time estimate for --dry-run: process start + FLOPs / an assumed device speed.
 
-    Assumed sustained speed: 15 GFLOP/s on a CPU, 20 TFLOP/s on a GPU (small CIFAR nets run far
-    below peak). An estimate for planning, never a result.
+    Assumed sustained speed: ASSUMED_FLOPS (small CIFAR nets run far below a GPU's peak). An estimate for planning,
+    never a result; tests/test_docs.py holds the CPU figure within 2x of a measured smoke run (docs/evidence/).
     """
     from bench.zoo import get_spec
     spec = get_spec(job.model, **({"depth": job.depth} if job.depth is not None else {}))
     mflops = _approx_mflops(spec)
-    speed = 20e12 if job.device == "cuda" else 15e9
+    speed = ASSUMED_FLOPS["cuda" if job.device == "cuda" else "cpu"]
     per_image = mflops * 1e6 * (3 if job.measurement == "train" or job.kind == "epochs" else 1)
     if job.kind == "epochs":
         from bench.zoo.recipes import recipe_for

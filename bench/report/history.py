@@ -349,8 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                                              "pairwise changes marked.",
                                  epilog=HISTORY_EXIT_HELP, formatter_class=RawWrappedFormatter)
     ap.add_argument("dirs", nargs="*", help="results folders (a run, or a folder of runs) besides results/")
-    ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
-    ap.add_argument("--out", default=str(ROOT / "reports" / "history"), help="where to write (default: reports/history/)")
+    ap.add_argument("--results", default=str(ROOT / "results"), metavar="DIR",
+                    help="results root (default: results/), as bench.run's --results")
+    ap.add_argument("--reports", default=str(ROOT / "reports"), metavar="DIR",
+                    help="reports root, as bench.run's --reports: the history goes to its history/ (default: reports/)")
+    ap.add_argument("--out", default=None, metavar="DIR",
+                    help="the history's own folder, instead of --reports' history/ (the older flag; in bench.run, "
+                         "--out is the results root)")
     ap.add_argument("--min-effect", type=float, default=100 * MIN_EFFECT, metavar="PCT",
                     help="smallest change, in percent, called a change (default: %(default)g)")
     ap.add_argument("--fail-on-change", type=float, metavar="PCT",
@@ -359,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="--fail-on-change looks at change points starting within the latest N runs of each series "
                          "(default: %(default)s; a new level needs 2 runs, so a change is seen from the run after it)")
     args = ap.parse_args(argv)
+    args.out = args.out or str(Path(args.reports) / "history")
     dirs = [Path(args.results), *map(Path, args.dirs)]
     missing = [d for d in args.dirs if not Path(d).is_dir()]
     if missing:

@@ -28,6 +28,7 @@ from bench.results.stats import MIN_EFFECT
 # called as section(run, out_dir) and returns a Section; section_compare, (run, other run, out_dir), only when the
 # report compares two runs. The scoreboard opens every report: it is drawn last (it answers from the rows the
 # sections read, and the compared run once that is read) and placed first.
+FIRST = section_scoreboard  # rendered after SECTIONS (it links their figures), shown before them
 SECTIONS = [section_environment, section_throughput, section_profile, section_memory, section_accuracy,
             section_degradation, section_fidelity, section_scaling, section_harness, section_errors, section_compare, section_howto]
 
@@ -56,7 +57,7 @@ def render(run_dir: Path, out_dir: Path, compare_dir: Path | None = None, min_ef
         elif compare_dir is not None:  # the other run is read at its turn, after the sections before it
             other = load_run(compare_dir)
             sections.append(section_compare(run, other, out_dir))
-    sections.insert(0, section_scoreboard(run, out_dir, other, [st for sec in sections for st, _ in sec.figures]))
+    sections.insert(0, FIRST(run, out_dir, other, [st for sec in sections for st, _ in sec.figures]))
     sections[0].text[:0] = [f"Damaged results file: {d}." for d in run.get("damage", [])]  # rows dropped: said first
     title = f"TwinBench report: {run['meta'].get('run_id', Path(run_dir).name)}"
     from bench.results.run_state import state_sentence
@@ -168,8 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fail-on-regression", type=float, metavar="PCT",
                     help="with --compare: exit 4 when an implementation is slower (significant test) or heavier in "
                          "memory than in the compared run by more than PCT percent, listing each such row")
-    ap.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
-    ap.add_argument("--out", default=str(ROOT / "reports"), help="reports root (default: reports/)")
+    ap.add_argument("--results", default=str(ROOT / "results"), metavar="DIR",
+                    help="results root (default: results/), as bench.run's --results")
+    ap.add_argument("--reports", "--out", dest="out", default=str(ROOT / "reports"), metavar="DIR",
+                    help="reports root (default: reports/), as bench.run's --reports; --out is its older name here "
+                         "(in bench.run, --out is the results root)")
     return ap
 
 
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("run_id", "compare", "results", "out"):
         v = getattr(args, name)
         if v is not None and not v.strip():
-            flag = "RUN_ID" if name == "run_id" else f"--{name}"
+            flag = {"run_id": "RUN_ID", "out": "--reports (--out)"}.get(name, f"--{name}")
             print(f"error: {flag} is empty ({v!r}): give a value, or leave it out for its default", file=sys.stderr)
             return 2
     if not (0 <= args.min_effect < 100):
