@@ -333,20 +333,23 @@ def test_densenet_depth_jobs_and_table():
 
 
 def test_gap_sentence_names_unattributed_time_and_the_leading_layer_kind():
-    """When the gap between the fastest and slowest profiled step is mostly time no layer was named for, the sentence
-    says so, with both coverages, and then names the attributed layer kind that differs most."""
+    """The gap sentence names the largest attributed difference (kind and phase) with its share of the gap, says
+    "most of" only above half, and adds the unattributed time, with both coverages, where it is larger."""
     import pandas as pd
 
-    from bench.report.sections.profile import gap_sentences
+    from bench.report.sections.profile import gap_sentences, gap_why
     key = {"model": "resnet20_v1", "precision": "fp32", "batch_size": 32}
     steps = pd.DataFrame([{**key, "impl": "torch eager", "profiled_step_ms": 10.0, "coverage": 0.95},
                           {**key, "impl": "keras/jax jit", "profiled_step_ms": 20.0, "coverage": 0.6}])
     rows = [("torch eager", "conv1", "Conv2D", 8.0), ("torch eager", UNATTRIBUTED, "", 0.5),
             ("keras/jax jit", "conv1", "Conv2D", 10.0), ("keras/jax jit", UNATTRIBUTED, "", 8.0)]
-    layers = pd.DataFrame([{**key, "impl": i, "layer": n, "kind": k, "ms_per_step": ms} for i, n, k, ms in rows])
+    layers = pd.DataFrame([{**key, "impl": i, "layer": n, "kind": k, "phase": "forward", "ms_per_step": ms}
+                           for i, n, k, ms in rows])
     (s,) = gap_sentences(steps, layers)
-    assert "could not attribute to a layer (coverage 60% vs 95%)" in s and "7.5 ms, 75%" in s
-    assert "of the attributed time, Conv2D differs most (2.0 ms, 20%)" in s
-    layers.loc[layers.layer == UNATTRIBUTED, "ms_per_step"] = 0.0  # attributed time leads: the plain sentence
+    assert "Conv2D forward: 2.0 ms, of the 10.0 ms gap (20%)" in s and "most" not in s, s
+    assert "7.5 ms (75%) not attributed to a layer (coverage 60% vs 95%)" in s
+    layers.loc[layers.layer == UNATTRIBUTED, "ms_per_step"] = 0.0
+    layers.loc[(layers.impl == "keras/jax jit") & (layers.layer == "conv1"), "ms_per_step"] = 16.0  # 8 of the 10 ms
     (s,) = gap_sentences(steps, layers)
-    assert "Conv2D explains most of the 10.0 ms gap (2.0 ms, 20%)" in s and "could not" not in s
+    assert "Conv2D forward: 8.0 ms, most of the 10.0 ms gap (80%)" in s and "not attributed" not in s, s
+    assert gap_why(steps, layers, "resnet20_v1").share == 0.8

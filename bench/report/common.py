@@ -263,11 +263,37 @@ def _flags(rows: pd.DataFrame) -> set[str]:
     return {str(f) for f in rows[FLAG_COLUMN] if isinstance(f, str) and f}
 
 
-# said wherever a verdict rests on one process per side (README, "Differences you can trust": the A/A check)
+# said wherever a verdict rests on one process per side (docs/trust.md, "Measured error rates": the A/A checks)
 WITHIN_PROCESS_CAVEAT = ("one process per side: its steps do not show how much a fresh process of the same job "
-                         "differs (on a small shared CPU, far more than its steps do: README, the A/A checks), so a "
+                         "differs (on a small shared CPU, far more than its steps do: docs/trust.md, the A/A checks), so a "
                          "verdict may not hold from run to run; --repeats 3 (or more) puts the spread between "
                          "processes in the interval")
+WITHIN_PROCESS_SENTENCE = WITHIN_PROCESS_CAVEAT[0].upper() + WITHIN_PROCESS_CAVEAT[1:] + "."  # said once, not twice
+
+
+RATIO_DIGITS = 3  # every ratio and its interval, in every table and sentence: 1.100 [1.039, 1.121]
+
+
+def ratio_text(r: float) -> str:
+    """A ratio as every part of a report prints it (:data:`RATIO_DIGITS` decimals; '' for nan)."""
+    return "" if r != r else f"{r:.{RATIO_DIGITS}f}"
+
+
+def no_difference_why(c, min_effect: float, alpha: float | None = None) -> str:
+    """Why a :class:`~bench.results.stats.Comparison` is "no measurable difference", in a few words: the first of the
+    verdict's conditions (``bench.results.stats.verdict_of``) that it misses: the test (q after Benjamini-Hochberg
+    where the comparison was corrected, else p), the minimum effect, the 95% interval. '' when it misses none."""
+    from bench.results.stats import ALPHA
+    alpha = ALPHA if alpha is None else alpha
+    if c.q == c.q and c.q >= alpha:
+        return f"q {c.q:.2g} >= {alpha:g} after Benjamini-Hochberg" + (f" (p {c.p:.2g})" if c.p < alpha else "")
+    if c.p == c.p and c.p >= alpha:
+        return f"p {c.p:.2g} >= {alpha:g}"
+    if abs(c.time_ratio - 1) <= min_effect:
+        return f"an effect under the {min_effect:.0%} minimum"
+    if c.lo <= 1 <= c.hi:
+        return "its 95% interval includes 1"
+    return ""
 
 
 def noise_source(a: pd.DataFrame, b: pd.DataFrame) -> str:
@@ -316,7 +342,7 @@ def compare_rows(a: pd.DataFrame, b: pd.DataFrame, min_effect: float) -> dict:
     if kept:
         noise += f"; {kept} unstable process(es) kept (every repeat of their side unstable: judged by their spread)"
     verdict = c.verdict if clean else f"excluded ({' / '.join(sorted(_flags(a) | _flags(b)))})"
-    return {"ratio": round(c.speed_ratio, 3), "95% interval": c.interval_text(),
+    return {"ratio": round(c.speed_ratio, RATIO_DIGITS), "95% interval": c.interval_text(digits=RATIO_DIGITS),
             "p": "" if np.isnan(c.p) else f"{c.p:.2g}", "verdict": verdict, "noise": noise, "_cmp": c}
 
 

@@ -91,7 +91,14 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;p
        "figure{margin:1em 0}figcaption{color:#555;font-size:13px}.wide{overflow-x:auto;max-width:100%}"
        "details{margin:.3em 0 1.5em;color:#444;font-size:14px}summary{cursor:pointer;color:#0b5cad}"
        "table.scoreboard td,table.scoreboard th{text-align:left;vertical-align:top;max-width:22em}table.scoreboard{font-size:14px}"
-       "p.health{background:#eef5ee;border:1px solid #9c9;padding:.4em .6em}")
+       "p.health{background:#eef5ee;border:1px solid #9c9;padding:.4em .6em}"
+       # a long token (a trace file, a job id) wraps anywhere, so a table's columns fit the page; a table still wider
+       # than the page gets a visible cue above it (CUE_JS), never columns hidden without a word
+       "td,th{overflow-wrap:anywhere}p.cue{color:#8a5a00;font-size:13px;margin:.2em 0}")
+# shows the cue above each table wider than its box (at load and on resize): "more columns to the right"
+CUE_JS = ("<script>function twinbenchCues(){document.querySelectorAll('div.wide').forEach(function(w){"
+          "var c=w.previousElementSibling;if(c&&c.classList.contains('cue')){c.hidden=!(w.scrollWidth>w.clientWidth+1);}"
+          "});}window.addEventListener('load',twinbenchCues);window.addEventListener('resize',twinbenchCues);</script>")
 
 
 def _cell_html(v) -> str:
@@ -117,13 +124,15 @@ def _table_html(df, cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
-    return (f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead>"
+    cue = (f"<p class='cue' hidden>This table has {len(df.columns)} columns, more than the window shows: scroll it "
+           "sideways for the rest.</p>")
+    return (f"{cue}<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
 
 
 def _html(title: str, sections: list[Section], out_dir: Path, banner: str | None = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+             f"<style>{CSS}</style>{CUE_JS}</head><body><h1>{html.escape(title)}</h1>"]
     if banner:
         parts.append(f"<p class='unfinished' style='background:#fff3cd;border:1px solid #e0c060;padding:.6em'>"
                      f"<b>Not a finished run.</b> {html.escape(banner)}</p>")

@@ -185,7 +185,7 @@ def compare_processes(a, b, min_effect: float = MIN_EFFECT, alpha: float = ALPHA
     (the same job on the same machine; pooled t, df = k - 1). Steps of one process are not independent draws of
     the next process's level, so a test on pooled steps calls the processes' different levels a difference; on
     this project's 2-core VM, 3 vs 3 processes of the same job: pooled steps with a bootstrap 88% no difference,
-    this test 98% (README, the A/A checks).
+    this test 98% (docs/trust.md, the A/A checks).
     """
     la, lb = np.log(np.asarray(a, float)), np.log(np.asarray(b, float))
     ka, kb = len(la), len(lb)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.common import (
-    WITHIN_PROCESS_CAVEAT,
+    WITHIN_PROCESS_SENTENCE,
     Section,
     _plt,
     _save,
@@ -59,7 +59,7 @@ def throughput_table(run: dict, other: dict, min_effect: float) -> pd.DataFrame:
 
 def _across_jobs(t: pd.DataFrame, min_effect: float) -> pd.DataFrame:
     """Pairs judged on one process a side see only the noise inside each process; a fresh process of the same job
-    lands further away (README, the A/A checks). With enough such pairs, each is judged again against the spread of
+    lands further away (docs/trust.md, the A/A checks). With enough such pairs, each is judged again against the spread of
     all their log ratios (:func:`bench.results.stats.empirical_scale`) where that is the larger: the noise column
     says so."""
     if not len(t):
@@ -162,7 +162,7 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
         s.text.append("Throughput, this run against the other, job by job (exec mode included): "
                       + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
         s.notes.append(f"Minimum effect {min_effect:.0%}; {METHOD}."
-                       + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if t.noise.str.startswith("within").any() else ""))
+                       + (f" {WITHIN_PROCESS_SENTENCE}" if t.noise.str.startswith("within").any() else ""))
         if t.noise.str.contains("empirical null").any():
             s.notes.append("Pairs of one process a side are judged against the larger of their own spread and the spread "
                           "of all such pairs' log ratios (1.4826 x their median absolute deviation: Efron's empirical "

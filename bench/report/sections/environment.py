@@ -14,6 +14,16 @@ def _roofs(run: dict) -> str:
     return roofs_line(run) or "not recorded (a run before python -m bench.peaks existed)"
 
 
+def gpu_stack(meta: dict) -> str:
+    """The GPU driver / CUDA / cuDNN cell: each one known; "not found" for one that is not; "no GPU" on a machine
+    without one (never "None / None / None"). CUDA alone on a CPU run is the version torch was built with."""
+    vals = [meta.get(k) for k in ("gpu_driver", "cuda", "cudnn")]
+    if meta.get("gpu_name") is None and meta.get("gpu_driver") is None:
+        built = f" (torch built for CUDA {meta['cuda']})" if meta.get("cuda") else ""
+        return f"no GPU{built}"
+    return " / ".join(str(v) if v not in (None, "") else "not found" for v in vals)
+
+
 def section_environment(run: dict, out: Path | None = None) -> Section:
     """Run id, suite, command, commit, device and versions (``out`` unused: it draws no figure)."""
     m = run["meta"]
@@ -22,7 +32,7 @@ def section_environment(run: dict, out: Path | None = None) -> Section:
     rows = [("run id", m.get("run_id")), ("suite", m.get("suite")), ("command", m.get("command")),
             ("git commit", f"{m.get('git_commit')}{' (dirty)' if m.get('git_dirty') else ''}"),
             ("device", m.get("gpu_name") or f"CPU: {m.get('cpu')} ({m.get('cpu_count')} threads)"),
-            ("GPU driver / CUDA / cuDNN", f"{m.get('gpu_driver')} / {m.get('cuda')} / {m.get('cudnn')}"),
+            ("GPU driver / CUDA / cuDNN", gpu_stack(m)),
             ("python", m.get("python")), ("torch", v.get("torch")), ("keras", v.get("keras")),
             ("keras backends", ", ".join(m.get("keras_backends") or []) or m.get("keras_backend")),
             ("tensorflow", v.get("tensorflow")), ("jax", v.get("jax")), ("roofs", _roofs(run))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.common import WITHIN_PROCESS_CAVEAT, Section
+from bench.report.common import WITHIN_PROCESS_SENTENCE, Section
 from bench.results.stats import METHOD, MIN_EFFECT
 
 
@@ -15,7 +15,7 @@ def section_howto(run: dict, out: Path | None = None) -> Section:
                   "each section's method sits under it in 'How to read this section'.")
     s.notes += [
         f"Verdicts (minimum effect {run.get('min_effect', MIN_EFFECT):.0%}): {METHOD}.",
-        f"With one process per side: {WITHIN_PROCESS_CAVEAT}.",
+        WITHIN_PROCESS_SENTENCE,
         "Flagged rows (contended: other processes used the cores; unstable: the step time drifted) are drawn hatched "
         "and faded, and left out of every verdict; the run-health line names them.",
         "Memory measures compare only like with like: an allocator peak (GPU, or the CPU allocator of Keras on "

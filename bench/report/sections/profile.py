@@ -3,6 +3,7 @@ phase, the twins' largest per-layer differences, and the layer kind that explain
 the fastest and the slowest implementation of each model (``profile.csv``, ``bench.measures.profile``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,35 +30,83 @@ def _bucket(layers: pd.DataFrame) -> pd.Series:
     return seg.where(layers.layer != "(loss)", "loss")
 
 
+@dataclass(frozen=True)
+class GapWhy:
+    """Why one implementation's profiled step is slower than another's: the largest attributed difference (a layer kind
+    and phase, the loss or the optimizer) between the slowest and the fastest profiled implementation of a model at
+    one precision and batch, with its share of their gap. Computed once (:func:`gap_why`); the Scoreboard's why cell
+    and this section's sentence both read it, so they give one figure. ``phrase`` is the words both use."""
+
+    model: str
+    batch_size: int
+    slow: pd.Series  # the slowest profiled implementation's step row (impl, profiled_step_ms, coverage, trace_path)
+    fast: pd.Series
+    gap_ms: float  # slow - fast profiled step; <= 0: they profile at the same step time
+    top: str | None  # the largest attributed difference: "<kind> <phase>", "loss" or "optimizer"
+    top_ms: float
+    unattributed_ms: float  # the difference in time no layer could be named for
+
+    @property
+    def share(self) -> float:
+        return self.top_ms / self.gap_ms if self.gap_ms > 0 else float("nan")
+
+    def phrase(self) -> str:
+        """"<top>: 8.2 of the 19.0 ms gap (43%)"; "most of" only where the share is above half."""
+        lead = "most of the" if self.share > 0.5 else "of the"
+        return f"{self.top}: {self.top_ms:.1f} ms, {lead} {self.gap_ms:.1f} ms gap ({self.share:.0%})"
+
+    def unattributed_phrase(self) -> str:
+        """The unattributed difference where it is larger than the top one, else ''."""
+        if self.unattributed_ms <= self.top_ms:
+            return ""
+        return (f"{self.unattributed_ms:.1f} ms ({self.unattributed_ms / self.gap_ms:.0%}) not attributed to a layer "
+                f"(coverage {self.slow.coverage:.0%} vs {self.fast.coverage:.0%})")
+
+
+def gap_why(steps: pd.DataFrame, layers: pd.DataFrame, model: str, precision: str | None = None,
+            batch_size: int | None = None) -> GapWhy | None:
+    """The :class:`GapWhy` of ``model`` (at ``precision`` and ``batch_size``; by default the largest batch profiled),
+    from the summary and layer rows of ok profile jobs (:func:`_split`); None where fewer than two implementations
+    were profiled with a coverage, or the slow or fast one has no layer rows."""
+    st = steps[steps.model == model].dropna(subset=["coverage"])
+    if precision is not None:
+        st = st[st.precision == precision]
+    if not len(st):
+        return None
+    b = st.batch_size.max() if batch_size is None else batch_size
+    st = st[st.batch_size == b]
+    if st.impl.nunique() < 2:
+        return None
+    fast, slow = st.loc[st.profiled_step_ms.idxmin()], st.loc[st.profiled_step_ms.idxmax()]
+    lay = layers[(layers.model == model) & (layers.batch_size == b)]
+    if precision is not None:
+        lay = lay[lay.precision == precision]
+    per = lay.assign(seg=_bucket(lay)).groupby(["impl", "seg"]).ms_per_step.sum().unstack(fill_value=0.0)
+    if fast.impl not in per.index or slow.impl not in per.index:
+        return None
+    gap = float(slow.profiled_step_ms - fast.profiled_step_ms)
+    diff = per.loc[slow.impl] - per.loc[fast.impl]
+    named = diff.drop(["unattributed"], errors="ignore")
+    top = named.idxmax() if len(named) else None
+    return GapWhy(model, int(b), slow, fast, gap, top, float(named[top]) if top else 0.0,
+                  float(diff.get("unattributed", 0.0)))
+
+
 def gap_sentences(steps: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
-    """Per model: the fastest and slowest implementation (profiled step) and the layer kind (all phases; the
-    unattributed time as its own) whose time differs most between them, with its share of the gap."""
+    """Per model (and precision / batch): the fastest and slowest implementation (profiled step) and the largest
+    attributed difference between them (:func:`gap_why`, the figure the Scoreboard's why cell gives)."""
     out = []
-    for key, g in steps.dropna(subset=["coverage"]).groupby(KEYS):
-        if g.impl.nunique() < 2:
+    for key, _ in steps.dropna(subset=["coverage"]).groupby(KEYS):
+        w = gap_why(steps, layers, *key)
+        if w is None:
             continue
-        fast, slow = g.loc[g.profiled_step_ms.idxmin()], g.loc[g.profiled_step_ms.idxmax()]
-        lay = layers[(layers.model == key[0]) & (layers.precision == key[1]) & (layers.batch_size == key[2])]
-        kind = lay.kind.where(lay.layer != UNATTRIBUTED, UNATTRIBUTED)
-        per = lay.assign(k=kind).groupby(["impl", "k"]).ms_per_step.sum().unstack(fill_value=0.0)
-        if fast.impl not in per.index or slow.impl not in per.index:
+        if w.gap_ms <= 0:
+            out.append(f"{key[0]}: {w.slow.impl} and {w.fast.impl} profile at the same step time.")
             continue
-        diff = per.loc[slow.impl] - per.loc[fast.impl]
-        gap = slow.profiled_step_ms - fast.profiled_step_ms
-        if gap <= 0:
-            out.append(f"{key[0]}: {slow.impl} and {fast.impl} profile at the same step time.")
-            continue
-        top = diff.idxmax()
-        why = f"{top} explains most of the {gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%})"
-        if top == UNATTRIBUTED:  # time no layer could be named for: say so, then name the layer kind that leads
-            named = diff.drop(UNATTRIBUTED)
-            why = (f"most of the {gap:.1f} ms gap ({diff[top]:.1f} ms, {diff[top] / gap:.0%}) is time the profiler could "
-                   f"not attribute to a layer (coverage {slow.coverage:.0%} vs {fast.coverage:.0%})")
-            if len(named) and named.max() > 0:
-                k = named.idxmax()
-                why += f"; of the attributed time, {k} differs most ({named[k]:.1f} ms, {named[k] / gap:.0%})"
-        out.append(f"{key[0]} (batch {key[2]}): {slow.impl} is the slowest profiled step ({slow.profiled_step_ms:.1f} ms) "
-                   f"and {fast.impl} the fastest ({fast.profiled_step_ms:.1f} ms); {why}.")
+        tail = w.unattributed_phrase()
+        out.append(f"{key[0]} (batch {key[2]}): {w.slow.impl} is the slowest profiled step ({w.slow.profiled_step_ms:.1f} "
+                   f"ms) and {w.fast.impl} the fastest ({w.fast.profiled_step_ms:.1f} ms); the largest attributed "
+                   f"difference is {w.phrase()}" + (f"; {tail}" if tail else "") + ".")
     return out
 
 

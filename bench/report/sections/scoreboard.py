@@ -1,6 +1,6 @@
 """The Scoreboard: the report's answers first, one row per model -- which implementation is fastest (with its margin
-over the runner-up, 95% interval and verdict), which is leanest (like with like only), why (the layer kind and phase
-that explain most of the twin time gap, from the profile rows) and whether the twins reach the same accuracy -- each
+over the runner-up, 95% interval and verdict), which is leanest (like with like only), why (the largest attributed
+difference in the profile rows, :func:`bench.report.sections.profile.gap_why`) and whether the twins reach the same accuracy -- each
 cell linking to the section, figure or trace it comes from; a run-health line; with ``--compare``, the regressions
 and improvements first. It computes nothing of its own: the verdicts are the Throughput section's
 (``compare_rows``, ``bench.results.stats``), the memory figures the Memory section's."""
@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Cell, Link, Section, _flagged, anchor, compare_rows, impl_label
-from bench.results.stats import FASTER, FEW, MIN_EFFECT, SLOWER
+from bench.report.common import Cell, Link, Section, _flagged, anchor, compare_rows, impl_label, no_difference_why, ratio_text
+from bench.results.stats import FASTER, FEW, MIN_EFFECT, SAME, SLOWER
 
 TITLE = "Scoreboard"
-UNATTRIBUTED = "(unattributed)"
 
 
 def _fig(stem: str, figures: list[str], fallback: str) -> str:
@@ -47,7 +46,10 @@ def fastest_cells(run: dict, figures: list[str]) -> dict:
             verdict = f"no verdict (flagged: {', '.join(why) or verdict[len('excluded '):].strip('()')})"
         elif verdict == FEW:
             verdict = "no verdict: too few samples"
-        out[(m, p, b, meas)] = Cell((head, f"; {c['ratio']:.2f}x {c['95% interval']} over {second} "
+        elif verdict == SAME:  # say which condition it missed: the interval alone may exclude 1
+            why = no_difference_why(c["_cmp"], min_effect)
+            verdict += f" ({why})" if why else ""
+        out[(m, p, b, meas)] = Cell((head, f"; {ratio_text(c['ratio'])}x {c['95% interval']} over {second} "
                                            f"({med.iloc[1]:,.0f}): {verdict}"))
     return out
 
@@ -74,14 +76,6 @@ def leanest_cells(run: dict, figures: list[str]) -> dict:
     return out
 
 
-def _bucket(layers: pd.DataFrame) -> pd.Series:
-    """``<kind> <phase>`` of a layer row; the loss, the optimizer and the unattributed time by name."""
-    seg = layers.kind.astype(str) + " " + layers.phase.astype(str)
-    for name in ("(optimizer)", "(loss)", UNATTRIBUTED):
-        seg = seg.where(layers.layer != name, name.strip("()"))
-    return seg
-
-
 def _twins_flag(model: str) -> str:
     """`` --twins FILE`` for a user twin's command (its twins file), empty for a built-in model."""
     from bench.zoo import get_entry
@@ -93,11 +87,12 @@ def _twins_flag(model: str) -> str:
 
 
 def why_cells(run: dict, figures: list[str], models) -> dict:
-    """{model: Cell}: between the fastest and the slowest profiled implementation of the model, the layer kind and
-    phase whose time differs most (the largest attributed difference) and its share of the gap; where the run has
-    no profile of two implementations, what is missing and the command that fills it."""
+    """{model: Cell}: the Where-the-time-goes section's :func:`~bench.report.sections.profile.gap_why` (the largest
+    attributed difference between the slowest and the fastest profiled implementation, and its share of their gap),
+    linked to the slow one's trace; where the run has no profile of two implementations, what is missing and the
+    command that fills it."""
     from bench.report.common import at_registry_depth
-    from bench.report.sections.profile import _split
+    from bench.report.sections.profile import _split, gap_why
     device = run.get("meta", {}).get("device") or "cpu"
     df = run.get("profile")
     steps, layers = (_split(df[df.status == "ok"]) if df is not None and len(df) else (pd.DataFrame(), pd.DataFrame()))
@@ -105,36 +100,26 @@ def why_cells(run: dict, figures: list[str], models) -> dict:
         steps, layers = steps[at_registry_depth(steps)], layers[at_registry_depth(layers)]
     out = {}
     for m in models:
-        st = steps[steps.model == m].dropna(subset=["coverage"]) if len(steps) else steps
-        cmd = f"python -m bench.profile {m} --device {device}" + _twins_flag(m)
-        if not len(st) or st.impl.nunique() < 2:
+        w = gap_why(steps, layers, m) if len(steps) else None
+        if w is None:
+            st = steps[steps.model == m].dropna(subset=["coverage"]) if len(steps) else steps
             have = ", ".join(sorted(set(st.impl))) if len(st) else ""
             out[m] = Cell(((f"only {have} profiled" if have else "not profiled" if len(steps) else "no profile in this run")
-                           + f": `{cmd}` profiles both twins",))
+                           + f": `python -m bench.profile {m} --device {device}{_twins_flag(m)}` profiles both twins",))
             continue
-        b = st.batch_size.max()
-        st = st[st.batch_size == b]
-        fast, slow = st.loc[st.profiled_step_ms.idxmin()], st.loc[st.profiled_step_ms.idxmax()]
-        gap = slow.profiled_step_ms - fast.profiled_step_ms
-        lay = layers[(layers.model == m) & (layers.batch_size == b)]
-        per = lay.assign(seg=_bucket(lay)).groupby(["impl", "seg"]).ms_per_step.sum().unstack(fill_value=0.0)
-        trace = slow.get("trace_path") if isinstance(slow.get("trace_path"), str) and slow.get("trace_path") else None
+        trace = w.slow.get("trace_path") if isinstance(w.slow.get("trace_path"), str) and w.slow.get("trace_path") else None
         if trace and run.get("dir") is not None and not (Path(run["dir"]) / trace).is_file():
             trace = None  # gone since the run: link the figure instead of a dead file
         href = trace or _fig("profile_split", figures, "Where the time goes")
-        if gap <= 0 or fast.impl not in per.index or slow.impl not in per.index:
-            out[m] = Cell((Link(f"{slow.impl} and {fast.impl}", href), " profile at the same step time"))
+        if w.gap_ms <= 0 or w.top is None:
+            out[m] = Cell((Link(f"{w.slow.impl} and {w.fast.impl}", href), " profile at the same step time"))
             continue
-        diff = (per.loc[slow.impl] - per.loc[fast.impl])
-        named = diff.drop(["unattributed"], errors="ignore")
-        top = named.idxmax()
-        tail = ""
-        if "unattributed" in diff and diff["unattributed"] > named[top]:
-            tail = f"; {diff['unattributed']:.1f} ms ({diff['unattributed'] / gap:.0%}) not attributed to a layer"
-        cell = (Link(top, href), f": {named[top]:.1f} of the {gap:.1f} ms gap ({named[top] / gap:.0%}), "
-                f"{slow.impl} {slow.profiled_step_ms:.1f} vs {fast.impl} {fast.profiled_step_ms:.1f} ms "
-                f"per profiled step{tail}")
-        out[m] = Cell(cell + _headroom(run, st, m, fast.impl, b, figures))
+        tail = w.unattributed_phrase()
+        top, _, rest = w.phrase().partition(": ")
+        cell = (Link(top, href), f": {rest}, {w.slow.impl} {w.slow.profiled_step_ms:.1f} vs {w.fast.impl} "
+                f"{w.fast.profiled_step_ms:.1f} ms per profiled step" + (f"; {tail}" if tail else ""))
+        st = steps[(steps.model == m) & (steps.batch_size == w.batch_size)].dropna(subset=["coverage"])
+        out[m] = Cell(cell + _headroom(run, st, m, w.fast.impl, w.batch_size, figures))  # the roofline's half
     return out
 
 
@@ -301,11 +286,12 @@ def section_scoreboard(run: dict, out: Path, other: dict | None = None, figures:
                    "leanest: the lowest allocator peak of a training step (the most bytes the framework's allocator held "
                    "during the step above what it held before it: alloc_peak_mib, the same quantity in every stack on "
                    "any device; compile-time where the stack states it from the compiled step), the Memory section's "
-                   "decision; 'not comparable' only where a stack has none, with why. why: the layer "
-                   "kind and phase whose profiled time differs most between the slowest and the fastest profiled "
-                   "implementation, with its share of their gap; then, where the run recorded roofs (python -m "
-                   "bench.peaks), the fastest implementation's model FLOPs per unprofiled step against its library's "
-                   "GEMM roof, and its profiled step with every layer kind at its roof (the rest as measured). same "
-                   "accuracy: the gap in final test accuracy against the spread between seeds of one implementation "
-                   "(the Fidelity section), where there is one.")
+                   "decision; 'not comparable' only where a stack has none, with why. why: the largest attributed "
+                   "difference (a layer kind and phase) between the slowest and the fastest profiled implementation, with "
+                   "its share of their gap: the figure Where the time goes gives; then, where the run recorded roofs "
+                   "(python -m bench.peaks), the fastest implementation's model FLOPs per unprofiled step against its "
+                   "library's GEMM roof, and its profiled step with every layer kind at its roof (the rest as measured). "
+                   "A 'no measurable difference' says which condition of the verdict it missed (the test's p or q, the "
+                   "minimum effect or the interval). same accuracy: the gap in final test accuracy against the spread "
+                   "between seeds of one implementation (the Fidelity section), where there is one.")
     return s

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.report.common import (
     FLAG_COLUMN,
-    WITHIN_PROCESS_CAVEAT,
+    WITHIN_PROCESS_SENTENCE,
     Section,
     _flagged,
     _plt,
@@ -17,6 +17,8 @@ from bench.report.common import (
     grouped_bars,
     impl_label,
     left_out,
+    no_difference_why,
+    ratio_text,
 )
 from bench.report.fdr import apply_fdr, fdr_sentence
 from bench.results.stats import FASTER, FEW, METHOD, MIN_EFFECT
@@ -34,13 +36,17 @@ def _best_of(g: pd.DataFrame, rows: pd.DataFrame, ref: str | None, min_effect: f
         if c["verdict"] == FEW:
             return f"{best.impl} ({best.images_per_s:,.0f} images/s; too few samples to test it against {second.impl})"
         if c["verdict"] != FASTER:
-            why = c["verdict"].replace("excluded", "no verdict", 1) if c["verdict"].startswith("excluded") else NO_DIFF
+            if c["verdict"].startswith("excluded"):
+                why = c["verdict"].replace("excluded", "no verdict", 1)
+            else:
+                reason = no_difference_why(c["_cmp"], min_effect) if c["verdict"] == NO_DIFF else ""
+                why = c["verdict"] + (f" ({reason})" if reason else "")
             return (f"{why} between {best.impl} ({best.images_per_s:,.0f} images/s) and {second.impl} "
-                    f"({second.images_per_s:,.0f}; ratio {c['ratio']:.2f} {c['95% interval']})")
+                    f"({second.images_per_s:,.0f}; ratio {ratio_text(c['ratio'])} {c['95% interval']})")
     vs = ""
     if ref and best.impl != ref and ref in set(g.impl):
         c = compare_rows(of(best.impl), of(ref), min_effect)
-        vs = f", {c['ratio']:.2f}x {c['95% interval']} {ref}"
+        vs = f", {ratio_text(c['ratio'])}x {c['95% interval']} {ref}"
     return f"{best.impl} ({best.images_per_s:,.0f} images/s{vs})"
 
 
@@ -74,7 +80,10 @@ def ratio_table(ok: pd.DataFrame, ref: str, min_effect: float) -> pd.DataFrame:
             continue
         for impl, rows in g[g.impl != ref].groupby("impl", sort=False):
             out.append({**dict(zip(keys, k)), "implementation": impl, **compare_rows(rows, base, min_effect)})
-    return apply_fdr(pd.DataFrame(out), min_effect).drop(columns=["_cmp"], errors="ignore")  # judged together (BH)
+    t = apply_fdr(pd.DataFrame(out), min_effect).drop(columns=["_cmp"], errors="ignore")  # judged together (BH)
+    if "ratio" in t:
+        t["ratio"] = t.ratio.map(ratio_text)  # three decimals as the interval: 1.100, not 1.1
+    return t
 
 
 def hygiene_notes(ok: pd.DataFrame) -> list[str]:
@@ -181,7 +190,7 @@ def section_throughput(run: dict, out: Path) -> Section:
             s.notes.append("The intervals rest on " + " and ".join(
                 f"the spread {n} ({c} ratio(s){', --repeats: one row per process' if n.startswith('between') else ''})"
                 for n, c in noise.items()) + "."
-                + (f" Within process: {WITHIN_PROCESS_CAVEAT}." if any(n.startswith("within") for n in noise.index) else ""))
+                + (f" {WITHIN_PROCESS_SENTENCE}" if any(n.startswith("within") for n in noise.index) else ""))
     elif not ref:
         s.text.append("No PyTorch eager rows in this run: no ratio table.")
     real = ok[ok.input == "real"]
