@@ -712,3 +712,18 @@ def test_docs_links_resolve_in_a_repository_browser_or_name_a_generated_page():
                 dead.append(f"{f.relative_to(DOCS)}: {u}")
     assert not dead, dead
     assert "generated from the code when the site is built" in README.read_text()
+
+
+def test_every_docs_pointer_in_the_code_names_a_page_that_says_it():
+    """The report and the statistics pointed readers to "README, the A/A checks", which live in docs/trust.md: a
+    pointer in the code names a docs page that exists, and "README, <topic>" only a topic the README has."""
+    bad = []
+    readme = README.read_text().lower()
+    for p in (ROOT / "bench").rglob("*.py"):
+        src = p.read_text()
+        bad += [f"{p.name}: {m}" for m in re.findall(r"docs/[\w/.-]+\.md", src) if not (ROOT / m).is_file()]
+        for topic in re.findall(r"README, (?:the )?([\w/ -]+?)[)\.,;]", src):
+            if topic.lower() not in readme:
+                bad.append(f"{p.name}: README, {topic}")
+    assert not bad, bad
+    assert "a/a check" in (DOCS / "trust.md").read_text().lower()

@@ -97,6 +97,39 @@ def test_render_cpu_only_run_says_what_is_missing(tmp_path):
     assert "No allocator peak was measured in this run: no GPU" in text
     assert "No training in this run." in text
     assert "throughput_train" in text
+    md = (index.parent / "index.md").read_text()
+    gpu_row = next(ln for ln in md.splitlines() if ln.startswith("| GPU driver / CUDA / cuDNN |"))
+    assert gpu_row == "| GPU driver / CUDA / cuDNN | no GPU |", gpu_row
+
+
+def test_environment_gpu_cell_is_honest():
+    from bench.report.sections.environment import gpu_stack
+    assert gpu_stack({}) == "no GPU"
+    assert gpu_stack({"cuda": "12.4"}) == "no GPU (torch built for CUDA 12.4)"
+    assert gpu_stack({"gpu_name": "H100", "gpu_driver": "550.54", "cuda": "12.4"}) == "550.54 / 12.4 / not found"
+
+
+# a phrase said twice in a row ("With one process per side: one process per side: ...")
+_REPEAT = re.compile(r"\b(\w[\w ]{8,}\w)\W+\1\b", re.I)
+
+
+def test_no_report_text_repeats_itself(tmp_path):
+    run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
+    md = (render(run, tmp_path / "reports" / run.name).parent / "index.md").read_text()
+    prose = "\n".join(ln for ln in md.splitlines() if not ln.startswith("|"))  # a table repeats "not measured" by design
+    assert _REPEAT.findall(prose) == []
+    assert _REPEAT.search("With one process per side: one process per side: its steps")
+
+
+def test_every_ratio_has_three_decimals(tmp_path):
+    """One ratio printed "1.1" where the others print three decimals (a float rounded to 3, shown by pandas)."""
+    run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
+    md = (render(run, tmp_path / "reports" / run.name).parent / "index.md").read_text()
+    table = md.split("**ratio to ")[1].split("\n\n")[1].splitlines()
+    col = [c.strip() for c in table[0].split("|")].index("ratio")
+    ratios = [ln.split("|")[col].strip() for ln in table[2:]]
+    assert ratios and all(re.fullmatch(r"\d+\.\d{3}", r) for r in ratios), ratios
+    assert all(re.fullmatch(r"\d+\.\d{3}x", r) for r in re.findall(r"\b\d+\.\d+x(?= \[)", md))
 
 
 def test_compare_two_runs(tmp_path):
@@ -152,7 +185,11 @@ PROBE = """() => {
           refs: [...document.querySelectorAll('[href],[src]')].map(e => e.getAttribute('href') || e.getAttribute('src'))
                 .filter(r => !r.startsWith('#') && !r.startsWith('data:')),
           images: document.images.length, broken: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length,
-          width: document.documentElement.scrollWidth};
+          width: document.documentElement.scrollWidth,
+          hidden: [...document.querySelectorAll('div.wide')].filter(w => w.scrollWidth > w.clientWidth + 1 &&
+                   !(w.previousElementSibling && w.previousElementSibling.classList.contains('cue') &&
+                     !w.previousElementSibling.hidden && w.previousElementSibling.offsetHeight > 0))
+                   .map(w => [...w.querySelectorAll('th')].map(t => t.textContent).join(','))};
 }"""
 
 
@@ -187,6 +224,18 @@ def test_report_reads_in_chromium_scoreboard_first_links_resolve(tmp_path):
             assert [r for r in got["refs"] if not (index.parent / r).is_file()] == []
             assert got["images"] >= 5 and got["broken"] == 0
             assert got["width"] <= 1280, got["width"]
+            assert got["hidden"] == [], got["hidden"]  # no column hidden without a visible cue
+        wide = tmp_path / "wide"  # a table no wrapping can fit: the cue shows above it
+        wide.mkdir()
+        from bench.report.render import CSS, CUE_JS, _table_html
+        frame = __import__("pandas").DataFrame([[f"value_{i}_" + "x" * 12 for i in range(60)]],
+                                               columns=[f"column_{i}" for i in range(60)])
+        (wide / "index.html").write_text(f"<html><head><style>{CSS}</style>{CUE_JS}</head><body>"
+                                         f"{_table_html(frame)}</body></html>")
+        page.goto((wide / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate(PROBE)["hidden"] == []
+        assert page.is_visible("p.cue") and "60 columns" in page.inner_text("p.cue")
         page.goto(single.as_uri())
         refs = page.evaluate(PROBE)["refs"]
         assert "traces/tensorflow.json.gz" in refs and "traces/torch.json.gz" in refs  # the why cell's and the table's

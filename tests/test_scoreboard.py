@@ -212,3 +212,25 @@ def test_the_why_cell_and_the_profile_section_give_one_figure(tmp_path):
     assert figure, cell
     assert f"conv backward: {figure.group(1)}" in sentence, sentence
     assert "most" not in cell and "most" not in sentence
+
+
+def test_no_measurable_difference_says_which_condition_it_missed():
+    """"1.10x [1.039, 1.121] ... no measurable difference": the interval excludes 1, so the cell must say why."""
+    from bench.report.common import no_difference_why
+    from bench.results.stats import ALPHA, Comparison
+    t, small = 1 / 1.1, ALPHA / 10  # a 1.10x speed ratio; a p that passes the test
+    assert no_difference_why(Comparison(t, 1 / 1.121, 1 / 1.039, 0.2, "no measurable difference", 10, 10), 0.05) \
+        == f"p 0.2 >= {ALPHA:g}"
+    q = Comparison(t, 1 / 1.121, 1 / 1.039, small, "no measurable difference", 10, 10, q=0.08)
+    assert no_difference_why(q, 0.05) == f"q 0.08 >= {ALPHA:g} after Benjamini-Hochberg (p {small:.2g})"
+    assert no_difference_why(Comparison(1 / 1.03, 0.96, 0.98, small, "", 10, 10), 0.05) == "an effect under the 5% minimum"
+    assert no_difference_why(Comparison(1 / 1.2, 0.7, 1.01, small, "", 10, 10), 0.05) == "its 95% interval includes 1"
+
+
+def test_the_fastest_cell_says_why_there_is_no_difference(tmp_path):
+    d = _run(tmp_path)
+    _throughput(d, TORCH, 10.0, 1)
+    _throughput(d, KERAS, 10.05, 2)  # 0.5% apart: under the minimum effect
+    run = {"throughput": __import__("pandas").read_csv(d / "throughput.csv"), "meta": {}}
+    cell = str(fastest_cells(run, [])[("resnet20_v1", "fp32", 8, "train")])
+    assert re.search(r": no measurable difference \((p \S+ >= |an effect under the \d+% minimum)", cell), cell
