@@ -280,8 +280,10 @@ def test_profile_rows_round_trip_the_schema_and_the_report_renders_the_section(t
     index = render(run, tmp_path / "reports" / "r1")
     md = (index.parent / "index.md").read_text()
     assert "## Where the time goes" in md
-    # torch eager (31 ms) vs keras/tensorflow (17 ms): conv differs by 8 ms of the 14 ms gap
-    assert "torch eager is the slowest" in md and "conv explains most" in md
+    # torch eager (31 ms) vs keras/tensorflow (17 ms): conv backward differs by 4 ms of the 14 ms gap (the largest
+    # attributed difference, not "most": 29%), the figure the scoreboard's why cell gives too
+    assert "torch eager is the slowest" in md and "the largest attributed difference is conv backward: 4.0 ms, of the 14.0" in md
+    assert "[conv backward](" in md.split("## Scoreboard")[1].split("\n## ")[0] and ": 4.0 ms, of the 14.0 ms gap (29%)" in md
     assert "largest per-layer differences, keras/tensorflow nojit vs torch eager" in md
     # the trace is copied into the report folder and linked there: a copied or zipped report keeps it
     assert "[torch-torch.json.gz](traces/torch-torch.json.gz)" in md
