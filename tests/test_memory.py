@@ -238,7 +238,7 @@ def test_report_memory_section_headline_and_twin_cause(tmp_path):
     md = render(d, tmp_path / "rep").with_name("index.md").read_text()
     assert "densenet_bc100_k12 keeps 4.0x the activations of resnet110_v1 with 0.47x its parameters" in md
     assert "the memory-efficient variant keeps 40%" in md
-    assert "keras/torch nojit keeps 2.00x the saved activations of torch eager for resnet110_v1" in md
+    assert "keras/torch nojit keeps 2.000x the saved activations of torch eager for resnet110_v1" in md
     assert "batchnorm +250 MiB" in md
     for stem in ("activations_vs_batch", "activations_by_kind"):
         assert f"({stem}.png)" in md

@@ -121,15 +121,29 @@ def test_no_report_text_repeats_itself(tmp_path):
     assert _REPEAT.search("With one process per side: one process per side: its steps")
 
 
+def _ratio_columns(md: str) -> list[str]:
+    """Every value of every Markdown table column named 'ratio' in a report."""
+    out = []
+    for block in md.split("\n\n"):
+        rows = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if len(rows) < 3:
+            continue
+        head = [c.strip() for c in rows[0].split("|")]
+        if "ratio" in head:
+            out += [ln.split("|")[head.index("ratio")].strip() for ln in rows[2:]]
+    return [v for v in out if v]
+
+
 def test_every_ratio_has_three_decimals(tmp_path):
-    """One ratio printed "1.1" where the others print three decimals (a float rounded to 3, shown by pandas)."""
+    """One ratio printed "1.1" where the others print three decimals (a float rounded to 3, shown by pandas): every
+    ratio column (throughput, per-layer profile, memory twins) and every "N.NNNx [interval]" has three."""
     run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
+    _add_profiles(run)
     md = (render(run, tmp_path / "reports" / run.name).parent / "index.md").read_text()
-    table = md.split("**ratio to ")[1].split("\n\n")[1].splitlines()
-    col = [c.strip() for c in table[0].split("|")].index("ratio")
-    ratios = [ln.split("|")[col].strip() for ln in table[2:]]
-    assert ratios and all(re.fullmatch(r"\d+\.\d{3}", r) for r in ratios), ratios
+    ratios = _ratio_columns(md)
+    assert len(ratios) >= 6 and all(re.fullmatch(r"\d+\.\d{3}", r) for r in ratios), ratios
     assert all(re.fullmatch(r"\d+\.\d{3}x", r) for r in re.findall(r"\b\d+\.\d+x(?= \[)", md))
+    assert _ratio_columns("| a | ratio |\n|---|---|\n| x | 1.1 |") == ["1.1"]
 
 
 def test_compare_two_runs(tmp_path):

@@ -94,22 +94,28 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;p
        "p.health{background:#eef5ee;border:1px solid #9c9;padding:.4em .6em}"
        # a long token (a trace file, a job id) wraps anywhere, so a table's columns fit the page; a table still wider
        # than the page gets a visible cue above it (CUE_JS), never columns hidden without a word
-       "td,th{overflow-wrap:anywhere}p.cue{color:#8a5a00;font-size:13px;margin:.2em 0}")
+       "td{overflow-wrap:anywhere}p.cue{color:#8a5a00;font-size:13px;margin:.2em 0}")
 # shows the cue above each table wider than its box (at load and on resize): "more columns to the right"
 CUE_JS = ("<script>function twinbenchCues(){document.querySelectorAll('div.wide').forEach(function(w){"
           "var c=w.previousElementSibling;if(c&&c.classList.contains('cue')){c.hidden=!(w.scrollWidth>w.clientWidth+1);}"
           "});}window.addEventListener('load',twinbenchCues);window.addEventListener('resize',twinbenchCues);</script>")
 
 
+def _breakable(escaped: str) -> str:
+    """Escaped text with a line-break opportunity after each '_' and '/' (``batch_<wbr>size``,
+    ``keras/<wbr>tensorflow``): a column of long names narrows at those, not in the middle of a word."""
+    return escaped.replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+
 def _cell_html(v) -> str:
     """A table cell as HTML: a Link an <a href>, a Cell its parts, a null empty, anything else escaped text."""
     if isinstance(v, Link):
-        return f"<a href='{html.escape(v.href, quote=True)}'>{html.escape(v.text)}</a>"
+        return f"<a href='{html.escape(v.href, quote=True)}'>{_breakable(html.escape(v.text))}</a>"
     if isinstance(v, Cell):
         return "".join(_cell_html(p) for p in v.parts)
     if v is None or (isinstance(v, float) and v != v):
         return ""
-    return _code(html.escape(str(v)))
+    return _code(_breakable(html.escape(str(v))))
 
 
 def _code(escaped: str) -> str:
@@ -121,7 +127,7 @@ def _code(escaped: str) -> str:
 
 
 def _table_html(df, cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    head = "".join(f"<th>{_breakable(html.escape(str(c)))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     cue = (f"<p class='cue' hidden>This table has {len(df.columns)} columns, more than the window shows: scroll it "

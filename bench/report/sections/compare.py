@@ -16,6 +16,7 @@ from bench.report.common import (
     distinct_twins,
     impl_label,
     impl_palette,
+    ratio_text,
 )
 from bench.report.fdr import Q_COLUMN, apply_fdr, fdr_sentence
 from bench.report.sections.profile_diff import profile_diff_parts
@@ -172,7 +173,7 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
         if shift:
             s.text.append(shift + ".")
         s.tables.append(("images/s, this run / the other (1.0 = same; > 1 = this run faster), 95% interval, verdict",
-                         t.drop(columns=["_time_ratio"])))
+                         t.drop(columns=["_time_ratio"]).assign(ratio=t.ratio.map(ratio_text))))
         plt, sns = _plt()
         t["job"] = t.implementation + " " + t.model + " " + t.measurement + " b" + t.batch_size.astype(str)
         fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(t))))
@@ -188,7 +189,8 @@ def section_compare(run: dict, other: dict, out: Path) -> Section:
     s.tables += tables
     m = memory_table(run, other)
     if len(m):
-        s.tables.append(("memory, this run / the other (MiB; > 1 = heavier; exact counts, no test)", m))
+        s.tables.append(("memory, this run / the other (MiB; > 1 = heavier; exact counts, no test)",
+                         m.assign(ratio=m.ratio.map(ratio_text))))
     acc = accuracy_table(run, other)
     if len(acc):
         s.tables.append(("final test accuracy, this run and the other (one training each: no test)", acc))

@@ -7,7 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.common import Section, _family, _plt, _reference, _save, grouped_bars, impl_colour, impl_gid, impl_label
+from bench.report.common import (
+    Section,
+    _family,
+    _plt,
+    _reference,
+    _save,
+    grouped_bars,
+    impl_colour,
+    impl_gid,
+    impl_label,
+    ratio_text,
+)
 
 # what "leanest" ranks by, in order: the first measure every implementation of a model has at a common batch. The
 # allocator peak of a training step (alloc_peak_mib: the same quantity in every stack, on any device); else, on a GPU
@@ -431,13 +442,14 @@ def _twin_cause(s: Section, base: pd.DataFrame) -> None:
     for r in twins.to_dict("records"):
         if r["measure"] == SAVED:
             most = r.get("most of the difference")
-            s.text.append(f"{r['impl']} keeps {r['ratio']:.2f}x the saved activations of {r['torch_impl']} for "
+            s.text.append(f"{r['impl']} keeps {ratio_text(r['ratio'])}x the saved activations of {r['torch_impl']} for "
                           f"{r['model']} at batch {r['batch_size']}" + (f"; most of the difference: {most}" if most else "") + ".")
         else:
-            s.text.append(f"{r['impl']}'s CPU allocator peak is {r['ratio']:.2f}x the state + saved activations of "
+            s.text.append(f"{r['impl']}'s CPU allocator peak is {ratio_text(r['ratio'])}x the state + saved activations of "
                           f"{r['torch_impl']} for {r['model']} at batch {r['batch_size']} ({r['impl_mib']:,.0f} vs "
                           f"{r['torch_mib']:,.0f} MiB; an allocator peak also counts the step's transient buffers).")
-    s.tables.append(("twin ratio of training-step memory, and where it comes from", twins.round(2)))
+    s.tables.append(("twin ratio of training-step memory, and where it comes from",
+                     twins.round(2).assign(ratio=twins.ratio.map(ratio_text))))
     s.notes.append("Twin ratio: 'measure' says which figures are divided; for saved activations, the MiB by the layer "
                    "kind that produced each saved storage give its cause. A CPU allocator peak over state + saved "
                    "activations divides unlike measures: read it as a bound, never as a leanest verdict (the "

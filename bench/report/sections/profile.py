@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.common import Link, Section, _plt, _reference, _save, at_registry_depth, bring, impl_label
+from bench.report.common import Link, Section, _plt, _reference, _save, at_registry_depth, bring, impl_label, ratio_text
 from bench.results.schema import PROFILE_KINDS, PROFILE_STEP_ROW
 
 UNATTRIBUTED = "(unattributed)"
@@ -142,7 +142,7 @@ def layer_diffs(layers: pd.DataFrame, ref: str, other: str, n: int = 12) -> pd.D
         return j
     j["ratio"] = j[f"ms {other}"] / j[f"ms {ref}"].where(j[f"ms {ref}"] > 0)
     j = j.assign(diff=(j[f"ms {other}"] - j[f"ms {ref}"]).abs()).sort_values("diff", ascending=False).head(n)
-    return j.drop(columns="diff").reset_index().round(3)
+    return j.drop(columns="diff").reset_index().round(3).assign(ratio=j.ratio.map(ratio_text).values)
 
 
 def _figure(layers: pd.DataFrame, out: Path, s: Section) -> None:
