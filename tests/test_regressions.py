@@ -104,9 +104,12 @@ def test_fastest_sentence_says_no_measurable_difference(tmp_path):
     md = (render(d, tmp_path / "reports" / "tie").parent / "index.md").read_text()
     first = next(ln for ln in md.split("## Throughput")[1].splitlines() if ln.strip())
     assert first.count("no measurable difference between torch") == 2  # both models
+    assert re.search(r"; (p \S+ >= \S+|q \S+ >= \S+ after Benjamini-Hochberg|an effect under the \d+% minimum|its 95% "
+                     r"interval includes 1)\)", first), first  # and says which condition it missed
     ratio_rows = [ln for ln in md.splitlines() if "| synthetic | keras/jax jit |" in ln]
     assert len(ratio_rows) == 2 and all("| slower |" in ln and "within process" in ln for ln in ratio_rows)
-    assert "Within process: one process per side" in md and "--repeats 3" in md  # the caveat beside such verdicts
+    assert "One process per side: its steps do not show" in md and "--repeats 3" in md  # the caveat beside such verdicts
+    assert "one process per side: one process per side" not in md.lower()  # said once
 
 
 def test_a_flagged_row_is_marked_and_kept_out_of_verdicts(tmp_path, capsys):

@@ -113,14 +113,6 @@ def test_environment_gpu_cell_is_honest():
 _REPEAT = re.compile(r"\b(\w[\w ]{8,}\w)\W+\1\b", re.I)
 
 
-def test_no_report_text_repeats_itself(tmp_path):
-    run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
-    md = (render(run, tmp_path / "reports" / run.name).parent / "index.md").read_text()
-    prose = "\n".join(ln for ln in md.splitlines() if not ln.startswith("|"))  # a table repeats "not measured" by design
-    assert _REPEAT.findall(prose) == []
-    assert _REPEAT.search("With one process per side: one process per side: its steps")
-
-
 def _ratio_columns(md: str) -> list[str]:
     """Every value of every Markdown table column named 'ratio' in a report."""
     out = []
@@ -134,12 +126,16 @@ def _ratio_columns(md: str) -> list[str]:
     return [v for v in out if v]
 
 
-def test_every_ratio_has_three_decimals(tmp_path):
+def test_every_ratio_has_three_decimals_and_no_phrase_repeats(tmp_path):
     """One ratio printed "1.1" where the others print three decimals (a float rounded to 3, shown by pandas): every
-    ratio column (throughput, per-layer profile, memory twins) and every "N.NNNx [interval]" has three."""
+    ratio column (throughput, per-layer profile, memory twins) and every "N.NNNx [interval]" has three. And "With one
+    process per side: one process per side:": no phrase of the report's prose is said twice in a row."""
     run = make_run(tmp_path / "results", "fixture-cpu", gpu=False)
     _add_profiles(run)
     md = (render(run, tmp_path / "reports" / run.name).parent / "index.md").read_text()
+    prose = "\n".join(ln for ln in md.splitlines() if not ln.startswith("|"))  # a table repeats "not measured" by design
+    assert _REPEAT.findall(prose) == []  # no phrase said twice in a row
+    assert _REPEAT.search("With one process per side: one process per side: its steps")
     ratios = _ratio_columns(md)
     assert len(ratios) >= 6 and all(re.fullmatch(r"\d+\.\d{3}", r) for r in ratios), ratios
     assert all(re.fullmatch(r"\d+\.\d{3}x", r) for r in re.findall(r"\b\d+\.\d+x(?= \[)", md))

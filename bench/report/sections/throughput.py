@@ -36,13 +36,11 @@ def _best_of(g: pd.DataFrame, rows: pd.DataFrame, ref: str | None, min_effect: f
         if c["verdict"] == FEW:
             return f"{best.impl} ({best.images_per_s:,.0f} images/s; too few samples to test it against {second.impl})"
         if c["verdict"] != FASTER:
-            if c["verdict"].startswith("excluded"):
-                why = c["verdict"].replace("excluded", "no verdict", 1)
-            else:
-                reason = no_difference_why(c["_cmp"], min_effect) if c["verdict"] == NO_DIFF else ""
-                why = c["verdict"] + (f" ({reason})" if reason else "")
+            why = c["verdict"].replace("excluded", "no verdict", 1) if c["verdict"].startswith("excluded") else NO_DIFF
+            reason = no_difference_why(c["_cmp"], min_effect) if c["verdict"] == NO_DIFF else ""  # which test it missed
             return (f"{why} between {best.impl} ({best.images_per_s:,.0f} images/s) and {second.impl} "
-                    f"({second.images_per_s:,.0f}; ratio {ratio_text(c['ratio'])} {c['95% interval']})")
+                    f"({second.images_per_s:,.0f}; ratio {ratio_text(c['ratio'])} {c['95% interval']}"
+                    + (f"; {reason}" if reason else "") + ")")
     vs = ""
     if ref and best.impl != ref and ref in set(g.impl):
         c = compare_rows(of(best.impl), of(ref), min_effect)
