@@ -98,6 +98,7 @@ def test_cpu_memory_rows_are_null_with_a_reason(tmp_path):
     (row,) = _rows(next(tmp_path.iterdir()) / "memory.csv")
     assert row["status"] == "ok" and row["peak_alloc_mib"] == "" and "no GPU" in row["null_reason"]
     assert float(row["saved_activations_mib"]) > 0 and row["step_ms_median"] == ""  # CPU: one measured step, untimed
+    assert float(row["alloc_peak_mib"]) > 0 and row["alloc_peak_kind"] == "runtime"  # the allocator peak of a step: any device
 
 
 def test_resume_reruns_only_what_did_not_finish(faulty_run, cifar_dir):
