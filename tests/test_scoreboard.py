@@ -89,7 +89,7 @@ def test_leanest_ranks_by_the_step_allocator_peak_alone_and_names_a_stack_that_l
                                                 "state_plus_activations_mib": 10.0})  # never ranked by
     df = pd.read_csv(d / "memory.csv")
     cell = str(leanest_cells({"memory": df}, [])["plain20"])
-    assert cell.startswith("[keras/tensorflow nojit 80.0 MiB]") and "0.80x of torch eager 100.0 MiB; 1 more" in cell
+    assert cell.startswith("[keras/tensorflow nojit 80.0 MiB]") and "0.800x of torch eager 100.0 MiB; 1 more" in cell
     sentence = leanest_sentence(df)[0]
     assert "plain20: keras/tensorflow nojit (batch 8" in sentence and "keras/jax jit 120.0 MiB (compile-time)" in sentence
     assert "resnet20_v1: not comparable (keras/tensorflow nojit has no allocator peak" in sentence

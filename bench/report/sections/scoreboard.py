@@ -71,7 +71,7 @@ def leanest_cells(run: dict, figures: list[str]) -> dict:
             out[m] = Cell((head, f" ({d.what}, batch {d.batch}); the only one measured"))
             continue
         j, other, okind = d.ranked[1]
-        out[m] = Cell((head, f" ({d.what}, batch {d.batch}); {mib / other:.2f}x of {lean_figure(j, other, okind)}"
+        out[m] = Cell((head, f" ({d.what}, batch {d.batch}); {mib / other:.3f}x of {lean_figure(j, other, okind)}"
                              + (f"; {len(d.ranked) - 2} more" if len(d.ranked) > 2 else "")))
     return out
 
