@@ -73,6 +73,7 @@ ROWS = [
     ("profile", ["resnet20_v1", "--frameworks", "nope", "--dry-run"], "unknown framework(s)"),
     ("profile", ["resnet20_v1", "--precision", "fp8", "--dry-run"], "--precision takes fp32, bf16, fp16"),
     ("run", ["--suite", "smoke", "--no-report=1"], "ignored explicit argument"),
+    ("run", ["--suite", "smoke", "--no-roofs=1"], "ignored explicit argument"),
     ("run", ["--suite", "smoke", "--executor", "slurm"], "invalid choice"),
     ("run", ["--suite", "smoke", "--ray-address", "auto"], "only apply to --executor ray"),
     ("run", ["--suite", "smoke", "--executor", "ray", "--ray-address", "not an address"], "--ray-address takes auto"),
