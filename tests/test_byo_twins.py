@@ -154,9 +154,20 @@ def test_twins_command_proves_and_trains_the_example():
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("{")))
     assert r["model"] == "tiny_mix" and r["ok"] and r["pairs"]["dense"] == "head <-> dense"
-    p = _cli("-m", "bench.twins", "--twins", PAIRS, "branchy", "broken_eps")
+    # a built-in twin beside users' twins, in one process: one path (bench.twins.proof), one output shape
+    p = _cli("-m", "bench.twins", "--twins", PAIRS, "resnet20_v1", "branchy", "broken_eps")
     assert p.returncode == 1 and "first layer pair that differs is torch parts.first_bn <-> keras k_a_norm" in p.stderr
     assert "Traceback" not in p.stderr
+    lines = p.stdout.splitlines()
+    rows = {json.loads(ln)["model"]: json.loads(ln) for ln in lines if ln.startswith("{")}
+    builtin, user = rows["resnet20_v1"], rows["branchy"]
+    assert builtin["source"] == "bench.zoo" and builtin["ok"] and builtin["pairing"] == "names"
+    assert builtin["pairs"] == len(builtin["layers"]) > 20 and all(r["ok"] for r in builtin["layers"])
+    assert builtin["torch_params"] == builtin["keras_params"] and builtin["max_abs_diff"] <= builtin["bound"]
+    assert set(builtin) == set(user) and set(builtin["layers"][0]) == set(user["layers"][0])
+    said = [ln for ln in lines if ln.startswith("twin ")]  # one sentence per twin, just before its JSON line
+    assert [ln.split("'")[1] for ln in said] == ["resnet20_v1", "branchy", "broken_eps"]
+    assert "'resnet20_v1' (bench.zoo)" in said[0] and "proven one network" in said[0] and "not proven" in said[2]
 
 
 def test_models_lists_user_twins(capsys):
