@@ -269,3 +269,27 @@ def test_run_refuses_a_twin_it_cannot_measure_before_any_job(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert code == 2 and "gray16 (16x16x1 in, 10 classes) is not" in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.csv"))
+
+
+def test_entry_point_group_provides_twins(tmp_path, monkeypatch):
+    """An installed package's ``twinbench.twins`` entry point (``module:attr``) is loaded beside --twins files."""
+    import importlib.metadata
+
+    from bench.zoo import get_entry, list_models
+    from bench.zoo.registry import forget_user_twins
+    (tmp_path / "pkg_twins_xyz.py").write_text("from twins_pairs import Branchy, branchy_keras\n"
+                                               "MINE = {'pkg_branchy': (Branchy, branchy_keras)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(PAIRS).parent))
+    monkeypatch.delenv("TWINBENCH_TWINS", raising=False)
+    ep = importlib.metadata.EntryPoint("mine", "pkg_twins_xyz:MINE", "twinbench.twins")
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [ep] if group == "twinbench.twins" else [])
+    forget_user_twins()
+    try:
+        assert "pkg_branchy" in list_models("pkg_*")
+        assert get_entry("pkg_branchy").twin.source == "pkg_twins_xyz:MINE"
+    finally:
+        forget_user_twins()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    assert list_models("pkg_*") == []
