@@ -154,9 +154,20 @@ def test_twins_command_proves_and_trains_the_example():
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("{")))
     assert r["model"] == "tiny_mix" and r["ok"] and r["pairs"]["dense"] == "head <-> dense"
-    p = _cli("-m", "bench.twins", "--twins", PAIRS, "branchy", "broken_eps")
+    # a built-in twin beside users' twins, in one process: one path (bench.twins.proof), one output shape
+    p = _cli("-m", "bench.twins", "--twins", PAIRS, "resnet20_v1", "branchy", "broken_eps")
     assert p.returncode == 1 and "first layer pair that differs is torch parts.first_bn <-> keras k_a_norm" in p.stderr
     assert "Traceback" not in p.stderr
+    lines = p.stdout.splitlines()
+    rows = {json.loads(ln)["model"]: json.loads(ln) for ln in lines if ln.startswith("{")}
+    builtin, user = rows["resnet20_v1"], rows["branchy"]
+    assert builtin["source"] == "bench.zoo" and builtin["ok"] and builtin["pairing"] == "names"
+    assert builtin["pairs"] == len(builtin["layers"]) > 20 and all(r["ok"] for r in builtin["layers"])
+    assert builtin["torch_params"] == builtin["keras_params"] and builtin["max_abs_diff"] <= builtin["bound"]
+    assert set(builtin) == set(user) and set(builtin["layers"][0]) == set(user["layers"][0])
+    said = [ln for ln in lines if ln.startswith("twin ")]  # one sentence per twin, just before its JSON line
+    assert [ln.split("'")[1] for ln in said] == ["resnet20_v1", "branchy", "broken_eps"]
+    assert "'resnet20_v1' (bench.zoo)" in said[0] and "proven one network" in said[0] and "not proven" in said[2]
 
 
 def test_models_lists_user_twins(capsys):
@@ -258,3 +269,27 @@ def test_run_refuses_a_twin_it_cannot_measure_before_any_job(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert code == 2 and "gray16 (16x16x1 in, 10 classes) is not" in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.csv"))
+
+
+def test_entry_point_group_provides_twins(tmp_path, monkeypatch):
+    """An installed package's ``twinbench.twins`` entry point (``module:attr``) is loaded beside --twins files."""
+    import importlib.metadata
+
+    from bench.zoo import get_entry, list_models
+    from bench.zoo.registry import forget_user_twins
+    (tmp_path / "pkg_twins_xyz.py").write_text("from twins_pairs import Branchy, branchy_keras\n"
+                                               "MINE = {'pkg_branchy': (Branchy, branchy_keras)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(PAIRS).parent))
+    monkeypatch.delenv("TWINBENCH_TWINS", raising=False)
+    ep = importlib.metadata.EntryPoint("mine", "pkg_twins_xyz:MINE", "twinbench.twins")
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [ep] if group == "twinbench.twins" else [])
+    forget_user_twins()
+    try:
+        assert "pkg_branchy" in list_models("pkg_*")
+        assert get_entry("pkg_branchy").twin.source == "pkg_twins_xyz:MINE"
+    finally:
+        forget_user_twins()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    assert list_models("pkg_*") == []

@@ -1,10 +1,10 @@
 """``python -m bench.twins``: are the twins one network?
 
-``python -m bench.twins MODEL [MODEL...] [--backend jax]`` checks inference parity in a fresh process (so
-``KERAS_BACKEND`` can differ from the caller's) and prints one JSON line per model.
-``--twins FILE`` adds a user's twins (``bench.zoo.user``): each is proven by ``bench.twins.proof`` (weights paired
-with no shared names, hyperparameters linted, logits and every paired layer's output compared in one pass); a failed
-proof prints the first differing layer pair and its likely cause, exit status 1.
+``python -m bench.twins MODEL [MODEL...] [--backend jax]`` proves each twin one network in a fresh process (so
+``KERAS_BACKEND`` can differ from the caller's) and prints, per model, one sentence and then one JSON line on
+stdout. Built-in twins and a user's (``--twins FILE``, ``bench.zoo.user``) take one path, ``bench.twins.proof``:
+weights paired with no shared names, hyperparameters linted, logits and every paired layer's output compared in one
+pass. A failed proof prints the first differing layer pair and its likely cause on stderr, exit status 1.
 ``python -m bench.twins --train MODEL...`` checks *training* parity instead (``bench.twins.train_parity``):
 k steps of the project's training in both twins, weights and BN statistics compared after each step.
 """
@@ -107,11 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _user(name: str) -> bool:
-    from bench.zoo import get_entry
-    return get_entry(name).twin is not None
-
-
 def _train(args: argparse.Namespace, names: list[str]) -> int:
     from bench.twins.train_parity import TrainParityError, explain, train_parity
     from bench.zoo import TwinsError
@@ -133,14 +128,10 @@ def _train(args: argparse.Namespace, names: list[str]) -> int:
 
 
 def _infer(names: list[str]) -> int:
-    from bench.twins.parity import parity
-    from bench.twins.proof import ProofError, explain, prove
+    from bench.twins.proof import ProofError, explain, prove, summary
     from bench.zoo import TwinsError
     ok = True
-    for n in names:
-        if not _user(n):
-            print(json.dumps(parity(n)), flush=True)
-            continue
+    for n in names:  # a built-in and a user's twin alike: the zoo is one provider of twins
         try:
             r = prove(n)
         except TwinsError as e:
@@ -149,7 +140,8 @@ def _infer(names: list[str]) -> int:
             print(f"error: {e}", file=sys.stderr)
             ok = False
             continue
-        print(json.dumps(r), flush=True)
+        print(summary(r), flush=True)
+        print(json.dumps(r), flush=True)  # the machine-readable line: last of the twin's lines
         if not r["ok"]:
             print("\n".join(explain(r)), file=sys.stderr)
             ok = False

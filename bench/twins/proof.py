@@ -184,6 +184,7 @@ def prove(name: str, batch: int = 4, seed: int = 0) -> dict:
 
     from bench.twins.pairing import KindError, PairingError, keras_call_order, pair_twins, transfer
     from bench.zoo import TwinsError, twin_of
+    from bench.zoo.counts import keras_param_counts, torch_param_counts
     twin = twin_of(name)
     fp64 = _fp64_here()
     torch.manual_seed(seed)
@@ -233,6 +234,7 @@ def prove(name: str, batch: int = 4, seed: int = 0) -> dict:
     first = next((row for row in layers if not row["ok"]), None)
     result = {"model": name, "source": twin.source, "sha256": twin.sha256, "backend": keras.backend.backend(),
               "precision": "fp64" if fp64 else "fp32", "pairing": strategy, "pairs": len(pairs),
+              "torch_params": torch_param_counts(tm), "keras_params": keras_param_counts(km),
               "max_abs_diff": logit_diff, "bound": bound if not fp64 else FP64_BOUND * max(1.0, float(np.max(np.abs(yt)))),
               "lint": [f.__dict__ for f in findings], "layers": layers}
     stated = [f for f in findings if not f.note]  # a difference the outputs of one eval pass cannot show (momentum)
@@ -290,6 +292,16 @@ def _compare_layers(pairs, t_out: dict, k_out: dict, fp64: bool, bound: float) -
             row["note"] = f"output shapes differ: torch {a.shape} (as NHWC), keras {b.shape}"
         rows.append(row)
     return rows
+
+
+def summary(result: dict) -> str:
+    """The proof in one sentence, proven or not (the first line ``python -m bench.twins`` prints for a twin)."""
+    head = (f"twin {result['model']!r} ({result['source']}) on Keras/{result['backend']} ({result['precision']}, "
+            f"{result['pairs']} layer pairs, weights paired by {result['pairing']})")
+    if not result["ok"]:
+        return f"{head}: not proven one network (see the sentences on stderr)."
+    return (f"{head}: proven one network: logits differ by at most {result['max_abs_diff']:.3g} against a bound of "
+            f"{result['bound']:.3g}, every paired layer within its bound.")
 
 
 def explain(result: dict) -> list[str]:

@@ -120,15 +120,26 @@ def load_twins(ref: str) -> list[Twin]:
     return [_entry(n, v, source, digest) for n, v in twins.items()]
 
 
+ENTRY_POINT_GROUP = "twinbench.twins"  # an installed package's twins: [project.entry-points."twinbench.twins"]
+
+
+def entry_point_refs() -> list[str]:
+    """``module:attr`` of each entry point of the ``twinbench.twins`` group (installed packages' TWINS dicts)."""
+    from importlib.metadata import entry_points
+    return sorted({ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def env_refs() -> list[str]:
-    return [r for r in os.environ.get(ENV, "").split(os.pathsep) if r]
+    """The twins refs every process loads: ``$TWINBENCH_TWINS`` (set by ``--twins``), then installed entry points."""
+    refs = [r for r in os.environ.get(ENV, "").split(os.pathsep) if r]
+    return refs + [r for r in entry_point_refs() if r not in refs]
 
 
 def set_env(refs: list[str]) -> None:
     """Make ``refs`` the twins files of this process and of every job it starts (absolute paths: jobs run from the
     checkout)."""
     absolute = [str(Path(r).expanduser().resolve()) if (r.endswith(".py") or Path(r).exists()) else r for r in refs]
-    merged = list(dict.fromkeys(env_refs() + absolute))
+    merged = list(dict.fromkeys([r for r in os.environ.get(ENV, "").split(os.pathsep) if r] + absolute))
     os.environ[ENV] = os.pathsep.join(merged)
 
 
