@@ -125,9 +125,9 @@ def test_report_compares_every_implementation_with_pytorch_eager(tmp_path):
     rows = [ln for ln in md.splitlines() if ln.startswith("| resnet20_v1 | train | bf16 | 128 | synthetic |")]
     ratio = {ln.split(" | ")[5]: ln for ln in rows if ln.split(" | ")[5][0].isalpha()}  # implementation -> its row
     assert set(ratio) == {"keras/tensorflow jit", "keras/jax jit", "keras/torch nojit", "torch step-compile"}
-    assert "| 2.5 |" in ratio["keras/jax jit"] and "| faster |" in ratio["keras/jax jit"]  # 250/100
-    assert "| 0.5 |" in ratio["keras/torch nojit"] and "| slower |" in ratio["keras/torch nojit"]  # 50/100
-    assert "| 3.0 |" in ratio["torch step-compile"] and "within process" in ratio["torch step-compile"]
+    assert "| 2.500 |" in ratio["keras/jax jit"] and "| faster |" in ratio["keras/jax jit"]  # 250/100
+    assert "| 0.500 |" in ratio["keras/torch nojit"] and "| slower |" in ratio["keras/torch nojit"]  # 50/100
+    assert "| 3.000 |" in ratio["torch step-compile"] and "within process" in ratio["torch step-compile"]
     memory = md.split("## Memory")[1]
     first = next(line for line in memory.splitlines() if line.strip())
     assert first.startswith("Leanest per model") and "resnet20_v1: torch step-compile" in first
