@@ -92,3 +92,20 @@ def bench_name(framework: str, measurement: str) -> str:
 def _has_gpu() -> bool:
     from bench.core.env import nvml_info
     return bool(nvml_info())
+
+
+@pytest.fixture(autouse=True)
+def _no_user_twins_leak():
+    """A test that loads a twins file in this process (``bench.twins``' or ``bench.run``'s main called in-process
+    sets ``$TWINBENCH_TWINS`` for the jobs it starts) leaves neither the variable nor the registered twins to the
+    next test: one broken twins file would otherwise fail every later test that lists the models."""
+    from bench.zoo.user import ENV, PAIRS_ENV
+    saved = {k: os.environ.get(k) for k in (ENV, PAIRS_ENV)}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    from bench.zoo.registry import forget_user_twins
+    forget_user_twins()

