@@ -22,6 +22,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +38,7 @@ from bench.peaks import ensure as measure_roofs_once
 from bench.pipeline import preflight, user_twins
 from bench.pipeline.estimate import TOO_LONG_S, Estimate, estimate
 from bench.pipeline.executors import ExecutorError, RunContext, add_args, carry_over, check_options, isolation, make_executor
-from bench.pipeline.jobs import done_jobs
+from bench.pipeline.jobs import bisection_jobs, done_jobs
 from bench.pipeline.preflight import EXIT_STATUS_HELP
 from bench.pipeline.suites import (
     ALL_BACKEND_SUITES,
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "with throughput or profile jobs measures them once, quick, for the libraries its jobs use, "
                          "and caches them: python -m bench.peaks); without roofs the report has no roofline and no "
                          "fraction of the roof. $TWINBENCH_NO_ROOFS=1 does the same")
+    ap.add_argument("--find-max-batch", action="store_true",
+                    help="memory suites: after the planned batches, find each sweep's largest batch that fits by "
+                         "bisection (as timm's benchmark lowers the batch after an out-of-memory): a memory job at the "
+                         "midpoint between the largest batch that fit (or 0) and the smallest out of memory, until the "
+                         "gap closes or after 6 steps; each a normal job row, resumable")
     ap.add_argument("--repeats", type=int, default=1, metavar="N",
                     help="run each throughput job N times, each in a fresh process (job ids end in /r1../rN); the "
                          "report's intervals then carry the spread between processes (default: 1)")
@@ -565,6 +571,9 @@ def _plan(args: argparse.Namespace, argv: list[str], session: Session) -> Plan |
         return _error(e.args[0] if e.args else str(e))
     if not jobs:
         return _error(unplanned_reason(args.suite, gpu) or _nothing_selected(args, gpu))
+    if getattr(args, "find_max_batch", False) and not any(j.kind == "memory" and j.depth is None for j in jobs):
+        return _error(f"--find-max-batch bisects the batch sweeps of memory jobs, and suite {args.suite} plans none "
+                      "(use --suite memory)")
     if (args.replicas or args.strong) and not any(j.replicas for j in jobs):  # harmless, but say so
         print(f"note: --replicas and --strong apply to scaling jobs; suite {args.suite} has none (--suite scaling)",
               file=sys.stderr)
@@ -592,11 +601,12 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
         left.start(job.job_id)
         bar.set_postfix_str(f"{left.describe()}] {job.job_id[-60:]}")
     try:  # the job loop lives in bench.pipeline.executors (local: one after another here; ray: on a cluster)
-        with closing(plan.executor.run(todo, ctx, on_start=on_start)) as finished:
-            for job, status in finished:
-                counts[status] = counts.get(status, 0) + 1
-                left.done(job.job_id)
-                bar.update(1)
+        for round_jobs in _rounds(args, plan, todo, bar):
+            with closing(plan.executor.run(round_jobs, ctx, on_start=on_start)) as finished:
+                for job, status in finished:
+                    counts[status] = counts.get(status, 0) + 1
+                    left.done(job.job_id)
+                    bar.update(1)
     except KeyboardInterrupt as e:
         bar.close()
         session.ended("interrupted", "SIGTERM" if isinstance(e, Stop) else "Ctrl-C (SIGINT)")
@@ -605,6 +615,21 @@ def _execute(args: argparse.Namespace, plan: Plan, session: Session) -> dict[str
         return _signal_exit(e)
     bar.close()
     return counts
+
+
+def _rounds(args: argparse.Namespace, plan: Plan, todo: list[Job], bar) -> Iterator[list[Job]]:
+    """The jobs to run, round by round: the plan's, then with ``--find-max-batch`` up to ``BISECT_STEPS`` rounds of
+    bisection jobs (each sweep's next midpoint, from its rows so far: a resumed run goes on where it stopped)."""
+    yield todo
+    if not getattr(args, "find_max_batch", False):
+        return
+    from bench.measures.memory import BISECT_STEPS
+    for _ in range(BISECT_STEPS):
+        more = bisection_jobs(plan.out, plan.jobs)
+        if not more:
+            return
+        bar.total += len(more)
+        yield more
 
 
 def _finish(args: argparse.Namespace, plan: Plan, counts: dict[str, int], session: Session) -> int:

@@ -62,6 +62,7 @@ ROWS = [
     ("run", ["--suite", "smoke", "--job-timeout", "nan"], "--job-timeout must be a positive number"),
     ("run", ["--suite", "smoke", "--job-timeout", "soon"], "invalid float value"),
     ("run", ["--suite", "smoke", "--repeats", "0"], "--repeats must be >= 1"),
+    ("run", ["--suite", "train", "--find-max-batch", "--dry-run"], "--find-max-batch bisects the batch sweeps of memory"),
     ("run", ["--suite", "smoke", "--repeats", "two"], "invalid int value"),
     ("run", ["--suite", "smoke", "--steps", "0"], "--steps must be >= 1"),
     ("run", ["--suite", "scaling", "--replicas", "0"], "--replicas takes counts of 1 or more"),

@@ -80,6 +80,23 @@ def _allocator_peak(job: Job, row: dict, stack, mem, reasons: list[str]):
     return peak, sampler
 
 
+BISECT_STEPS = 6  # --find-max-batch: the most bisection steps per sweep (a gap of 64 closes in 6)
+
+
+def next_batch(tried: dict[int, str]) -> int | None:
+    """``--find-max-batch``: the batch to try next in one memory sweep, as timm's benchmark lowers the batch after an
+    out-of-memory, by bisection: the midpoint between the largest batch that fit (0 when none did) and the smallest
+    that was out of memory; None when there is no out-of-memory batch, the gap is closed, or the midpoint was
+    already tried (an ``error`` row there ends the bisection). ``tried``: {batch: status} of the sweep's rows."""
+    oom = [b for b, s in tried.items() if s == "oom"]
+    if not oom:
+        return None
+    hi = min(oom)
+    lo = max((b for b, s in tried.items() if s == "ok" and b < hi), default=0)
+    mid = (lo + hi) // 2
+    return None if hi <= lo + 1 or mid in tried else mid
+
+
 SWEEP = ("model", "framework", "backend", "exec_mode", "precision", "measurement", "depth")
 
 
@@ -91,7 +108,11 @@ def largest_fit(df) -> list[str]:
         return []
     keys = [c for c in SWEEP if c in df]
     said = []
-    for key, g in df[df.status.isin(["ok", "oom"])].groupby(keys, dropna=False, sort=True):
+    rows = df[df.status.isin(["ok", "oom"])]
+    # one sweep: the job id without its batch (an oom row written by the worker has no depth: not a column key)
+    sweep = rows.job_id.map(lambda j: "/".join(j.split("/")[:4] + j.split("/")[5:])) if "job_id" in rows else keys
+    for _, g in rows.groupby(sweep, dropna=False, sort=True):
+        key = [g[c].dropna().iloc[0] if g[c].notna().any() else None for c in keys]
         oom = g[g.status == "oom"].batch_size
         if not len(oom):
             continue

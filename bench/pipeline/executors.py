@@ -161,8 +161,11 @@ def record_skipped(job: Job, ctx: RunContext) -> str:
 
 
 def _oom_swept(job: Job, ctx: RunContext) -> bool:
+    """A memory job larger than a batch of its sweep that was out of memory (a smaller one still runs: a sweep
+    listed out of order, a --find-max-batch bisection)."""
     from bench.pipeline.jobs import done_jobs, sweep_tag
-    return job.kind == "memory" and sweep_tag(job.job_id) in done_jobs(ctx.out)[1]
+    smallest_oom = done_jobs(ctx.out)[1].get(sweep_tag(job.job_id)) if job.kind == "memory" else None
+    return smallest_oom is not None and job.batch_size > smallest_oom
 
 
 class Executor:
@@ -461,6 +464,7 @@ class RayExecutor(Executor):
 
     def run(self, todo: list[Job], ctx: RunContext, on_start: Callable[[Job], None]) -> Iterator[tuple[Job, str]]:
         ray = self.ray
+        self._start()  # nothing when Ray is up; a later round of a run (--find-max-batch): the first one shut it down
         if not self._prepared:  # bench.run prepares the nodes in its precondition pass; another caller here
             for problem in self.check_nodes(todo, ctx.data_dir):
                 print(f"warning: {problem}", file=sys.stderr)

@@ -16,10 +16,11 @@ from bench.results.schema import FILES, KINDS, append_row
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
-    """(job ids with a final row: ok/oom/skipped, memory sweeps that hit an OOM) from existing CSVs."""
+def done_jobs(out: Path) -> tuple[set[str], dict[str, int]]:
+    """(job ids with a final row: ok/oom/skipped, {memory sweep that hit an OOM: its smallest batch out of memory})
+    from existing CSVs."""
     from bench.results.read import read_rows  # whole rows only: a damaged row's job is not done
-    done, oom_sweeps = set(), set()
+    done, oom_sweeps = set(), {}
     epochs: dict[str, tuple[set[str], str]] = {}  # a training job: its epochs with an ok row, its epoch count
     for kind in KINDS:
         path = out / FILES[kind]
@@ -33,17 +34,44 @@ def done_jobs(out: Path) -> tuple[set[str], set[tuple]]:
             if row["status"] in ("ok", "oom", "skipped"):
                 done.add(row["job_id"])
             if row["status"] == "oom":
-                oom_sweeps.add(sweep_tag(row["job_id"]))
+                tag, b = sweep_tag(row["job_id"]), batch_of(row) or 0  # unknown: the whole sweep is swept
+                oom_sweeps[tag] = min(b, oom_sweeps.get(tag, b))
     for job_id, (have, total) in epochs.items():  # done with every epoch's row: a missing one reruns the job
         if total and have >= {str(e) for e in range(1, int(total) + 1)}:
             done.add(job_id)
     return done, oom_sweeps
 
 
+def batch_of(row: dict) -> int | None:
+    """A row's batch size (None: empty or not a number)."""
+    try:
+        return int(float(row.get("batch_size") or ""))
+    except (TypeError, ValueError):
+        return None
+
+
 def sweep_tag(job_id: str) -> str:
     """A job id without its batch size: the jobs of one memory sweep share it."""
     parts = job_id.split("/")
     return "/".join(parts[:4] + parts[5:])
+
+
+def bisection_jobs(out: Path, planned: list[Job]) -> list[Job]:
+    """``--find-max-batch``: one memory job per batch sweep of ``planned`` whose rows in ``out`` leave a gap between
+    the largest batch that fit and the smallest out of memory (``bench.measures.memory.next_batch``), at its
+    midpoint; [] when every gap is closed. Each is a normal job (its row kept, resumed, reported)."""
+    import dataclasses
+
+    from bench.measures.memory import next_batch
+    from bench.results.read import read_rows
+    path = out / FILES["memory"]
+    tried: dict[str, dict[int, str]] = {}
+    for row in read_rows(path, "memory") if path.exists() else ():
+        if batch_of(row):
+            tried.setdefault(sweep_tag(row["job_id"]), {})[batch_of(row)] = row["status"]
+    sweeps = {sweep_tag(j.job_id): j for j in planned if j.kind == "memory" and j.depth is None}
+    nxt = {tag: next_batch(tried.get(tag, {})) for tag in sweeps}
+    return [dataclasses.replace(sweeps[tag], batch_size=b) for tag, b in nxt.items() if b is not None]
 
 
 def run_job(job: Job, out: Path, run_id: str, data_dir: str | None, timeout: float | None) -> tuple[str, str]:

@@ -164,7 +164,8 @@ def run_one(job: Job, out: Path, run_id: str, data_dir: str | None) -> int:
     """Run one job in this (configured) process: its rows, then its phase times for the parent."""
     row = job.base_row(run_id)
     # test hook: TWINBENCH_INJECT_FAULT="crash:<job_id>;oom:<job_id>;cpu-oom:<job_id>;hang:<job_id>;crash-once:<job_id>"
-    # (enospc:<file>: bench.results.writes)
+    # (enospc:<file>: bench.results.writes); oom-above:<N>: every memory job with a batch above N is a CPU out-of-memory
+    # (a machine whose memory holds batch N, for --find-max-batch)
     faults = {tuple(f.split(":", 1)[::-1]) for f in os.environ.get("TWINBENCH_INJECT_FAULT", "").split(";") if ":" in f}
     from bench.results.writes import ResultsWriteError
     try:
@@ -191,7 +192,7 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
             os.kill(os.getpid(), signal.SIGKILL)  # killed mid-job (OOM killer, a lost node), the first time only: a retry runs
         if (job.job_id, "oom") in faults:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by TWINBENCH_INJECT_FAULT)")
-        if (job.job_id, "cpu-oom") in faults:
+        if (job.job_id, "cpu-oom") in faults or _oom_above(job, faults):
             _cpu_allocator_failure()
         from bench.measures import driver
         driver(job.kind)(job, out, row, data_dir)
@@ -212,6 +213,11 @@ def _run(job: Job, out: Path, row: dict, data_dir: str | None, faults: set) -> i
                                                      "out of memory at this batch size"})
         return 0 if status == "oom" else 1
     return 0
+
+
+def _oom_above(job: Job, faults: set) -> bool:
+    """``oom-above:<N>`` of TWINBENCH_INJECT_FAULT: a memory job whose batch is above N."""
+    return job.kind == "memory" and any(name == "oom-above" and job.batch_size > int(n) for n, name in faults)
 
 
 def _cpu_allocator_failure() -> None:
