@@ -99,13 +99,16 @@ def _no_user_twins_leak():
     """A test that loads a twins file in this process (``bench.twins``' or ``bench.run``'s main called in-process
     sets ``$TWINBENCH_TWINS`` for the jobs it starts) leaves neither the variable nor the registered twins to the
     next test: one broken twins file would otherwise fail every later test that lists the models."""
+    from bench.zoo import registry
     from bench.zoo.user import ENV, PAIRS_ENV
     saved = {k: os.environ.get(k) for k in (ENV, PAIRS_ENV)}
+    names, loaded = set(registry._REGISTRY), set(registry._LOADED)  # a module's fixture may have loaded some before
     yield
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    from bench.zoo.registry import forget_user_twins
-    forget_user_twins()
+    for name in set(registry._REGISTRY) - names:  # only the twins this test registered
+        del registry._REGISTRY[name]
+    registry._LOADED.intersection_update(loaded)
