@@ -293,3 +293,21 @@ def test_entry_point_group_provides_twins(tmp_path, monkeypatch):
         forget_user_twins()
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
     assert list_models("pkg_*") == []
+
+
+def test_entry_points_are_read_once_per_process(monkeypatch):
+    """Every registry lookup asks for the entry-point twins; the installed distributions are scanned once per process
+    (a report's thousands of lookups each scanning them took 23 s), and again after ``forget_user_twins``."""
+    import importlib.metadata
+
+    from bench.zoo import get_entry
+    from bench.zoo.registry import forget_user_twins
+    calls = []
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: calls.append(group) or [])
+    forget_user_twins()
+    for _ in range(50):
+        get_entry("resnet20_v1")
+    assert calls == ["twinbench.twins"]
+    forget_user_twins()
+    get_entry("resnet20_v1")
+    assert len(calls) == 2

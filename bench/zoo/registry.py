@@ -144,7 +144,10 @@ def load_user_twins(refs: list[str] | None = None) -> list[str]:
 
 
 def forget_user_twins() -> None:
-    """Unregister every user twin of this process (tests; ``$TWINBENCH_TWINS`` loads them again when asked)."""
+    """Unregister every user twin of this process (tests; ``$TWINBENCH_TWINS`` and the entry points load them again
+    when asked)."""
+    from bench.zoo.user import forget_entry_points
+    forget_entry_points()
     for name in [n for n, e in _REGISTRY.items() if e.twin is not None]:
         del _REGISTRY[name]
     _LOADED.clear()
