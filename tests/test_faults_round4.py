@@ -358,3 +358,20 @@ def test_each_depth_of_a_depth_sweep_is_its_own_sweep():
                         "precision": "fp32", "measurement": "train", "depth": d, "status": s, "batch_size": 8}
                        for d, s in ((28, "ok"), (100, "oom"))])
     assert largest_fit(df) == ["m torch eager fp32 train depth 100: no batch fit (the smallest tried, 8, out of memory)"]
+
+
+@pytest.mark.parametrize("teardown", ["", "1"])
+def test_a_worker_ends_without_teardown_yet_flushes_its_output(tmp_path, teardown):
+    """A fresh job's process ends at once after its rows (``worker.exit_now``): its buffered output still reaches the
+    log, its exit status is kept, and no finaliser runs, unless TWINBENCH_WORKER_TEARDOWN=1 asks for the normal exit."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import atexit, sys\nfrom bench.pipeline import worker\natexit.register(lambda: print('finaliser ran'))\n"
+            "print('the last line of the job')\nworker.exit_now(5)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "TWINBENCH_WORKER_TEARDOWN")}
+    env.update(PYTHONPATH=str(root), TWINBENCH_WORKER_TEARDOWN=teardown)
+    log = tmp_path / "job.log"
+    with open(log, "w") as f:  # a file: stdout is block-buffered, as in a job's log
+        rc = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=root).returncode
+    text = log.read_text()
+    assert rc == 5 and "the last line of the job" in text
+    assert ("finaliser ran" in text) == (teardown == "1"), text

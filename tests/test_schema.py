@@ -62,3 +62,21 @@ def test_every_producer_resolves_to_code():
                     obj = getattr(obj, attr)  # AttributeError: the producer moved or was renamed
                 break
             assert obj is not None, f"{kind}.{name}: producer {producer} does not import"
+
+
+def test_append_rows_writes_all_rows_in_one_write_or_none(tmp_path, monkeypatch):
+    """A job's many rows (a profile's layers and summary) go in one write + fsync: all or none, one header."""
+    from bench.results import writes
+    from bench.results.schema import append_rows
+    p = tmp_path / "profile.csv"
+    calls = []
+    real = writes.append_bytes
+    monkeypatch.setattr(writes, "append_bytes", lambda path, data: calls.append(path) or real(path, data))
+    rows = [{"run_id": "r1", "model": "m", "layer": f"l{i}", "ms_per_step": i, "status": "ok"} for i in range(30)]
+    append_rows(p, "profile", rows)
+    append_rows(p, "profile", rows[:2])
+    got = list(csv.DictReader(open(p)))
+    assert [r["layer"] for r in got] == [f"l{i}" for i in range(30)] + ["l0", "l1"] and len(calls) == 2
+    with pytest.raises(KeyError):  # one bad row: none of them is written
+        append_rows(p, "profile", rows[:3] + [{"run_id": "r1", "nonsense": 1}])
+    assert len(list(csv.DictReader(open(p)))) == 32

@@ -53,6 +53,37 @@ def test_slowed_step_takes_factor_times_as_long_inside_the_timed_region(monkeypa
     assert len(clock.sleeps) == slowed["warmup_steps"] + 5  # first step, warm-up and timed steps: all slowed
 
 
+class WindowRunner(FakeRunner):
+    """A Keras-like runner: each timed sample is a window of 4 steps."""
+    steps_per_sample = 4
+
+    def __init__(self, clock, ms=10.0, speedup=0.0):
+        super().__init__(clock, ms)
+        self.speedup, self.steps = speedup, 0
+
+    def step(self):
+        self.steps += 1
+        self.clock.t += self.ms / 1e3 * (1 - self.speedup) ** self.steps  # never settles: runs to the cap
+
+    def window(self, n):
+        for _ in range(n):
+            self.step()
+
+
+@pytest.mark.parametrize("max_warmup", [15, 40, 100])
+def test_warm_up_is_capped_in_steps_whatever_the_window(monkeypatch, max_warmup):
+    """``max_warmup`` caps warm-up *steps*: a window of 4 steps per sample warms up as many steps as a runner of one
+    step per sample (rounded up to whole windows), not 4x as many (it once ran 40 steps where smoke said 15)."""
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock.perf_counter)
+    one, four = FakeRunner(clock), WindowRunner(clock, speedup=0.1)
+    one.step = WindowRunner(clock, speedup=0.1).step  # the same unsettled step time, one step per sample
+    m1, m4 = measure(one, steps=5, max_warmup=max_warmup), measure(four, steps=5, max_warmup=max_warmup)
+    assert not m1["warmup_converged"] and not m4["warmup_converged"]  # both ran to the cap
+    assert m1["warmup_steps"] == max_warmup + 1  # the first step, then the cap
+    assert max_warmup + 1 <= m4["warmup_steps"] <= max_warmup + 4  # the cap, to a whole window
+
+
 @pytest.mark.slow
 def test_a_real_job_with_the_hook_is_slowed_and_its_neighbour_is_not(tmp_path, monkeypatch):
     """Two real (tiny) CPU jobs, the hook naming one: only its steps sleep, each by 20% of the step's own time."""

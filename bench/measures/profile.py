@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.core import phases
 from bench.core.job import Job
-from bench.results.schema import FILES, PROFILE_STEP_ROW, append_row
+from bench.results.schema import FILES, PROFILE_STEP_ROW, append_rows
 
 
 def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
@@ -31,17 +31,16 @@ def run_profile(job: Job, out: Path, row: dict, data_dir: str | None) -> None:
                depth=get_spec(job.model, **(options or {})).depth)
     step = p.profiled_step_ms
     phases.enter("write")
-    for r in p.rows:
-        append_row(out / FILES["profile"], "profile", {
-            **row, "layer": r.layer, "kind": r.kind, "phase": r.phase, "ms_per_step": r.ms_per_step, "calls": r.calls,
-            "share_of_step": r.ms_per_step / step if step else None, "status": "ok"})
+    rows = [{**row, "layer": r.layer, "kind": r.kind, "phase": r.phase, "ms_per_step": r.ms_per_step, "calls": r.calls,
+             "share_of_step": r.ms_per_step / step if step else None, "status": "ok"} for r in p.rows]
     trace = os.path.relpath(p.trace_path, out) if p.trace_path else None
     overhead = step / p.unprofiled_step_ms if step and p.unprofiled_step_ms else None
-    append_row(out / FILES["profile"], "profile", {
+    rows.append({
         **row, "layer": PROFILE_STEP_ROW, "kind": None, "phase": None, "ms_per_step": step,
         "share_of_step": 1.0 if step else None, "profiled_step_ms": step, "unprofiled_step_ms": p.unprofiled_step_ms,
         "profiler_overhead": overhead, "coverage": p.coverage, "fused_share": p.fused_share, "trace_path": trace,
         "null_reason": p.null_reason, "status": "ok"})
+    append_rows(out / FILES["profile"], "profile", rows)  # the layers and the summary: whole, or absent
     _roofline(job, out, row, p.rows, options)
 
 
@@ -58,6 +57,6 @@ def _roofline(job: Job, out: Path, row: dict, rows, options: dict | None) -> Non
     roofs = run_roofs(out)
     base = {k: row[k] for k, _, _ in COMMON if k in row and k != "null_reason"}
     when = f"{roofs.get('measured_at')} ({roofs.get('method')})" if roofs else None
-    for r in join(times, work, compute_roof(roofs, row.get("backend"), job.precision), roofs):
-        append_row(out / FILES["roofline"], "roofline", {**base, **r, "depth": row.get("depth"),
-                                                         "roofs_measured": when, "status": "ok"})
+    append_rows(out / FILES["roofline"], "roofline", [
+        {**base, **r, "depth": row.get("depth"), "roofs_measured": when, "status": "ok"}
+        for r in join(times, work, compute_roof(roofs, row.get("backend"), job.precision), roofs)])

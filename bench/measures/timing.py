@@ -65,7 +65,10 @@ def measure(runner, steps: int, max_warmup: int = 100, around_timed=None, min_ti
     runner.sync()
     first = time.perf_counter() - t0
     phases.enter("warmup")
-    n_warm, _, converged = warmup(sample, runner.sync, min_steps=-(-MIN_WARMUP // n), max_steps=max(MIN_WARMUP, max_warmup // n))
+    # both bounds in samples of n steps: at least MIN_WARMUP steps, at most max_warmup (rounded up to whole samples;
+    # the cap was once max(MIN_WARMUP samples, ...): a Keras window of 4 warmed up 40 steps where max_warmup said 15)
+    least = -(-MIN_WARMUP // n)
+    n_warm, _, converged = warmup(sample, runner.sync, min_steps=least, max_steps=max(least, -(-max_warmup // n)))
     with around_timed if around_timed is not None else contextlib.nullcontext():  # e.g. the hygiene windows
         phases.enter("timed")
         times: list[float] = []
