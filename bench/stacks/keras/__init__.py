@@ -51,6 +51,12 @@ class KerasStack(Stack):
         """Run ``n`` train steps as this backend's ``fit`` calls ``train_function``; return the last logs."""
         raise NotImplementedError
 
+    def fit_data(self, x, y, batch_size: int) -> dict:
+        """What the training loop's ``fit`` and ``evaluate`` receive for arrays ``x``, ``y`` in batches of
+        ``batch_size``, in order (no shuffle): the arrays themselves, as a user passes them; a backend whose own
+        adapter costs the loop time it would not cost a user's single ``fit`` overrides it (TensorFlow)."""
+        return {"x": x, "y": y, "batch_size": batch_size}
+
     def between_jobs(self):
         import keras
         keras.backend.clear_session()  # the last job's graphs, layer-name counters and global policy dropped

@@ -58,11 +58,12 @@ def train_keras(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
         plans = sampler.epoch(epoch)
         cb = ProgressCallback(cfg.progress, spe, f"{cfg.model} keras/{backend} epoch {epoch + 1}/{r.epochs}", r.batch_size)
         t0 = time.perf_counter()
-        hist = trainer.fit(plan_array(plans), np.concatenate([ytr[p.index] for p in plans]), batch_size=r.batch_size,
+        hist = trainer.fit(**stack.fit_data(plan_array(plans), np.concatenate([ytr[p.index] for p in plans]),
+                                            r.batch_size),
                            epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=[cb], shuffle=False)
         epoch_s = time.perf_counter() - t0
         peak, why = mem.peak_bytes() if on_gpu else (None, NO_GPU)
-        ev = net.evaluate(xte_n, yte, batch_size=1000, verbose=0, return_dict=True)
+        ev = net.evaluate(**stack.fit_data(xte_n, yte, 1000), verbose=0, return_dict=True)
         n = spe * r.batch_size
         row = epoch_row(cfg, epoch, r.lr_at((epoch + 1) * spe - 1, spe),
                         (float(hist.history["loss"][-1]), float(hist.history["accuracy"][-1])),
