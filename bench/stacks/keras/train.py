@@ -16,7 +16,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from bench.data import Cifar10, EpochSampler, normalize, pad_images, plan_array
+from bench.data import Cifar10, EpochSampler, normalize, normalize_padded, plan_array
 from bench.stacks.base import NO_GPU, TrainConfig, epoch_row, subset
 from bench.stacks.common import checkpoint
 from bench.stacks.keras.data import PlanModel
@@ -43,7 +43,7 @@ def train_keras(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
     net = build(cfg.model, "keras")
     # the whole (normalised, padded) training set lives on the device; each step gathers its batch
     # in-graph from the shared plan, as the PyTorch loop does (bench.stacks.keras.data.PlanAugment)
-    trainer = compile_keras(PlanModel(net, pad_images(normalize(xtr))), keras_optimizer(r, spe), jit)
+    trainer = compile_keras(PlanModel(net, normalize_padded(xtr)), keras_optimizer(r, spe), jit)
     compile_keras(net, None, jit)  # evaluation on the plain test images
     start, rows = 0, []
     if cfg.checkpoint and any(os.path.exists(p) for p in (cfg.checkpoint, checkpoint.previous(cfg.checkpoint))):

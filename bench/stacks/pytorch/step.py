@@ -59,8 +59,8 @@ def _real_input(state: dict, data_dir: str | None, batch: int, seed: int, dev: s
 
     from bench.data import real_batches
     from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
-    xpad_np, ytr, sampler = real_batches(data_dir, batch, seed)
-    xpad = torch.from_numpy(xpad_np).permute(0, 3, 1, 2).contiguous().to(dev)  # resident on the device
+    xpad_np, ytr, sampler = real_batches(data_dir, batch, seed, channels_first=True)
+    xpad = torch.from_numpy(xpad_np).to(dev)  # NCHW, resident on the device
     ytr_d = torch.from_numpy(ytr).to(dev)
 
     def device_rows():  # each epoch's plan copied once (a copy per step would block on the GPU queue)

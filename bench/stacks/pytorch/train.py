@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bench.data import Cifar10, EpochSampler, normalize, pad_images
+from bench.data import Cifar10, EpochSampler, normalize, normalize_padded
 from bench.stacks.base import TrainConfig, epoch_row, progress_bar, subset
 from bench.stacks.common import checkpoint
 from bench.stacks.pytorch.data import augment_torch, epoch_rows_torch
@@ -43,7 +43,7 @@ def train_torch(stack, cfg: TrainConfig, data: Cifar10, on_epoch: Callable[[dict
     cl = (dev == "cuda") if cfg.channels_last is None else cfg.channels_last
     fmt = torch.channels_last if cl else torch.contiguous_format
     # the whole dataset lives on the device, normalised and padded once; not part of the epoch time
-    xpad = torch.from_numpy(pad_images(normalize(xtr))).permute(0, 3, 1, 2).contiguous().to(dev)
+    xpad = torch.from_numpy(normalize_padded(xtr, channels_first=True)).to(dev)
     ytr_d = torch.from_numpy(ytr).to(dev)
     xte_d = torch.from_numpy(normalize(xte)).permute(0, 3, 1, 2).contiguous().to(dev).to(memory_format=fmt)
     yte_d = torch.from_numpy(yte).to(dev)
