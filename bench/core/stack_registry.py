@@ -32,7 +32,10 @@ class StackInfo:
             removed, so its timings run on the framework's default allocator.
         preimport: modules imported first in a job's process (Keras on torch wants torch imported first).
         job_tag: the implementation's part of a job id (``torch``, ``keras-jax``).
-        startup_s: rough process start-up cost, for ``--dry-run`` estimates.
+        startup_s: rough process start-up cost of a GPU job, for ``--dry-run`` estimates.
+        cpu_startup_s: the same on a CPU, where no device is initialised: process start and imports, then the first
+            step's trace (a 2-core VM's jobs.csv, 2026-12-07: start 1.0-1.6 s torch, 3.6-5.0 s Keras on TensorFlow;
+            a ResNet-20 first step 0.1 s torch, ~3 s Keras on TensorFlow).
         plain: what the plain-script baseline of ``bench.overhead`` is.
     """
 
@@ -48,6 +51,7 @@ class StackInfo:
     preimport: tuple[str, ...] = ()
     job_tag: str = ""
     startup_s: float = 10.0
+    cpu_startup_s: float = 3.0
     plain: str = ""
 
     def env_for(self, kind: str, device: str) -> tuple[dict, tuple[str, ...]]:
@@ -79,7 +83,7 @@ def register_stack(info: StackInfo) -> StackInfo:
 # median step 623 vs 631 ms), while JAX without jit runs op by op (resnet20_v1, batch 8, CPU: train step 57.0 ms
 # jit vs 505.5 ms nojit), so JAX is jit everywhere.
 _XLA_ON_GPU = {"cuda": "jit", "cpu": "nojit"}
-_KERAS = dict(framework="keras", exec_modes=("jit", "nojit"), startup_s=20.0, plain="model.fit")
+_KERAS = dict(framework="keras", exec_modes=("jit", "nojit"), startup_s=20.0, cpu_startup_s=8.0, plain="model.fit")
 register_stack(StackInfo("torch", "torch", "torch", "bench.stacks.pytorch:PyTorchStack", ("torch",),
                          ("eager", "compile", "step-compile"), {"cuda": "eager", "cpu": "eager"}, job_tag="torch",
                          plain="hand-written loop"))

@@ -462,6 +462,7 @@ def estimate_seconds(job: Job) -> float:
     spec = get_spec(job.model, **({"depth": job.depth} if job.depth is not None else {}))
     mflops = _approx_mflops(spec)
     speed = ASSUMED_FLOPS["cuda" if job.device == "cuda" else "cpu"]
+    start = job.stack.startup_s if job.device == "cuda" else job.stack.cpu_startup_s
     per_image = mflops * 1e6 * (3 if job.measurement == "train" or job.kind == "epochs" else 1)
     if job.kind == "epochs":
         from bench.zoo.recipes import recipe_for
@@ -475,8 +476,8 @@ def estimate_seconds(job: Job) -> float:
         steps = 1  # one measured step, no timed ones (bench.measures.memory.run_memory)
     if job.kind == "scaling":  # the job's process, then its replicas' own; on a CPU the replicas share its speed
         work = job.global_batch if job.device == "cpu" else job.per_replica_batch
-        return 2 * job.stack.startup_s + (job.steps + 3) * work * per_image / speed
-    return job.stack.startup_s + steps * job.batch_size * per_image / speed
+        return 2 * start + (job.steps + 3) * work * per_image / speed
+    return start + steps * job.batch_size * per_image / speed
 
 
 def _approx_mflops(spec) -> float:
