@@ -29,7 +29,7 @@ def test_fidelity_suite_trains_each_twin_with_several_seeds_on_one_plan():
 def test_smoke_trains_the_smoke_recipe_on_a_subset():
     jobs = [j for j in expand("smoke", Options(gpu=False)) if j.kind == "epochs"]
     assert {j.framework for j in jobs} == {"torch", "keras"}
-    assert all(j.recipe == "smoke" and j.train_subset == 4096 and j.seed == 0 for j in jobs)
+    assert all(j.recipe == "smoke" and j.train_subset == 3072 and j.seed == 0 for j in jobs)
 
 
 def _rows(impl_accs: dict) -> pd.DataFrame:
