@@ -188,3 +188,22 @@ def test_mixed_precision_training_runs(framework, precision, cifar_dir):
             keras.config.set_dtype_policy("float32")  # the policy is global: leave it as the other tests expect
     assert len(rows) == 1 and math.isfinite(rows[0]["train_loss"]) and math.isfinite(rows[0]["test_loss"])
     assert 0.0 <= rows[0]["test_acc"] <= 1.0
+
+
+def test_keras_tensorflow_fit_data_keeps_every_batch_in_order_without_autotune():
+    """Keras on TensorFlow trains from a tf.data pipeline of the same arrays (KerasTensorFlowStack.fit_data): the same
+    batches in the same order, the last one short, and tf.data's autotuning off (its thread made each epoch's ``fit``
+    wait 0-10 s at its end); the other backends get the arrays themselves."""
+    pytest.importorskip("tensorflow")
+    from bench.stacks import get_stack
+    from bench.stacks.keras import KerasStack
+    x, y = np.arange(40, dtype=np.int32).reshape(10, 4), np.arange(10)
+    got = get_stack("keras", "tensorflow").fit_data(x, y, 3)
+    assert set(got) == {"x"}
+    batches = [(a.numpy(), b.numpy()) for a, b in got["x"]]
+    assert [len(b) for _, b in batches] == [3, 3, 3, 1]
+    assert np.array_equal(np.concatenate([a for a, _ in batches]), x)
+    assert np.array_equal(np.concatenate([b for _, b in batches]), y)
+    assert got["x"].options().autotune.enabled is False
+    plain = KerasStack.fit_data(None, x, y, 3)
+    assert plain["x"] is x and plain["y"] is y and plain["batch_size"] == 3
