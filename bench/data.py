@@ -364,8 +364,8 @@ def normalize_padded(x_uint8: np.ndarray, channels_first: bool = False) -> np.nd
     :func:`normalize`'s float32 operations in its order (exact uint8 -> float32, / 255, - mean, / std), without
     ``np.pad``'s copy and, for NCHW, without a torch permute's: NHWC is normalised contiguously, then copied once
     into the padded array; NCHW is normalised in place inside the padded array (a transposed copy of the uint8
-    images), the order each was fastest in, measured in fresh processes on a 2-core CPU for the whole training set
-    (NHWC 0.6 s; NCHW 0.7 s, where pad + permute took ~3.8 s of a real-input torch job's data phase)."""
+    images), the order each was fastest in, in fresh processes on a 2-core CPU. A smoke real-input torch job's
+    data phase: 4.8-4.9 s before, 3.3 s after (jobs.csv in docs/evidence/2026-12-07/time-smoke)."""
     n, h, w, c = x_uint8.shape
     p = PAD
     if channels_first:

@@ -231,8 +231,8 @@ def exit_now(rc: int) -> None:
     """End this worker without the interpreter's teardown, once its rows, phase times and logs are written.
 
     A job's rows are each one write + fsync (``bench.results.writes``), so nothing is left to flush but stdio; the
-    teardown (every module's and framework's finalisers: TensorFlow's, torch's) cost each fresh job 0.9-2.1 s of
-    a 2-core CPU's wall time, counted as the job's ``write`` phase. ``TWINBENCH_WORKER_TEARDOWN=1``, or a tracer
+    teardown (every module's and framework's finalisers: TensorFlow's, torch's) was most of a fresh job's ``write``
+    phase (docs/measures/harness.md). ``TWINBENCH_WORKER_TEARDOWN=1``, or a tracer
     or coverage in the process, keeps the normal exit."""
     if os.environ.get("TWINBENCH_WORKER_TEARDOWN") == "1" or sys.gettrace() is not None or "coverage" in sys.modules:
         sys.exit(rc)

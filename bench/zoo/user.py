@@ -129,8 +129,8 @@ _ENTRY_POINTS: list[str] | None = None  # read once per process: the installed p
 def entry_point_refs() -> list[str]:
     """``module:attr`` of each entry point of the ``twinbench.twins`` group (installed packages' TWINS dicts).
 
-    Read once per process and kept (``forget_entry_points`` drops it): scanning every installed distribution's
-    metadata costs ~7 ms, and every registry lookup asks (a report's thousands of them took 23 s).
+    Read once per process and kept (``forget_entry_points`` drops it): it scans every installed distribution's
+    metadata, and every registry lookup asks (a smoke report makes thousands).
     """
     global _ENTRY_POINTS
     if _ENTRY_POINTS is None:

@@ -29,11 +29,10 @@ class KerasTensorFlowStack(KerasStack):
     def fit_data(self, x, y, batch_size: int) -> dict:
         """A ``tf.data`` pipeline of the arrays, in order, prefetching 2 batches, with tf.data's autotuning off.
 
-        Keras' own adapter for arrays prefetches with ``AUTOTUNE``, whose model thread a 2-core CPU measured at
-        two costs: it shares the cores with the step (an epoch of ResNet-20 at batch 64: ~10.3 s, 8.4-8.6 s
-        without it), and when an epoch's ``fit`` ends its iterator's destructor waits for that thread, 0-10 s
-        (``RootDataset::Iterator`` -> ``UnboundedThreadPool::LogicalThreadWrapper``, seen with py-spy): the
-        loop calls ``fit`` once per epoch, so Keras' epoch_s carried that wait at random. The batches, their
+        Keras' own adapter for arrays prefetches with ``AUTOTUNE``; when an epoch's ``fit`` ends, its iterator's
+        destructor waits for the autotune thread, up to ~10 s on a 2-core CPU (``RootDataset::Iterator`` ->
+        ``UnboundedThreadPool::LogicalThreadWrapper``, seen with py-spy): the loop calls ``fit`` once per epoch,
+        so Keras' epoch_s carried that wait at random (docs/measures/training.md). The batches, their
         order and the step are unchanged (``fit`` takes a dataset of (x, y) batches)."""
         import tensorflow as tf
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
